@@ -1,0 +1,38 @@
+/* app.h - the one context struct passed down to every module.
+ *
+ * main() owns it and everything it points to; modules borrow it for the
+ * process lifetime. There is no other mutable global state (see log.h for
+ * the one exception). */
+#ifndef WSGATE_APP_H
+#define WSGATE_APP_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+struct event_base;
+struct lws_context;
+struct loop;
+struct hub;
+struct broker;
+struct session;
+
+#define APP_BATCH_MAX 65536 /* bytes of one batched frame (?batch=1) */
+
+struct app {
+    struct config cfg;
+    const char *node_id;          /* cfg.node_id, or hostname:port */
+    struct event_base *base;
+    struct lws_context *lws;
+    struct loop *loop;
+    struct hub *hub;
+    struct broker *broker;
+    struct session *sessions;     /* every open WebSocket session (session.c) */
+    unsigned nsessions;
+    uint32_t session_salt;        /* random per process: ids differ across nodes */
+    uint32_t session_seq;
+    int draining;                 /* SIGTERM seen: not ready, closing clients */
+    unsigned char *batch_buf;     /* LWS_PRE + APP_BATCH_MAX scratch for batching */
+};
+
+#endif

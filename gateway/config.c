@@ -1,0 +1,343 @@
+/* config.c - see config.h. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A setter validates one value; on failure it writes what was expected into
+ * why (the caller prefixes the flag name). */
+typedef int (*setter_fn)(struct config *cfg, const char *v, char *why,
+                         size_t whylen);
+
+struct option_def {
+    const char *name;   /* flag without the leading "--" */
+    const char *defval; /* NULL: no default applied */
+    const char *help;
+    setter_fn set;
+};
+
+static int copy_str(char *dst, size_t cap, const char *v)
+{
+    size_t n = strlen(v);
+    if (n >= cap)
+        return -1;
+    memcpy(dst, v, n + 1);
+    return 0;
+}
+
+int config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return -1;
+    const char *h = s;
+    size_t hl = (size_t)(colon - s);
+    if (h[0] == '[') { /* [v6addr]:port */
+        if (hl < 3 || h[hl - 1] != ']')
+            return -1;
+        h++;
+        hl -= 2;
+    }
+    if (hl >= hostlen)
+        return -1;
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end || errno || p < 0 || p > 65535)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+int config_parse_redis_url(const char *s, struct redis_addr *out)
+{
+    static const char scheme[] = "redis://";
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    if (strncmp(s, scheme, sizeof scheme - 1) != 0)
+        return -1;
+    s += sizeof scheme - 1;
+
+    const char *at = strrchr(s, '@');
+    if (at) { /* [user]:password@ */
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+        if (!colon)
+            return -1;
+        size_t ul = (size_t)(colon - s), pl = (size_t)(at - colon - 1);
+        if (ul >= sizeof out->user || pl >= sizeof out->password || pl == 0)
+            return -1;
+        memcpy(out->user, s, ul);
+        memcpy(out->password, colon + 1, pl);
+        s = at + 1;
+    }
+
+    const char *slash = strchr(s, '/');
+    size_t hp = slash ? (size_t)(slash - s) : strlen(s);
+    char hostport[CONFIG_HOST_MAX + 8];
+    if (hp == 0 || hp >= sizeof hostport)
+        return -1;
+    memcpy(hostport, s, hp);
+    hostport[hp] = '\0';
+
+    char *colon = strrchr(hostport, ':');
+    char *close = strrchr(hostport, ']');
+    if (colon && (!close || colon > close)) { /* explicit port */
+        if (config_parse_listen(hostport, out->host, sizeof out->host,
+                                &out->port) < 0 || out->port == 0)
+            return -1;
+    } else {
+        char *h = hostport;
+        size_t hl = strlen(h);
+        if (h[0] == '[') {
+            if (hl < 3 || h[hl - 1] != ']')
+                return -1;
+            h++;
+            hl -= 2;
+        }
+        if (hl >= sizeof out->host)
+            return -1;
+        memcpy(out->host, h, hl);
+        out->host[hl] = '\0';
+    }
+    if (out->host[0] == '\0')
+        return -1;
+
+    if (slash && slash[1]) {
+        char *end;
+        errno = 0;
+        long db = strtol(slash + 1, &end, 10);
+        if (*end || errno || db < 0 || db > 65535)
+            return -1;
+        out->db = (int)db;
+    }
+    return 0;
+}
+
+int config_parse_size(const char *s, size_t *out)
+{
+    char *end;
+    if (!isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    unsigned long long mult = 1;
+    if (*end == 'k' || *end == 'K')
+        mult = 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        mult = 1024 * 1024, end++;
+    if (*end || errno || v > (1ULL << 40) / mult)
+        return -1;
+    *out = (size_t)(v * mult);
+    return 0;
+}
+
+static int set_listen(struct config *c, const char *v, char *why, size_t n)
+{
+    if (config_parse_listen(v, c->listen_host, sizeof c->listen_host,
+                            &c->listen_port) == 0)
+        return 0;
+    snprintf(why, n, "expected HOST:PORT");
+    return -1;
+}
+
+static int set_redis(struct config *c, const char *v, char *why, size_t n)
+{
+    if (v[0] == '\0') { /* an empty value selects the embedded broker */
+        c->use_redis = 0;
+        return 0;
+    }
+    if (config_parse_redis_url(v, &c->redis) == 0) {
+        c->use_redis = 1;
+        return 0;
+    }
+    snprintf(why, n, "expected redis://[[user]:password@]host[:port][/db]");
+    return -1;
+}
+
+/* Channel names allow A-Z a-z 0-9 _ - . : @ /; a prefix may use the same. */
+static int set_prefix(struct config *c, const char *v, char *why, size_t n)
+{
+    for (const char *p = v; *p; p++) {
+        if (!isalnum((unsigned char)*p) && !strchr("_-.:@/", *p)) {
+            snprintf(why, n, "only A-Z a-z 0-9 _ - . : @ / are allowed");
+            return -1;
+        }
+    }
+    if (copy_str(c->channel_prefix, sizeof c->channel_prefix, v) == 0)
+        return 0;
+    snprintf(why, n, "at most %zu bytes", sizeof c->channel_prefix - 1);
+    return -1;
+}
+
+static int set_node_id(struct config *c, const char *v, char *why, size_t n)
+{
+    for (const char *p = v; *p; p++) {
+        if (!isgraph((unsigned char)*p) || *p == '"' || *p == '\\') {
+            snprintf(why, n, "printable characters without quotes only");
+            return -1;
+        }
+    }
+    if (copy_str(c->node_id, sizeof c->node_id, v) == 0)
+        return 0;
+    snprintf(why, n, "at most %zu bytes", sizeof c->node_id - 1);
+    return -1;
+}
+
+static int set_web_root(struct config *c, const char *v, char *why, size_t n)
+{
+    if (v[0] && copy_str(c->web_root, sizeof c->web_root, v) == 0)
+        return 0;
+    snprintf(why, n, "expected a directory path");
+    return -1;
+}
+
+static int set_log_level(struct config *c, const char *v, char *why, size_t n)
+{
+    if (log_level_parse(v, &c->log_level) == 0)
+        return 0;
+    snprintf(why, n, "expected debug, info, warn or error");
+    return -1;
+}
+
+static int set_size_in(size_t *dst, const char *v, size_t lo, size_t hi,
+                       char *why, size_t n)
+{
+    size_t s;
+    if (config_parse_size(v, &s) == 0 && s >= lo && s <= hi) {
+        *dst = s;
+        return 0;
+    }
+    snprintf(why, n, "expected a byte count from %zu to %zu (k and m suffixes allowed)",
+             lo, hi);
+    return -1;
+}
+
+static int set_max_message(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_size_in(&c->max_message_size, v, 256, 16u << 20, why, n);
+}
+
+static int set_max_queue(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_size_in(&c->max_queue_bytes, v, 1024, 1u << 30, why, n);
+}
+
+static int set_drain(struct config *c, const char *v, char *why, size_t n)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (v[0] && !*end && !errno && d >= 0 && d <= 3600) {
+        c->shutdown_seconds = d;
+        return 0;
+    }
+    snprintf(why, n, "expected seconds from 0 to 3600");
+    return -1;
+}
+
+static const struct option_def options[] = {
+    {"listen", "0.0.0.0:8080", "WebSocket and HTTP address (port 0: any free port)", set_listen},
+    {"redis", NULL, "Redis URL redis://[[user]:password@]host[:port][/db]; unset: embedded broker", set_redis},
+    {"channel-prefix", "wsgate:", "prefix of Redis channel names", set_prefix},
+    {"node-id", NULL, "node name in welcome frames and logs (default hostname:port)", set_node_id},
+    {"web-root", NULL, "directory of static files served at /", set_web_root},
+    {"log-level", "info", "debug, info, warn or error", set_log_level},
+    {"max-message-size", "64k", "largest inbound frame, HTTP body or published payload", set_max_message},
+    {"max-queue-bytes", "1m", "per-client send queue; beyond it the client is closed as a slow consumer", set_max_queue},
+    {"drain-seconds", "10", "on SIGTERM, how long clients get to close before exit", set_drain},
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+/* "max-queue-bytes" -> "WSGATE_MAX_QUEUE_BYTES" */
+static void env_name(const char *flag, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "WSGATE_");
+    for (; *flag && n + 1 < cap; flag++)
+        out[n++] = *flag == '-' ? '_' : (char)toupper((unsigned char)*flag);
+    out[n] = '\0';
+}
+
+static int apply(struct config *cfg, const struct option_def *o,
+                 const char *v, const char *source, char *err, size_t errlen)
+{
+    char why[160];
+    if (o->set(cfg, v, why, sizeof why) == 0)
+        return 0;
+    snprintf(err, errlen, "%s: invalid value '%.80s': %s", source, v, why);
+    return -1;
+}
+
+void config_usage(const char *default_web_root)
+{
+    printf("Usage: wsgate [--flag value]...\n"
+           "WebSocket pub/sub gateway. Every flag can also be set by the\n"
+           "environment variable WSGATE_<FLAG> (upper case, '-' as '_');\n"
+           "a flag beats the variable.\n\n");
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct option_def *o = &options[i];
+        const char *def = o->defval ? o->defval : "";
+        if (o->set == set_web_root)
+            def = default_web_root;
+        printf("  --%-18s %s\n  %-20s default: %s\n", o->name, o->help, "",
+               def[0] ? def : "(unset)");
+    }
+    printf("  --%-18s %s\n", "help", "print this help and exit");
+}
+
+enum config_result config_load(struct config *cfg, int argc, char **argv,
+                               const char *default_web_root, char *err,
+                               size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (options[i].defval &&
+            apply(cfg, &options[i], options[i].defval, "default", err, errlen))
+            return CONFIG_ERROR;
+    if (copy_str(cfg->web_root, sizeof cfg->web_root, default_web_root) < 0) {
+        snprintf(err, errlen, "default web root path is too long");
+        return CONFIG_ERROR;
+    }
+
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        char name[64];
+        env_name(options[i].name, name, sizeof name);
+        const char *v = getenv(name);
+        if (v && apply(cfg, &options[i], v, name, err, errlen))
+            return CONFIG_ERROR;
+    }
+
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
+            return CONFIG_HELP;
+        if (strncmp(arg, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%.80s' (flags start with --)", arg);
+            return CONFIG_ERROR;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        const struct option_def *o = NULL;
+        for (size_t i = 0; i < N_OPTIONS; i++)
+            if (strlen(options[i].name) == nl && !strncmp(options[i].name, name, nl))
+                o = &options[i];
+        if (!o) {
+            snprintf(err, errlen, "unknown flag '--%.*s' (see --help)", (int)(nl > 80 ? 80 : nl), name);
+            return CONFIG_ERROR;
+        }
+        const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
+        char flag[80];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        if (!v) {
+            snprintf(err, errlen, "%s: missing value", flag);
+            return CONFIG_ERROR;
+        }
+        if (apply(cfg, o, v, flag, err, errlen))
+            return CONFIG_ERROR;
+    }
+    return CONFIG_OK;
+}

@@ -1,0 +1,252 @@
+/* http_api.c - see http_api.h. */
+#include "http_api.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "broker.h"
+#include "hub.h"
+#include "log.h"
+#include "loop.h"
+#include "proto.h"
+
+struct http_ticket {
+    struct lws *wsi;         /* NULL once the connection closed */
+    struct http_state *st;   /* valid while wsi is */
+};
+
+/* Writes a complete response now. Returns the callback's return value:
+ * -1 when the connection must close. */
+static int send_reply(struct lws *wsi, unsigned status, const char *ctype,
+                      const char *body, size_t len, int close_after)
+{
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+                                       *end = buf + sizeof buf - 1;
+    if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
+        (close_after && lws_add_http_header_by_token(
+                            wsi, WSI_TOKEN_CONNECTION, (unsigned char *)"close", 5, &p, end)) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    if (len) {
+        unsigned char *out = malloc(LWS_PRE + len);
+        if (!out)
+            return -1;
+        memcpy(out + LWS_PRE, body, len);
+        int n = lws_write(wsi, out + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+        free(out);
+        if (n < 0)
+            return -1;
+    }
+    if (close_after || lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+static int send_json_error(struct lws *wsi, unsigned status, const char *code,
+                           const char *message, int close_after)
+{
+    char body[512];
+    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n",
+                     code, message);
+    return send_reply(wsi, status, "application/json", body, (size_t)n, close_after);
+}
+
+static int send_text(struct lws *wsi, unsigned status, const char *text)
+{
+    return send_reply(wsi, status, "text/plain", text, strlen(text), 0);
+}
+
+static void free_body(struct http_state *st)
+{
+    free(st->body);
+    st->body = NULL;
+    st->body_len = 0;
+}
+
+void http_release(struct http_state *st)
+{
+    if (st->pending)
+        st->pending->wsi = NULL;
+    st->pending = NULL;
+    free_body(st);
+    free(st->reply);
+    st->reply = NULL;
+    st->status = 0;
+}
+
+/* The broker answered a publish: reply from the next HTTP_WRITEABLE. */
+static void on_published(void *arg, int ok)
+{
+    struct http_ticket *t = arg;
+    if (t->wsi) {
+        struct http_state *st = t->st;
+        st->pending = NULL;
+        st->status = ok ? 200 : 503;
+        const char *body = ok ? "{\"ok\":true}\n"
+                              : "{\"error\":\"broker_unavailable\",\"message\":"
+                                "\"the broker did not accept the message\"}\n";
+        st->reply = strdup(body);
+        st->reply_len = st->reply ? strlen(body) : 0;
+        loop_want_write(t->wsi);
+    }
+    free(t);
+}
+
+static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
+{
+    struct proto_req req;
+    struct proto_error err;
+    int rc = proto_parse_publish_body(st->body ? st->body : "", st->body_len, &req, &err);
+    free_body(st);
+    if (rc < 0)
+        return send_json_error(wsi, 400, err.code, err.message, 0);
+    struct http_ticket *t = malloc(sizeof *t);
+    if (!t) {
+        proto_req_free(&req);
+        return send_json_error(wsi, 500, "internal", "out of memory", 1);
+    }
+    t->wsi = wsi;
+    t->st = st;
+    st->pending = t;
+    if (broker_publish(app->broker, req.channel, req.channel_len, req.data,
+                       req.data_len, on_published, t) < 0) {
+        st->pending = NULL;
+        free(t);
+        proto_req_free(&req);
+        return send_json_error(wsi, 503, "broker_unavailable",
+                               "the broker is unavailable, try again", 0);
+    }
+    proto_req_free(&req);
+    return 0;
+}
+
+static long content_length(struct lws *wsi)
+{
+    char v[32];
+    if (lws_hdr_copy(wsi, v, sizeof v, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return -1;
+    return strtol(v, NULL, 10);
+}
+
+static int serve_static(struct app *app, struct lws *wsi, const char *path)
+{
+    /* lws has already decoded %xx and collapsed "/../"; refuse what is left
+     * and then check the resolved file really lies under the web root. */
+    if (path[0] != '/' || strstr(path, ".."))
+        return send_json_error(wsi, 404, "not_found", "no such file", 0);
+    char want[PATH_MAX], real[PATH_MAX], root[PATH_MAX];
+    int n = snprintf(want, sizeof want, "%s%s%s", app->cfg.web_root, path,
+                     path[strlen(path) - 1] == '/' ? "index.html" : "");
+    struct stat sb;
+    if (n < 0 || (size_t)n >= sizeof want || !realpath(app->cfg.web_root, root) ||
+        !realpath(want, real) || strncmp(real, root, strlen(root)) != 0 ||
+        real[strlen(root)] != '/' || stat(real, &sb) < 0 || !S_ISREG(sb.st_mode))
+        return send_json_error(wsi, 404, "not_found", "no such file", 0);
+    const char *mime = lws_get_mimetype(real, NULL);
+    n = lws_serve_http_file(wsi, real, mime ? mime : "application/octet-stream",
+                            NULL, 0);
+    if (n < 0)
+        return -1;
+    if (n == 0)
+        loop_keep_writable(wsi, 1);
+    return 0;
+}
+
+static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
+                      const char *path)
+{
+    char *uri;
+    int urilen;
+    int method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
+    int get = method == LWSHUMETH_GET || method == LWSHUMETH_HEAD;
+
+    if (!strcmp(path, "/healthz"))
+        return get ? send_text(wsi, 200, "ok\n")
+                   : send_json_error(wsi, 405, "method_not_allowed", "use GET", 0);
+    if (!strcmp(path, "/readyz")) {
+        if (!get)
+            return send_json_error(wsi, 405, "method_not_allowed", "use GET", 0);
+        if (app->draining)
+            return send_text(wsi, 503, "draining\n");
+        if (!hub_broker_up(app->hub))
+            return send_text(wsi, 503, "broker unavailable\n");
+        return send_text(wsi, 200, "ready\n");
+    }
+    if (!strcmp(path, "/api/publish")) {
+        if (method != LWSHUMETH_POST)
+            return send_json_error(wsi, 405, "method_not_allowed", "use POST", 0);
+        long cl = content_length(wsi);
+        if (cl > (long)app->cfg.max_message_size)
+            return send_json_error(wsi, 413, "too_large",
+                                   "body exceeds --max-message-size", 1);
+        free_body(st);
+        return 0; /* the body arrives through HTTP_BODY */
+    }
+    if (!get)
+        return send_json_error(wsi, 405, "method_not_allowed", "use GET", 0);
+    return serve_static(app, wsi, path);
+}
+
+static int on_body(struct app *app, struct lws *wsi, struct http_state *st,
+                   const void *in, size_t len)
+{
+    if (st->body_len + len > app->cfg.max_message_size) {
+        free_body(st);
+        return send_json_error(wsi, 413, "too_large",
+                               "body exceeds --max-message-size", 1);
+    }
+    char *b = realloc(st->body, st->body_len + len + 1);
+    if (!b)
+        return -1;
+    memcpy(b + st->body_len, in, len);
+    st->body = b;
+    st->body_len += len;
+    b[st->body_len] = '\0';
+    return 0;
+}
+
+static int on_writable(struct lws *wsi, struct http_state *st)
+{
+    if (!st->status)
+        return 0;
+    unsigned status = st->status;
+    char *reply = st->reply;
+    st->status = 0;
+    st->reply = NULL;
+    int rc = reply ? send_reply(wsi, status, "application/json", reply,
+                                st->reply_len, 0)
+                   : -1;
+    free(reply);
+    return rc;
+}
+
+int http_callback(struct app *app, struct lws *wsi,
+                  enum lws_callback_reasons reason, struct http_state *st,
+                  void *in, size_t len, int *rc)
+{
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        *rc = on_request(app, wsi, st, in);
+        return 1;
+    case LWS_CALLBACK_HTTP_BODY:
+        *rc = on_body(app, wsi, st, in, len);
+        return 1;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        *rc = publish_body(app, wsi, st);
+        return 1;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        *rc = on_writable(wsi, st);
+        return 1;
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        loop_keep_writable(wsi, 0);
+        *rc = lws_http_transaction_completed(wsi) ? -1 : 0;
+        return 1;
+    default:
+        return 0;
+    }
+}

@@ -1,0 +1,37 @@
+/* http_api.h - plain HTTP on the WebSocket port: /healthz, /readyz,
+ * POST /api/publish and static files from --web-root.
+ *
+ * ws.c hands every HTTP callback reason to http_callback(). The per-
+ * connection state lives inside the lws per-session data (zeroed by lws) and
+ * is owned by the connection; a publish awaiting the broker holds a small
+ * ticket that the connection detaches from when it closes first. */
+#ifndef WSGATE_HTTP_API_H
+#define WSGATE_HTTP_API_H
+
+#include <stddef.h>
+
+#include <libwebsockets.h>
+
+#include "app.h"
+
+struct http_ticket;
+
+struct http_state {
+    char *body;            /* POST body collected so far */
+    size_t body_len;
+    struct http_ticket *pending; /* /api/publish awaiting the broker */
+    unsigned short status;       /* reply waiting for HTTP_WRITEABLE */
+    char *reply;                 /* its JSON body (malloc'd) */
+    size_t reply_len;
+};
+
+/* Returns 1 when reason is an HTTP reason this module handles, with *rc set
+ * to the value the lws callback must return. */
+int http_callback(struct app *app, struct lws *wsi, enum lws_callback_reasons reason,
+                  struct http_state *st, void *in, size_t len, int *rc);
+
+/* Frees what st holds and detaches a pending publish; idempotent. Call when
+ * the connection closes or lws drops the HTTP protocol binding. */
+void http_release(struct http_state *st);
+
+#endif

@@ -1,0 +1,57 @@
+/* loop.h - the only code that knows both libevent and libwebsockets.
+ *
+ * Debian's lws 4.1 has no external-poll hooks, so lws never tells us which
+ * fds it wants watched. Instead libevent owns the listening socket; each
+ * accepted fd is adopted into lws and gets a persistent EV_READ event and an
+ * EV_WRITE event, both feeding lws_service_fd(). EV_WRITE is armed by
+ * loop_want_write() (the wrapper every lws_callback_on_writable() goes
+ * through), once after every read (lws queues pongs, close replies and
+ * handshake answers internally), and while lws holds a partial write or a
+ * file is being served. A 100 ms timer runs lws's own timers (pings, close
+ * and idle timeouts) with lws_service(ctx, -1), which never blocks.
+ *
+ * Ownership: struct loop is owned by main. Each connection's struct fdev is
+ * the wsi's opaque user data; loop owns it and frees it when lws destroys
+ * the wsi (after the callback that is servicing it returns, if any). */
+#ifndef WSGATE_LOOP_H
+#define WSGATE_LOOP_H
+
+#include <stddef.h>
+
+struct event_base;
+struct lws;
+struct lws_context;
+struct lws_vhost;
+struct loop;
+
+/* Binds host:port and starts accepting into vh. Returns NULL with err set
+ * when the address cannot be bound (e.g. in use). */
+struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
+                      struct lws_vhost *vh, const char *host, int port,
+                      char *err, size_t errlen);
+
+/* The bound port (the kernel's choice when 0 was asked for). */
+int loop_port(const struct loop *loop);
+
+/* Number of accepted connections lws still holds. */
+unsigned loop_connections(const struct loop *loop);
+
+/* lws_callback_on_writable() plus arming EV_WRITE for the wsi's fd. */
+void loop_want_write(struct lws *wsi);
+
+/* Keeps EV_WRITE armed while on (a file being served by lws itself). */
+void loop_keep_writable(struct lws *wsi, int on);
+
+/* Call from LWS_CALLBACK_CLOSED and CLOSED_HTTP: the fd is still open. */
+void loop_wsi_closed(struct lws *wsi);
+
+/* Call from LWS_CALLBACK_WSI_DESTROY: lws has closed the fd. */
+void loop_wsi_destroyed(struct lws *wsi);
+
+/* Closes the listening socket; established connections carry on. */
+void loop_stop_accepting(struct loop *loop);
+
+/* Frees the loop; call after lws_context_destroy(). */
+void loop_free(struct loop *loop);
+
+#endif

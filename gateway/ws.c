@@ -1,0 +1,90 @@
+/* ws.c - see ws.h. */
+#include "ws.h"
+
+#include <string.h>
+
+#include "app.h"
+#include "http_api.h"
+#include "log.h"
+#include "loop.h"
+#include "session.h"
+
+/* lws per-session data: zeroed by lws, freed after LWS_CALLBACK_WSI_DESTROY
+ * (and replaced, zeroed again, when an HTTP connection upgrades). */
+struct pss {
+    struct session *sess;
+    struct http_state http;
+    unsigned char batch;
+};
+
+/* Accepts the upgrade only on /ws, and only while not draining. */
+static int filter(struct app *app, struct lws *wsi, struct pss *pss)
+{
+    char uri[64], arg[8];
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
+        strcmp(uri, "/ws") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return -1;
+    }
+    if (app->draining) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
+        return -1;
+    }
+    const char *v = lws_get_urlarg_by_name(wsi, "batch=", arg, sizeof arg);
+    pss->batch = v && !strcmp(v, "1");
+    return 0;
+}
+
+static void end_session(struct pss *pss)
+{
+    if (pss && pss->sess) {
+        sess_closed(pss->sess);
+        pss->sess = NULL;
+    }
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason,
+                    void *user, void *in, size_t len)
+{
+    struct pss *pss = user;
+    struct app *app = lws_context_user(lws_get_context(wsi));
+    int rc;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return filter(app, wsi, pss);
+    case LWS_CALLBACK_ESTABLISHED:
+        pss->sess = sess_open(app, wsi, pss->batch);
+        return pss->sess ? 0 : -1;
+    case LWS_CALLBACK_RECEIVE:
+        return pss->sess ? sess_receive(pss->sess, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss->sess ? sess_writable(pss->sess) : -1;
+    case LWS_CALLBACK_CLOSED:
+        end_session(pss);
+        loop_wsi_closed(wsi);
+        return 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        loop_wsi_closed(wsi);
+        /* fallthrough */
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (pss)
+            http_release(&pss->http);
+        return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+        end_session(pss);
+        if (pss)
+            http_release(&pss->http);
+        loop_wsi_destroyed(wsi);
+        return 0;
+    default:
+        if (pss && http_callback(app, wsi, reason, &pss->http, in, len, &rc))
+            return rc;
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+const struct lws_protocols ws_protocols[] = {
+    {"wsgate", callback, sizeof(struct pss), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
