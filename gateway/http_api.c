@@ -50,10 +50,13 @@ static int send_reply(struct lws *wsi, unsigned status, const char *ctype,
 static int send_json_error(struct lws *wsi, unsigned status, const char *code,
                            const char *message, int close_after)
 {
-    char body[512];
-    int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}\n",
-                     code, message);
-    return send_reply(wsi, status, "application/json", body, (size_t)n, close_after);
+    struct msg *m = proto_encode_http_error(code, message);
+    if (!m)
+        return -1;
+    int rc = send_reply(wsi, status, "application/json", (char *)msg_data(m),
+                        m->len, close_after);
+    msg_unref(m);
+    return rc;
 }
 
 static int send_text(struct lws *wsi, unsigned status, const char *text)
@@ -101,28 +104,26 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
 {
     struct proto_req req;
     struct proto_error err;
-    int rc = proto_parse_publish_body(st->body ? st->body : "", st->body_len, &req, &err);
-    free_body(st);
-    if (rc < 0)
-        return send_json_error(wsi, 400, err.code, err.message, 0);
-    struct http_ticket *t = malloc(sizeof *t);
-    if (!t) {
-        proto_req_free(&req);
-        return send_json_error(wsi, 500, "internal", "out of memory", 1);
+    int rc;
+    struct http_ticket *t = NULL;
+    if (proto_parse_publish_body(st->body ? st->body : "", st->body_len, &req, &err) < 0) {
+        rc = send_json_error(wsi, 400, err.code, err.message, 0);
+    } else if (!(t = malloc(sizeof *t))) {
+        rc = send_json_error(wsi, 500, "internal", "out of memory", 1);
+    } else {
+        *t = (struct http_ticket){.wsi = wsi, .st = st};
+        st->pending = t; /* the broker may answer before publish returns */
+        rc = 0;
+        if (broker_publish(app->broker, req.channel, req.channel_len, req.data,
+                           req.data_len, on_published, t) < 0) {
+            st->pending = NULL;
+            free(t);
+            rc = send_json_error(wsi, 503, "broker_unavailable",
+                                 "the broker is unavailable, try again", 0);
+        }
     }
-    t->wsi = wsi;
-    t->st = st;
-    st->pending = t;
-    if (broker_publish(app->broker, req.channel, req.channel_len, req.data,
-                       req.data_len, on_published, t) < 0) {
-        st->pending = NULL;
-        free(t);
-        proto_req_free(&req);
-        return send_json_error(wsi, 503, "broker_unavailable",
-                               "the broker is unavailable, try again", 0);
-    }
-    proto_req_free(&req);
-    return 0;
+    free_body(st); /* req.data pointed into it */
+    return rc;
 }
 
 static long content_length(struct lws *wsi)

@@ -109,16 +109,57 @@ static int take_channel(const cJSON *obj, struct proto_req *req,
     return 0;
 }
 
-static int take_data(const cJSON *obj, struct proto_req *req,
-                     struct proto_error *err)
+static const char *skip_ws(const char *p, const char *end)
 {
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(obj, "data");
-    if (!data)
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    return p;
+}
+
+/* Finds the source text of the first member named key of the JSON object
+ * in buf, which cJSON has already validated. cJSON parses each key and value
+ * in turn to find where it ends. Returns 0 with the span, or -1. */
+static int member_span(const char *buf, size_t len, const char *key,
+                       const char **out, size_t *outlen)
+{
+    const char *p = skip_ws(buf, buf + len), *end = buf + len, *stop;
+    if (p == end || *p != '{')
+        return -1;
+    for (p++;; p++) {
+        p = skip_ws(p, end);
+        cJSON *k = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
+        int match = cJSON_IsString(k) && !strcmp(k->valuestring, key);
+        cJSON_Delete(k);
+        if (!k)
+            return -1;
+        p = skip_ws(stop, end);
+        if (p == end || *p != ':')
+            return -1;
+        p = skip_ws(p + 1, end);
+        cJSON *v = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
+        cJSON_Delete(v);
+        if (!v)
+            return -1;
+        if (match) {
+            *out = p;
+            *outlen = (size_t)(stop - p);
+            return 0;
+        }
+        p = skip_ws(stop, end);
+        if (p == end || *p != ',')
+            return -1;
+    }
+}
+
+/* The payload travels as the client wrote it, not re-encoded by cJSON
+ * (which would round large integers and reformat numbers). */
+static int take_data(const char *buf, size_t len, const cJSON *obj,
+                     struct proto_req *req, struct proto_error *err)
+{
+    if (!cJSON_GetObjectItemCaseSensitive(obj, "data"))
         return fail(err, "bad_request", "publish needs a \"data\" member");
-    req->data = cJSON_PrintUnformatted(data);
-    if (!req->data)
-        return fail(err, "bad_request", "\"data\" cannot be encoded");
-    req->data_len = strlen(req->data);
+    if (member_span(buf, len, "data", &req->data, &req->data_len) < 0)
+        return fail(err, "bad_request", "\"data\" cannot be located");
     return 0;
 }
 
@@ -183,13 +224,11 @@ int proto_parse_request(const char *buf, size_t len, struct proto_req *req,
 
     if (req->op != OP_PING && take_channel(root, req, err) < 0)
         goto out;
-    if (req->op == OP_PUBLISH && take_data(root, req, err) < 0)
+    if (req->op == OP_PUBLISH && take_data(buf, len, root, req, err) < 0)
         goto out;
     rc = 0;
 out:
     cJSON_Delete(root);
-    if (rc < 0)
-        proto_req_free(req);
     return rc;
 }
 
@@ -202,18 +241,10 @@ int proto_parse_publish_body(const char *buf, size_t len,
     cJSON *root = parse_object(buf, len, err);
     if (!root)
         return -1;
-    int rc = take_channel(root, req, err) < 0 || take_data(root, req, err) < 0 ? -1 : 0;
+    int rc = take_channel(root, req, err) < 0 ||
+                     take_data(buf, len, root, req, err) < 0 ? -1 : 0;
     cJSON_Delete(root);
-    if (rc < 0)
-        proto_req_free(req);
     return rc;
-}
-
-void proto_req_free(struct proto_req *req)
-{
-    cJSON_free(req->data);
-    req->data = NULL;
-    req->data_len = 0;
 }
 
 struct msg *proto_encode_message(const char *channel, size_t channel_len,
@@ -229,8 +260,12 @@ struct msg *proto_encode_message(const char *channel, size_t channel_len,
     memcpy(p, a, sizeof a - 1), p += sizeof a - 1;
     memcpy(p, channel, channel_len), p += channel_len;
     memcpy(p, b, sizeof b - 1), p += sizeof b - 1;
-    memcpy(p, data, data_len), p += data_len;
-    *p = '}';
+    memcpy(p, data, data_len);
+    /* A raw newline in valid JSON is whitespace: blank it so batched frames
+     * (objects joined by '\n') still split cleanly. */
+    for (unsigned char *nl = p; (nl = memchr(nl, '\n', data_len - (size_t)(nl - p)));)
+        *nl = ' ';
+    p[data_len] = '}';
     return m;
 }
 
@@ -281,6 +316,14 @@ struct msg *proto_encode_error(int has_id, int64_t id, const char *code,
         cJSON_AddRawToObject(o, "id", num);
     }
     cJSON_AddStringToObject(o, "code", code);
+    cJSON_AddStringToObject(o, "message", message);
+    return msg_from_json(o);
+}
+
+struct msg *proto_encode_http_error(const char *code, const char *message)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", code);
     cJSON_AddStringToObject(o, "message", message);
     return msg_from_json(o);
 }

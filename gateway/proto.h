@@ -1,7 +1,8 @@
 /* proto.h - client protocol v1: frame parsing and encoding, no I/O.
  *
- * Parsing uses cJSON; a parsed request owns its publish payload (data, the
- * JSON text of the "data" member) until proto_req_free(). Encoders return a
+ * Parsing uses cJSON. A parsed publish points into the caller's frame for
+ * its payload (data: the "data" member's text exactly as sent), so it is
+ * valid only as long as that buffer. Encoders return a
  * new struct msg (see msg.h) with one reference, or NULL when out of memory;
  * the caller owns that reference. Errors carry static strings only. */
 #ifndef WSGATE_PROTO_H
@@ -22,7 +23,7 @@ struct proto_req {
     int64_t id;
     char channel[PROTO_CHANNEL_MAX + 1]; /* NUL-terminated, validated */
     size_t channel_len;
-    char *data; /* publish only: malloc'd JSON text, NUL-terminated */
+    const char *data; /* publish only: borrowed from the parsed buffer */
     size_t data_len;
 };
 
@@ -34,7 +35,7 @@ struct proto_error {
 };
 
 /* Parses one client frame of len bytes (need not be NUL-terminated).
- * Returns 0 with req filled (free with proto_req_free), or -1 with err. */
+ * Returns 0 with req filled, or -1 with err. */
 int proto_parse_request(const char *buf, size_t len, struct proto_req *req,
                         struct proto_error *err);
 
@@ -42,8 +43,6 @@ int proto_parse_request(const char *buf, size_t len, struct proto_req *req,
  * req->channel and req->data as for a publish frame. Returns 0 or -1. */
 int proto_parse_publish_body(const char *buf, size_t len,
                              struct proto_req *req, struct proto_error *err);
-
-void proto_req_free(struct proto_req *req);
 
 /* 1 when name is 1..200 bytes of A-Z a-z 0-9 _ - . : @ / */
 int proto_channel_valid(const char *name, size_t len);
@@ -56,6 +55,8 @@ int proto_json_valid(const char *buf, size_t len);
  * channel a valid name (neither is escaped: both are safe as they are). */
 struct msg *proto_encode_message(const char *channel, size_t channel_len,
                                  const char *data, size_t data_len);
+/* The JSON body of an HTTP API error: {"error":code,"message":message} */
+struct msg *proto_encode_http_error(const char *code, const char *message);
 struct msg *proto_encode_welcome(const char *node, const char *session);
 struct msg *proto_encode_ack(int has_id, int64_t id);
 struct msg *proto_encode_pong(int has_id, int64_t id);

@@ -192,7 +192,6 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
         do_publish(s, &req);
         break;
     }
-    proto_req_free(&req);
 }
 
 int sess_receive(struct session *s, const void *in, size_t len)
