@@ -254,19 +254,12 @@ void loop_wsi_destroyed(struct lws *wsi)
         fdev_free(f);
 }
 
-void loop_stop_accepting(struct loop *loop)
-{
-    if (loop->listener) {
-        evconnlistener_free(loop->listener);
-        loop->listener = NULL;
-    }
-}
-
 void loop_free(struct loop *loop)
 {
     if (!loop)
         return;
-    loop_stop_accepting(loop);
+    if (loop->listener)
+        evconnlistener_free(loop->listener);
     if (loop->tick)
         event_free(loop->tick);
     free(loop);

@@ -48,9 +48,6 @@ void loop_wsi_closed(struct lws *wsi);
 /* Call from LWS_CALLBACK_WSI_DESTROY: lws has closed the fd. */
 void loop_wsi_destroyed(struct lws *wsi);
 
-/* Closes the listening socket; established connections carry on. */
-void loop_stop_accepting(struct loop *loop);
-
 /* Frees the loop; call after lws_context_destroy(). */
 void loop_free(struct loop *loop);
 

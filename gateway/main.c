@@ -83,9 +83,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(app->base);
         return;
     }
+    /* The listener stays open so /readyz can answer 503 (load balancers
+     * take the node out) while new upgrades are refused with 503. */
     app->draining = 1;
     log_info("signal %d: draining %u clients", (int)sig, app->nsessions);
-    loop_stop_accepting(app->loop);
     if (app->nsessions == 0) {
         event_base_loopbreak(app->base);
         return;
