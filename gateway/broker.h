@@ -7,7 +7,7 @@
  * Contract:
  * - subscribe() sends one request for n channels; each channel is confirmed
  *   by one events.subscribed() call, in request order, once messages on it
- *   will be delivered. No confirmation arrives for requests pending when the
+ *   will be delivered (the embedded engine confirms before returning). No confirmation arrives for requests pending when the
  *   broker goes down (events.state(0) comes instead).
  * - publish() returns 0 and later calls done(arg, ok) exactly once (it may
  *   be called before publish() returns), or returns -1 when the broker is
@@ -15,9 +15,7 @@
  * - events.state(1) is reported each time the broker becomes available after
  *   having been unavailable; every subscription was lost with the outage and
  *   must be requested again. events.state(0) reports the loss.
- * - Callbacks never run inside another broker callback's caller frame except
- *   as stated for done(); payload and channel pointers are valid only during
- *   the callback.
+ * - Payload and channel pointers are valid only during the callback.
  * - The engine is owned by whoever created it and freed with broker_free(),
  *   which completes pending publishes with ok = 0. */
 #ifndef WSGATE_BROKER_H

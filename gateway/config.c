@@ -28,6 +28,23 @@ static int copy_str(char *dst, size_t cap, const char *v)
     return 0;
 }
 
+/* Digits only: strtol would also take signs and leading blanks. */
+static int parse_port(const char *s, int *port)
+{
+    long p = 0;
+    if (!*s || strlen(s) > 5)
+        return -1;
+    for (; *s; s++) {
+        if (!isdigit((unsigned char)*s))
+            return -1;
+        p = p * 10 + (*s - '0');
+    }
+    if (p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
 int config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
 {
     const char *colon = strrchr(s, ':');
@@ -40,17 +57,16 @@ int config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
             return -1;
         h++;
         hl -= 2;
-    }
-    if (hl >= hostlen)
+    } else if (memchr(h, ':', hl)) { /* an IPv6 address needs brackets */
         return -1;
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end || errno || p < 0 || p > 65535)
+    }
+    int p;
+    if (hl >= hostlen || memchr(h, ']', hl) || memchr(h, '[', hl) ||
+        parse_port(colon + 1, &p) < 0)
         return -1;
     memcpy(host, h, hl);
     host[hl] = '\0';
-    *port = (int)p;
+    *port = p;
     return 0;
 }
 
@@ -90,19 +106,16 @@ int config_parse_redis_url(const char *s, struct redis_addr *out)
         if (config_parse_listen(hostport, out->host, sizeof out->host,
                                 &out->port) < 0 || out->port == 0)
             return -1;
-    } else {
-        char *h = hostport;
-        size_t hl = strlen(h);
-        if (h[0] == '[') {
-            if (hl < 3 || h[hl - 1] != ']')
-                return -1;
-            h++;
-            hl -= 2;
-        }
-        if (hl >= sizeof out->host)
+    } else if (hostport[0] == '[') { /* [v6addr] */
+        size_t hl = strlen(hostport);
+        if (hl < 3 || hostport[hl - 1] != ']' || hl - 2 >= sizeof out->host)
             return -1;
-        memcpy(out->host, h, hl);
-        out->host[hl] = '\0';
+        memcpy(out->host, hostport + 1, hl - 2);
+        out->host[hl - 2] = '\0';
+    } else if (!colon && !close && hp < sizeof out->host) {
+        memcpy(out->host, hostport, hp + 1);
+    } else {
+        return -1;
     }
     if (out->host[0] == '\0')
         return -1;
@@ -294,6 +307,9 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
                                size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
+    for (int a = 1; a < argc; a++)
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h"))
+            return CONFIG_HELP;
     for (size_t i = 0; i < N_OPTIONS; i++)
         if (options[i].defval &&
             apply(cfg, &options[i], options[i].defval, "default", err, errlen))
@@ -313,8 +329,6 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
 
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h"))
-            return CONFIG_HELP;
         if (strncmp(arg, "--", 2) != 0) {
             snprintf(err, errlen, "unexpected argument '%.80s' (flags start with --)", arg);
             return CONFIG_ERROR;

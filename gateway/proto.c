@@ -8,69 +8,14 @@
 
 #include <cJSON.h>
 
+#include "json.h"
+
 /* Ids travel as JSON numbers: only integers a double holds exactly. */
-#define ID_LIMIT 9007199254740992.0 /* 2^53 */
-
-static int utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1, cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2, cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3, cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (len - i <= n) /* truncated sequence */
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        /* reject overlong forms, surrogates and values past U+10FFFF */
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
-            (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
-/* cJSON accepts trailing bytes after the value unless told otherwise; a
- * frame or payload must be exactly one value. */
-static cJSON *parse_exact(const char *buf, size_t len)
-{
-    const char *end = NULL;
-    cJSON *v = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
-    if (!v)
-        return NULL;
-    for (; end && end < buf + len; end++) {
-        if (!strchr(" \t\r\n", *end) || *end == '\0') {
-            cJSON_Delete(v);
-            return NULL;
-        }
-    }
-    return v;
-}
+#define ID_LIMIT 9007199254740991.0 /* 2^53 - 1 */
 
 int proto_json_valid(const char *buf, size_t len)
 {
-    if (!utf8_valid((const unsigned char *)buf, len))
-        return 0;
-    cJSON *v = parse_exact(buf, len);
-    cJSON_Delete(v);
-    return v != NULL;
+    return json_valid(buf, len);
 }
 
 int proto_channel_valid(const char *name, size_t len)
@@ -94,82 +39,40 @@ static int fail(struct proto_error *err, const char *code, const char *message)
     return -1;
 }
 
-static int take_channel(const cJSON *obj, struct proto_req *req,
-                        struct proto_error *err)
+/* Publish and channel fields are taken from the source text: data travels
+ * exactly as the client wrote it (cJSON would round large integers and
+ * reformat numbers), and the channel is decoded with its length, so an
+ * escaped NUL cannot cut it short past the name check. */
+static int take_fields(const char *buf, size_t len, struct proto_req *req,
+                       struct proto_error *err)
 {
-    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(obj, "channel");
-    if (!cJSON_IsString(ch))
+    static const char *const keys[] = {"channel", "data"};
+    struct json_span span[2];
+    json_members(buf, len, keys, span, 2);
+    const struct json_span *ch = &span[0], *data = &span[1];
+    if (!ch->text || ch->text[0] != '"')
         return fail(err, "bad_request", "\"channel\" must be a string");
-    size_t n = strlen(ch->valuestring);
-    if (!proto_channel_valid(ch->valuestring, n))
+    long n = json_string_ascii(ch, req->channel, sizeof req->channel);
+    if (n < 0 || !proto_channel_valid(req->channel, (size_t)n))
         return fail(err, "bad_channel",
                     "channel names are 1-200 bytes of A-Z a-z 0-9 _ - . : @ /");
-    memcpy(req->channel, ch->valuestring, n + 1);
-    req->channel_len = n;
-    return 0;
-}
-
-static const char *skip_ws(const char *p, const char *end)
-{
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
-        p++;
-    return p;
-}
-
-/* Finds the source text of the first member named key of the JSON object
- * in buf, which cJSON has already validated. cJSON parses each key and value
- * in turn to find where it ends. Returns 0 with the span, or -1. */
-static int member_span(const char *buf, size_t len, const char *key,
-                       const char **out, size_t *outlen)
-{
-    const char *p = skip_ws(buf, buf + len), *end = buf + len, *stop;
-    if (p == end || *p != '{')
-        return -1;
-    for (p++;; p++) {
-        p = skip_ws(p, end);
-        cJSON *k = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
-        int match = cJSON_IsString(k) && !strcmp(k->valuestring, key);
-        cJSON_Delete(k);
-        if (!k)
-            return -1;
-        p = skip_ws(stop, end);
-        if (p == end || *p != ':')
-            return -1;
-        p = skip_ws(p + 1, end);
-        cJSON *v = cJSON_ParseWithLengthOpts(p, (size_t)(end - p), &stop, 0);
-        cJSON_Delete(v);
-        if (!v)
-            return -1;
-        if (match) {
-            *out = p;
-            *outlen = (size_t)(stop - p);
-            return 0;
-        }
-        p = skip_ws(stop, end);
-        if (p == end || *p != ',')
-            return -1;
-    }
-}
-
-/* The payload travels as the client wrote it, not re-encoded by cJSON
- * (which would round large integers and reformat numbers). */
-static int take_data(const char *buf, size_t len, const cJSON *obj,
-                     struct proto_req *req, struct proto_error *err)
-{
-    if (!cJSON_GetObjectItemCaseSensitive(obj, "data"))
+    req->channel_len = (size_t)n;
+    if (req->op != OP_PUBLISH)
+        return 0;
+    if (!data->text)
         return fail(err, "bad_request", "publish needs a \"data\" member");
-    if (member_span(buf, len, "data", &req->data, &req->data_len) < 0)
-        return fail(err, "bad_request", "\"data\" cannot be located");
+    req->data = data->text;
+    req->data_len = data->len;
     return 0;
 }
 
 static cJSON *parse_object(const char *buf, size_t len, struct proto_error *err)
 {
-    if (!utf8_valid((const unsigned char *)buf, len)) {
-        fail(err, "bad_json", "not valid UTF-8");
+    if (!json_valid(buf, len)) {
+        fail(err, "bad_json", "not valid JSON (RFC 8259, UTF-8)");
         return NULL;
     }
-    cJSON *root = parse_exact(buf, len);
+    cJSON *root = cJSON_ParseWithLength(buf, len);
     if (!root) {
         fail(err, "bad_json", "not valid JSON");
         return NULL;
@@ -222,9 +125,7 @@ int proto_parse_request(const char *buf, size_t len, struct proto_req *req,
         goto out;
     }
 
-    if (req->op != OP_PING && take_channel(root, req, err) < 0)
-        goto out;
-    if (req->op == OP_PUBLISH && take_data(buf, len, root, req, err) < 0)
+    if (req->op != OP_PING && take_fields(buf, len, req, err) < 0)
         goto out;
     rc = 0;
 out:
@@ -241,10 +142,8 @@ int proto_parse_publish_body(const char *buf, size_t len,
     cJSON *root = parse_object(buf, len, err);
     if (!root)
         return -1;
-    int rc = take_channel(root, req, err) < 0 ||
-                     take_data(buf, len, root, req, err) < 0 ? -1 : 0;
     cJSON_Delete(root);
-    return rc;
+    return take_fields(buf, len, req, err);
 }
 
 struct msg *proto_encode_message(const char *channel, size_t channel_len,
