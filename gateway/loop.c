@@ -33,7 +33,8 @@ struct loop {
 struct fdev {
     struct loop *loop;
     struct lws *wsi; /* NULL once lws destroyed it */
-    struct event *rd, *wr;
+    struct event *rd, *wr; /* EV_READ, and EV_WRITE armed in epoll */
+    struct event *kick;    /* no fd: event_active() runs on_write next */
     int fd;
     unsigned char write_armed;  /* wr is pending in libevent */
     unsigned char want_write;   /* a writable callback was asked for */
@@ -43,10 +44,18 @@ struct fdev {
 
 static void fdev_free(struct fdev *f)
 {
-    event_free(f->rd);
-    event_free(f->wr);
     f->loop->nconn--;
+    if (f->rd) event_free(f->rd);
+    if (f->wr) event_free(f->wr);
+    if (f->kick) event_free(f->kick);
     free(f);
+}
+
+/* A separate event from wr: libevent silently skips registering an event
+ * with epoll while that same event is active. */
+static void kick_write(struct fdev *f)
+{
+    event_active(f->kick, EV_WRITE, 1);
 }
 
 static void arm_write(struct fdev *f)
@@ -61,6 +70,20 @@ static void disarm_write(struct fdev *f)
         event_del(f->wr);
         f->write_armed = 0;
     }
+}
+
+struct event_base *loop_base_new(void)
+{
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        return NULL;
+    /* Writable callbacks re-activate themselves while a queue drains; poll
+     * the sockets again after this many so reads are never starved. */
+    struct timeval max_interval = {0, 10000};
+    event_config_set_max_dispatch_interval(cfg, &max_interval, 256, 0);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
 }
 
 /* Runs lws on one fd; returns 0 when the wsi survived, else frees f. */
@@ -82,18 +105,29 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct fdev *f = arg;
     if (service(f, POLLIN) == 0)
-        arm_write(f); /* lws may have queued a reply of its own */
+        kick_write(f); /* lws may have queued a reply */
 }
 
+/* Runs from a real EV_WRITE (socket writable again after a partial write, or
+ * lws serving a file) or from event_active() (a writable callback was asked
+ * for: no syscall needed when the socket is presumed writable). */
 static void on_write(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct fdev *f = arg;
     f->want_write = 0;
+    int had_partial = lws_partial_buffered(f->wsi);
     if (service(f, POLLOUT) < 0)
         return;
-    if (!f->want_write && !f->keep_writable && !lws_partial_buffered(f->wsi))
-        disarm_write(f);
+    if (f->keep_writable || lws_partial_buffered(f->wsi)) {
+        arm_write(f); /* wait until the kernel takes more */
+        return;
+    }
+    disarm_write(f);
+    /* lws flushes a partial write without calling the user back: the next
+     * round is the writable callback it owes. */
+    if (f->want_write || had_partial)
+        kick_write(f);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -112,23 +146,23 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
     struct fdev *f = calloc(1, sizeof *f);
-    if (f) {
-        f->rd = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_read, f);
-        f->wr = event_new(loop->base, fd, EV_WRITE | EV_PERSIST, on_write, f);
-    }
-    if (!f || !f->rd || !f->wr) {
+    if (!f) {
         log_error("out of memory accepting a connection");
-        if (f) {
-            if (f->rd) event_free(f->rd);
-            if (f->wr) event_free(f->wr);
-            free(f);
-        }
         close(fd);
         return;
     }
     f->loop = loop;
     f->fd = fd;
     loop->nconn++;
+    f->rd = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_read, f);
+    f->wr = event_new(loop->base, fd, EV_WRITE | EV_PERSIST, on_write, f);
+    f->kick = event_new(loop->base, -1, 0, on_write, f);
+    if (!f->rd || !f->wr || !f->kick) {
+        log_error("out of memory accepting a connection");
+        fdev_free(f);
+        close(fd);
+        return;
+    }
 
     lws_adopt_desc_t desc = {.vh = loop->vh,
                              .type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP,
@@ -216,9 +250,10 @@ void loop_want_write(struct lws *wsi)
 {
     lws_callback_on_writable(wsi);
     struct fdev *f = lws_get_opaque_user_data(wsi);
-    if (f) {
+    if (f && !f->want_write) {
         f->want_write = 1;
-        arm_write(f);
+        if (!f->write_armed)
+            kick_write(f);
     }
 }
 
@@ -249,6 +284,7 @@ void loop_wsi_destroyed(struct lws *wsi)
     lws_set_opaque_user_data(wsi, NULL);
     event_del(f->rd);
     disarm_write(f);
+    event_del(f->kick);
     f->wsi = NULL;
     if (!f->in_service)
         fdev_free(f);

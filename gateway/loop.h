@@ -3,12 +3,14 @@
  * Debian's lws 4.1 has no external-poll hooks, so lws never tells us which
  * fds it wants watched. Instead libevent owns the listening socket; each
  * accepted fd is adopted into lws and gets a persistent EV_READ event and an
- * EV_WRITE event, both feeding lws_service_fd(). EV_WRITE is armed by
- * loop_want_write() (the wrapper every lws_callback_on_writable() goes
- * through), once after every read (lws queues pongs, close replies and
- * handshake answers internally), and while lws holds a partial write or a
- * file is being served. A 100 ms timer runs lws's own timers (pings, close
- * and idle timeouts) with lws_service(ctx, -1), which never blocks.
+ * EV_WRITE event, both feeding lws_service_fd(). The write event is made
+ * active directly (event_active: no syscall) by loop_want_write(), the
+ * wrapper every lws_callback_on_writable() goes through, and once after every
+ * read (lws queues pongs, close replies and handshake answers internally).
+ * It is armed in epoll only while lws holds a partial write or serves a
+ * file, that is while the socket itself must tell us when it takes more.
+ * A 100 ms timer runs lws's own timers (pings, close and idle timeouts) with
+ * lws_service(ctx, -1), which never blocks.
  *
  * Ownership: struct loop is owned by main. Each connection's struct fdev is
  * the wsi's opaque user data; loop owns it and frees it when lws destroys
@@ -23,6 +25,10 @@ struct lws;
 struct lws_context;
 struct lws_vhost;
 struct loop;
+
+/* The event base for the whole process, with a dispatch limit so writers
+ * that keep re-activating themselves cannot starve reads. */
+struct event_base *loop_base_new(void);
 
 /* Binds host:port and starts accepting into vh. Returns NULL with err set
  * when the address cannot be bound (e.g. in use). */

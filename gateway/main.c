@@ -144,7 +144,7 @@ int main(int argc, char **argv)
     struct shutdown sd = {.app = &app};
     struct event *sigterm = NULL, *sigint = NULL;
 
-    app.base = event_base_new();
+    app.base = loop_base_new();
     app.batch_buf = malloc(LWS_PRE + APP_BATCH_MAX);
     if (!app.base || !app.batch_buf) {
         log_error("out of memory at start-up");

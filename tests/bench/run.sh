@@ -1,0 +1,326 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh - run the wsgate benchmark end to end on 127.0.0.1.
+#
+# Starts its own redis-server (Redis mode) and G gateways on free ports, runs
+# wsbench against them with --gateway-pid for each gateway (and --aux-pid for
+# Redis), prints the figures, stops everything it started by PID and exits
+# with wsbench's status. Builds nothing: it expects build/wsgate and
+# build/tests/bench/wsbench (or BUILD_DIR=/path/to/build; WSGATE= and
+# WSBENCH= name the binaries directly).
+#
+#   tests/bench/run.sh [--subs N] [--messages M] [--rate R] [--size B]
+#                      [--gateways G] [--redis|--embedded] [--batch]
+#                      [--timeout S (default 300)] [--scenario default|all]
+#                      [-- extra wsbench args, e.g. --verbose --window 64]
+#
+# Default scenario: 1000 subscribers, 2000 messages of 200 bytes at 1000/s,
+# Redis, 1 gateway. --scenario all runs, one after the other, 1000 subscribers
+# each: a) embedded  b) Redis  c) Redis, batch  d) Redis, 2 gateways (500
+# subscribers on each; the publisher is on the first)
+# and prints a summary table. --subs/--messages/--rate/--size/--timeout given
+# with --scenario all apply to every scenario.
+#
+# Gateway flags can be changed through the environment, e.g.
+# WSGATE_MAX_QUEUE_BYTES=4096 tests/bench/run.sh ... (every WSGATE_* variable
+# in effect is printed). KEEP_LOGS=1 keeps the log directory; it is kept
+# anyway when a run fails.
+set -u
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$REPO/build}
+WSGATE=${WSGATE:-$BUILD_DIR/wsgate}
+WSBENCH=${WSBENCH:-$BUILD_DIR/tests/bench/wsbench}
+
+SUBS=1000
+MESSAGES=2000
+RATE=1000
+SIZE=200
+GATEWAYS=1
+MODE=redis
+BATCH=0
+TIMEOUT=300
+SCENARIO=default
+EXTRA=()
+SET_ARGS=() # what the user gave, passed on to each --scenario all run
+
+usage() {
+    sed -n '2,/^set -u$/p' "$0" | sed '$d; s/^# \{0,1\}//'
+}
+
+die() {
+    echo "run.sh: $*" >&2
+    exit 2
+}
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+    --subs | --messages | --rate | --size | --gateways | --timeout | --scenario)
+        [ $# -ge 2 ] || die "$1 needs a value"
+        case $1 in
+        --subs) SUBS=$2 ;;
+        --messages) MESSAGES=$2 ;;
+        --rate) RATE=$2 ;;
+        --size) SIZE=$2 ;;
+        --gateways) GATEWAYS=$2 ;;
+        --timeout) TIMEOUT=$2 ;;
+        --scenario) SCENARIO=$2 ;;
+        esac
+        [ "$1" = --scenario ] || [ "$1" = --gateways ] || SET_ARGS+=("$1" "$2")
+        shift 2
+        ;;
+    --redis) MODE=redis; shift ;;
+    --embedded) MODE=embedded; shift ;;
+    --batch) BATCH=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+
+for v in SUBS MESSAGES RATE SIZE GATEWAYS TIMEOUT; do
+    is_uint "${!v}" || die "--${v,,} wants a non-negative integer, got '${!v}'"
+done
+if [ "$GATEWAYS" -lt 1 ] || [ "$GATEWAYS" -gt 16 ]; then die "--gateways wants 1..16"; fi
+[ "$SUBS" -ge 1 ] || die "--subs wants at least 1"
+[ "$TIMEOUT" -ge 1 ] || die "--timeout wants at least 1"
+if [ "$MODE" = embedded ] && [ "$GATEWAYS" -gt 1 ]; then
+    die "--gateways $GATEWAYS needs --redis: embedded gateways do not share messages"
+fi
+
+# ---------------------------------------------------------------------------
+# --scenario all: run this script once per scenario, then a summary table.
+if [ "$SCENARIO" = all ]; then
+    if [ ! -x "$WSGATE" ] || [ ! -x "$WSBENCH" ]; then
+        die "build first: missing $WSGATE or $WSBENCH"
+    fi
+    names=("a) embedded, 1 gateway" "b) redis, 1 gateway" "c) redis, 1 gateway, batch"
+        "d) redis, 2 gateways")
+    args=("--embedded --subs 1000" "--redis --subs 1000" "--redis --subs 1000 --batch"
+        "--redis --gateways 2 --subs 1000")
+    results=()
+    overall=0
+    for i in "${!names[@]}"; do
+        echo "=================================================================="
+        echo "scenario ${names[$i]}"
+        echo "=================================================================="
+        out=$(mktemp /tmp/wsbench-scenario.XXXXXX)
+        # shellcheck disable=SC2086 # the scenario args are words on purpose
+        "$0" ${args[$i]} "${SET_ARGS[@]}" -- "${EXTRA[@]}" 2>&1 | tee "$out"
+        rc=${PIPESTATUS[0]}
+        [ "$rc" -eq 0 ] || overall=1
+        line=$(grep '^RESULT ' "$out" | tail -n 1)
+        results+=("$rc|${line:-RESULT status=no_result}")
+        rm -f "$out"
+        echo
+    done
+    echo "=================================================================="
+    echo "summary ($(nproc) CPUs; bench, gateway(s) and redis share them)"
+    echo "=================================================================="
+    printf '%-27s %-6s %5s %9s %7s %9s %9s %9s %9s %9s %8s %8s %9s\n' scenario status \
+        subs deliveries errors "deliv/s" "p50 ms" "p90 ms" "p99 ms" "max ms" "cpu-us/d" \
+        "rss/conn" "other-cpu"
+    for i in "${!names[@]}"; do
+        rc=${results[$i]%%|*}
+        line=${results[$i]#*|}
+        get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+        st=$(get status)
+        [ -n "$st" ] || st="rc=$rc"
+        ms() { local v; v=$(get "$1"); [ -n "$v" ] && awk -v v="$v" 'BEGIN{printf "%.1f", v/1000}'; }
+        printf '%-27s %-6s %5s %9s %7s %9s %9s %9s %9s %9s %8s %8s %9s\n' "${names[$i]}" "$st" \
+            "$(get subs)" "$(get deliveries)" "$(get errors)" "$(get deliveries_per_s)" "$(ms lat_p50_us)" \
+            "$(ms lat_p90_us)" "$(ms lat_p99_us)" "$(ms lat_max_us)" \
+            "$(get cpu_us_per_delivery)" "$(get rss_per_conn_bytes)" "$(get other_cpu_s)"
+    done
+    echo "(cpu-us/d: gateway process CPU per delivery; rss/conn: gateway RSS growth per"
+    echo " subscriber connection in bytes; other-cpu: CPU-s used by unrelated processes"
+    echo " during the publish phase, i.e. noise)"
+    exit "$overall"
+fi
+[ "$SCENARIO" = default ] || die "--scenario wants default or all"
+
+# ---------------------------------------------------------------------------
+# One run.
+[ -x "$WSGATE" ] || die "missing $WSGATE (build first, or set BUILD_DIR)"
+[ -x "$WSBENCH" ] || die "missing $WSBENCH (build first, or set BUILD_DIR)"
+if [ "$MODE" = redis ]; then
+    command -v redis-server >/dev/null || die "redis-server not found"
+fi
+
+LOGDIR=$(mktemp -d /tmp/wsbench.XXXXXX)
+GW_PIDS=()
+GW_PORTS=()
+REDIS_PID=
+BENCH_PID=
+KEEP=${KEEP_LOGS:-0}
+
+stop_pid() { # pid name: TERM, wait up to 5 s, then KILL
+    local pid=$1 name=$2 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "run.sh: $name (pid $pid) ignored SIGTERM for 5 s, sending SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+}
+
+# shellcheck disable=SC2317 # called through trap
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [ -n "$BENCH_PID" ] && stop_pid "$BENCH_PID" wsbench
+    local i
+    for i in "${!GW_PIDS[@]}"; do
+        stop_pid "${GW_PIDS[$i]}" "gateway $i"
+    done
+    [ -n "$REDIS_PID" ] && stop_pid "$REDIS_PID" redis-server
+    if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
+        echo "run.sh: logs kept in $LOGDIR" >&2
+    else
+        rm -rf "$LOGDIR"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# A free TCP port on 127.0.0.1 below the ephemeral range (no listener on it).
+free_port() {
+    local p i
+    for i in $(seq 200); do
+        p=$((20000 + RANDOM % 12000))
+        if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# wait_line file regex seconds pid: 0 when the line shows up, 1 on timeout
+# or when the process exits first.
+wait_line() {
+    local file=$1 re=$2 secs=$3 pid=$4 i
+    for i in $(seq $((secs * 20))); do
+        grep -qE "$re" "$file" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { grep -qE "$re" "$file" 2>/dev/null; return; }
+        sleep 0.05
+    done
+    return 1
+}
+
+rate_txt="rate $RATE/s"
+[ "$RATE" = 0 ] && rate_txt="rate unlimited (publish window)"
+echo "run.sh: $MODE, $GATEWAYS gateway(s), $SUBS subscribers, $MESSAGES messages x $SIZE B," \
+    "$rate_txt$([ "$BATCH" = 1 ] && echo ", batch")"
+env | grep '^WSGATE_' | sed 's/^/run.sh: gateway environment: /'
+echo "run.sh: machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+REDIS_URL=
+if [ "$MODE" = redis ]; then
+    for attempt in 1 2 3 4 5; do
+        port=$(free_port) || die "no free port for redis"
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --daemonize no --dir "$LOGDIR" --logfile "$LOGDIR/redis.log" &
+        REDIS_PID=$!
+        if wait_line "$LOGDIR/redis.log" 'Ready to accept connections' 10 "$REDIS_PID"; then
+            REDIS_URL=redis://127.0.0.1:$port
+            break
+        fi
+        stop_pid "$REDIS_PID" redis-server
+        REDIS_PID=
+        echo "run.sh: redis-server did not start on port $port (attempt $attempt)" >&2
+        tail -n 5 "$LOGDIR/redis.log" >&2
+    done
+    [ -n "$REDIS_URL" ] || { echo "run.sh: cannot start redis-server" >&2; exit 1; }
+    echo "run.sh: redis-server pid $REDIS_PID on $REDIS_URL"
+fi
+
+for i in $(seq 0 $((GATEWAYS - 1))); do
+    log=$LOGDIR/gateway$i.log
+    args=(--listen 127.0.0.1:0 --drain-seconds 2)
+    [ -n "$REDIS_URL" ] && args+=(--redis "$REDIS_URL")
+    "$WSGATE" "${args[@]}" >"$log" 2>&1 &
+    pid=$!
+    GW_PIDS+=("$pid")
+    if ! wait_line "$log" 'listening on 127\.0\.0\.1:[0-9]+' 10 "$pid"; then
+        echo "run.sh: gateway $i (pid $pid) did not report its port; its log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    if [ -n "$REDIS_URL" ] && ! wait_line "$log" 'broker up' 10 "$pid"; then
+        echo "run.sh: gateway $i (pid $pid) did not connect to Redis; its log:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    port=$(grep -oE 'listening on 127\.0\.0\.1:[0-9]+' "$log" | head -n 1 | sed 's/.*://')
+    GW_PORTS+=("$port")
+    echo "run.sh: gateway $i pid $pid on 127.0.0.1:$port"
+done
+
+bench_args=(--subs "$SUBS" --messages "$MESSAGES" --rate "$RATE" --size "$SIZE"
+    --timeout "$TIMEOUT" --setup-timeout 60)
+[ "$BATCH" = 1 ] && bench_args+=(--batch)
+for i in "${!GW_PIDS[@]}"; do
+    bench_args+=(--port "${GW_PORTS[$i]}" --gateway-pid "${GW_PIDS[$i]}")
+done
+[ -n "$REDIS_PID" ] && bench_args+=(--aux-pid "$REDIS_PID")
+bench_args+=("${EXTRA[@]}")
+
+echo "run.sh: $WSBENCH ${bench_args[*]}"
+# wsbench stops by itself; timeout(1) is a second bound should it hang.
+timeout --kill-after=5 $((TIMEOUT + 60 + 30)) "$WSBENCH" "${bench_args[@]}" \
+    >"$LOGDIR/bench.out" &
+BENCH_PID=$!
+wait "$BENCH_PID"
+status=$?
+BENCH_PID=
+cat "$LOGDIR/bench.out"
+[ "$status" -eq 124 ] && echo "run.sh: wsbench did not stop within its bound (killed)" >&2
+
+# What the gateways said: anything at warn or above, and whether they lived.
+for i in "${!GW_PIDS[@]}"; do
+    log=$LOGDIR/gateway$i.log
+    pid=${GW_PIDS[$i]}
+    if ! kill -0 "$pid" 2>/dev/null; then
+        wait "$pid"
+        echo "run.sh: GATEWAY $i (pid $pid) DIED during the run, exit status $?; last lines:" >&2
+        tail -n 30 "$log" >&2
+        [ "$status" -eq 0 ] && status=1
+        continue
+    fi
+    nwarn=$(grep -cE ' (warn|error) ' "$log")
+    nslow=$(grep -c 'closing slow consumer' "$log")
+    echo "run.sh: gateway $i log: $(wc -l <"$log") lines, $nwarn at warn/error" \
+        "($nslow slow-consumer closes)"
+    grep -E ' (warn|error) ' "$log" | head -n 5 | sed 's/^/    /'
+done
+if [ -n "$REDIS_PID" ] && ! kill -0 "$REDIS_PID" 2>/dev/null; then
+    echo "run.sh: redis-server DIED during the run" >&2
+    tail -n 20 "$LOGDIR/redis.log" >&2
+    [ "$status" -eq 0 ] && status=1
+fi
+
+# Stop the gateways here to check that they shut down cleanly.
+for i in "${!GW_PIDS[@]}"; do
+    pid=${GW_PIDS[$i]}
+    kill -0 "$pid" 2>/dev/null || continue
+    kill -TERM "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "run.sh: gateway $i (pid $pid) still running 5 s after SIGTERM" >&2
+        continue # cleanup() kills it
+    fi
+    wait "$pid"
+    rc=$?
+    [ "$rc" -eq 0 ] || echo "run.sh: gateway $i exited with status $rc after SIGTERM" >&2
+done
+exit "$status"

@@ -1,0 +1,1313 @@
+/* wsbench.c - load generator for wsgate (protocol v1).
+ *
+ * One thread, one epoll loop, raw non-blocking sockets: a minimal RFC 6455
+ * client (handshake, masked client text frames, parser for the server's
+ * unmasked frames with 7/16/64-bit lengths, partial reads, fragments,
+ * ping -> pong, close).
+ *
+ * Phases:
+ *   1. setup: N subscribers connect (spread round-robin over the --port
+ *      list), each waits for "welcome", subscribes with id 1 and waits for
+ *      the ack. A bounded number of handshakes run at once.
+ *   2. publish: one publisher connection (on the first port) sends M
+ *      messages {"op":"publish","channel":C,"data":{"seq":i,"t":<ns>,
+ *      "pad":"x..."},"id":i} at --rate per second (0: as fast as a window
+ *      of unacknowledged publishes allows). Every subscriber checks the
+ *      order of seq and records now - t for every delivery.
+ *   3. stop when every subscriber has seen seq M-1 (or was closed) or the
+ *      timeout passes; report.
+ *
+ * Gateway CPU (utime+stime from /proc/PID/stat) is sampled just before the
+ * first publish and when the last delivery arrived; VmRSS before connecting,
+ * after every subscriber is acked, and at the end.
+ *
+ * The bench itself runs on the same machine: on a small box it competes
+ * with the gateway for CPU, which caps deliveries/s and adds latency. Its own
+ * CPU time is printed so the share is visible.
+ *
+ * Every loop is bounded by a count or a deadline; the program stops by
+ * itself. Exit 0 when every expected delivery arrived in order, else 1
+ * (also when the setup failed); 2 for bad usage. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PORTS 16
+#define MAX_PIDS 16
+#define MAX_FRAME (64u << 20)     /* refuse larger server frames */
+#define RBUF_INIT 16384
+#define READ_ROUNDS 8             /* reads per readiness before yielding */
+#define PUB_BURST 4096            /* publishes per loop turn at most */
+#define MAX_EVENTS 512
+#define LAT_CAP_DEFAULT (32u << 20) /* latency samples kept (256 MiB) */
+#define DIAG_MAX 5                /* unexpected frames printed */
+
+/* RFC 6455 section 1.3 example: a fixed key with a known accept value. */
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+enum state { S_CONNECTING, S_HANDSHAKE, S_WELCOME, S_SUBSCRIBING, S_READY, S_CLOSED };
+
+struct conn {
+    int fd;
+    int port;
+    unsigned char state;
+    unsigned char is_pub;
+    unsigned char out_armed; /* EPOLLOUT in the interest set */
+    unsigned char done;      /* subscriber saw the last seq */
+    unsigned char finished;  /* done or closed: counted in subs_finished */
+    char *rbuf;
+    size_t rlen, rcap;
+    char *wbuf;
+    size_t woff, wlen, wcap;
+    char *frag; /* reassembly of a fragmented data message */
+    size_t flen, fcap;
+    int64_t next_seq;
+    uint64_t got;
+};
+
+static struct {
+    int ports[MAX_PORTS];
+    int nports;
+    int subs;
+    const char *channel;
+    int64_t messages;
+    double rate;
+    size_t size;
+    int batch;
+    double timeout;
+    double setup_timeout;
+    int window;
+    int parallel;
+    pid_t gw_pids[MAX_PIDS];
+    int ngw;
+    pid_t aux_pids[MAX_PIDS];
+    int naux;
+    int verbose;
+} opt = {
+    .subs = 1000,
+    .channel = "bench",
+    .messages = 2000,
+    .rate = 1000,
+    .size = 200,
+    .timeout = 60,
+    .setup_timeout = 60,
+    .window = 256,
+    .parallel = 128,
+};
+
+static struct {
+    int ep;
+    struct conn *subs;
+    struct conn pub;
+    int subs_started, subs_ready, subs_closed, subs_done, subs_finished;
+    int inflight; /* subscriber handshakes under way */
+    uint64_t deliveries, expected;
+    uint64_t gaps, out_of_order, unexpected, closed_early, proto_errors;
+    uint64_t pub_errors;
+    int64_t sent, acked;
+    uint64_t *lat;
+    size_t nlat, latcap;
+    uint64_t lat_stride, lat_tick;
+    uint64_t t_first_pub, t_last_delivery;
+    uint64_t rng;
+    int diag;
+    int fatal; /* setup failure */
+    char pub_closed[200]; /* why the publisher connection ended early */
+} g;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("wsbench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    if (!q)
+        die("out of memory (%zu bytes)", n);
+    return q;
+}
+
+/* Prints the first few oddities so a failure explains itself. */
+static void diag(const struct conn *c, const char *what, const char *p, size_t n)
+{
+    if (g.diag++ >= DIAG_MAX)
+        return;
+    fprintf(stderr, "wsbench: %s %s: %s%.*s%s\n",
+            c->is_pub ? "publisher" : "subscriber", what, n ? "'" : "",
+            (int)(n > 200 ? 200 : n), p ? p : "", n > 200 ? "...'" : (n ? "'" : ""));
+}
+
+/* ---- /proc sampling ------------------------------------------------- */
+
+/* utime and stime of pid in clock ticks; -1 if unreadable. */
+static int proc_cpu(pid_t pid, uint64_t *ut, uint64_t *st)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* comm may hold spaces */
+    if (!p)
+        return -1;
+    p++;
+    /* after ')': field 3 (state) ... field 14 utime, 15 stime */
+    unsigned long long u = 0, s = 0;
+    int field = 2;
+    char *save = NULL;
+    for (char *tok = strtok_r(p, " ", &save); tok && field < 15;
+         tok = strtok_r(NULL, " ", &save)) {
+        field++;
+        if (field == 14)
+            u = strtoull(tok, NULL, 10);
+        else if (field == 15)
+            s = strtoull(tok, NULL, 10);
+    }
+    if (field < 15)
+        return -1;
+    *ut = u;
+    *st = s;
+    return 0;
+}
+
+static long proc_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    for (int i = 0; i < 100 && fgets(line, sizeof line, f); i++)
+        if (!strncmp(line, "VmRSS:", 6)) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+struct cpu_sample {
+    uint64_t ut[MAX_PIDS], st[MAX_PIDS];
+    uint64_t aut[MAX_PIDS], ast[MAX_PIDS];
+    uint64_t host_busy; /* ticks of every CPU not idle, from /proc/stat */
+    struct rusage self;
+};
+
+/* Busy ticks of the whole machine: user nice system idle iowait irq softirq
+ * steal; busy = all but idle and iowait. */
+static uint64_t host_busy_ticks(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 4)
+        return 0;
+    return v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+}
+
+static void sample_cpu(struct cpu_sample *s)
+{
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < opt.ngw; i++)
+        if (proc_cpu(opt.gw_pids[i], &s->ut[i], &s->st[i]) < 0)
+            fprintf(stderr, "wsbench: cannot read /proc/%d/stat\n", (int)opt.gw_pids[i]);
+    for (int i = 0; i < opt.naux; i++)
+        proc_cpu(opt.aux_pids[i], &s->aut[i], &s->ast[i]);
+    getrusage(RUSAGE_SELF, &s->self);
+    s->host_busy = host_busy_ticks();
+}
+
+static void sample_rss(long *kb)
+{
+    for (int i = 0; i < opt.ngw; i++)
+        kb[i] = proc_rss_kb(opt.gw_pids[i]);
+}
+
+static long sum_kb(const long *kb)
+{
+    long s = 0;
+    for (int i = 0; i < opt.ngw; i++)
+        s += kb[i] > 0 ? kb[i] : 0;
+    return s;
+}
+
+/* ---- sockets and frames ---------------------------------------------- */
+
+static void set_events(struct conn *c, int out)
+{
+    if (c->fd < 0 || c->out_armed == out)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
+    if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->out_armed = (unsigned char)out;
+}
+
+static void finish(struct conn *c)
+{
+    if (!c->is_pub && !c->finished) {
+        c->finished = 1;
+        g.subs_finished++;
+    }
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+    if (c->fd < 0)
+        return;
+    if (c->is_pub && why && !g.pub_closed[0])
+        snprintf(g.pub_closed, sizeof g.pub_closed, "%s", why);
+    if (why && c->state != S_CLOSED) {
+        if (!c->is_pub && !c->done)
+            g.closed_early++;
+        if (c->is_pub || !c->done)
+            diag(c, why, NULL, 0);
+    }
+    if (!c->is_pub) {
+        if (c->state < S_READY)
+            g.inflight--;
+        g.subs_closed++;
+        finish(c);
+    }
+    epoll_ctl(g.ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->state = S_CLOSED;
+}
+
+/* Writes what is queued; arms EPOLLOUT while something is left. */
+static void flush(struct conn *c)
+{
+    for (int i = 0; i < 64 && c->woff < c->wlen; i++) {
+        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->woff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        conn_close(c, "write failed");
+        return;
+    }
+    if (c->woff == c->wlen)
+        c->woff = c->wlen = 0;
+    set_events(c, c->woff < c->wlen);
+}
+
+static char *wreserve(struct conn *c, size_t n)
+{
+    if (c->woff && c->woff == c->wlen)
+        c->woff = c->wlen = 0;
+    if (c->wlen + n > c->wcap) {
+        if (c->woff) { /* compact first */
+            memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+            c->wlen -= c->woff;
+            c->woff = 0;
+        }
+        if (c->wlen + n > c->wcap) {
+            size_t cap = c->wcap ? c->wcap : 4096;
+            while (cap < c->wlen + n)
+                cap *= 2;
+            c->wbuf = xrealloc(c->wbuf, cap);
+            c->wcap = cap;
+        }
+    }
+    return c->wbuf + c->wlen;
+}
+
+static uint32_t rnd32(void)
+{
+    g.rng ^= g.rng << 13;
+    g.rng ^= g.rng >> 7;
+    g.rng ^= g.rng << 17;
+    return (uint32_t)g.rng;
+}
+
+/* Queues one masked client frame (FIN set). */
+static void queue_frame(struct conn *c, int opcode, const void *payload, size_t len)
+{
+    char *p = wreserve(c, len + 14);
+    size_t h = 0;
+    p[h++] = (char)(0x80 | opcode);
+    if (len < 126) {
+        p[h++] = (char)(0x80 | len);
+    } else if (len <= 0xffff) {
+        p[h++] = (char)(0x80 | 126);
+        p[h++] = (char)(len >> 8);
+        p[h++] = (char)len;
+    } else {
+        p[h++] = (char)(0x80 | 127);
+        for (int i = 7; i >= 0; i--)
+            p[h++] = (char)((uint64_t)len >> (8 * i));
+    }
+    uint32_t key = rnd32();
+    unsigned char mask[4];
+    memcpy(mask, &key, 4);
+    memcpy(p + h, mask, 4);
+    h += 4;
+    const unsigned char *in = payload;
+    unsigned char *out = (unsigned char *)p + h;
+    for (size_t i = 0; i < len; i++)
+        out[i] = in[i] ^ mask[i & 3];
+    c->wlen += h + len;
+}
+
+static void queue_text(struct conn *c, const char *s, size_t len)
+{
+    queue_frame(c, 0x1, s, len);
+}
+
+static int start_connect(struct conn *c, int port)
+{
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        fprintf(stderr, "wsbench: socket: %s\n", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->port = port;
+    c->state = S_CONNECTING;
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+        fprintf(stderr, "wsbench: connect 127.0.0.1:%d: %s\n", port, strerror(errno));
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+        die("epoll_ctl: %s", strerror(errno));
+    c->out_armed = 1;
+    return 0;
+}
+
+static void send_handshake(struct conn *c)
+{
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET /ws%s HTTP/1.1\r\n"
+                     "Host: 127.0.0.1:%d\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: " WS_KEY "\r\n"
+                     "Sec-WebSocket-Version: 13\r\n"
+                     "\r\n",
+                     (opt.batch && !c->is_pub) ? "?batch=1" : "", c->port);
+    memcpy(wreserve(c, (size_t)n), req, (size_t)n);
+    c->wlen += (size_t)n;
+    c->state = S_HANDSHAKE;
+    flush(c);
+}
+
+/* ---- protocol ---------------------------------------------------------- */
+
+static const char *find(const char *p, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    const char *r = memmem(p, n, needle, k);
+    return r ? r + k : NULL;
+}
+
+/* A JSON number at p (bounded by end) as int64; 0 on success. */
+static int parse_num(const char *p, const char *end, int64_t *out)
+{
+    const char *q = p;
+    int neg = 0;
+    if (q < end && *q == '-')
+        neg = 1, q++;
+    int64_t v = 0;
+    const char *d = q;
+    while (q < end && *q >= '0' && *q <= '9' && q - d < 19)
+        v = v * 10 + (*q++ - '0');
+    if (q == d)
+        return -1;
+    if (q < end && (*q == '.' || *q == 'e' || *q == 'E')) {
+        /* a printer may write big integers as doubles */
+        char tmp[64];
+        size_t len = 0;
+        while (p + len < end && len < sizeof tmp - 1 &&
+               strchr("0123456789+-.eE", p[len]))
+            len++;
+        memcpy(tmp, p, len);
+        tmp[len] = '\0';
+        *out = (int64_t)strtod(tmp, NULL);
+        return 0;
+    }
+    *out = neg ? -v : v;
+    return 0;
+}
+
+static int op_is(const char *p, size_t n, const char *op)
+{
+    char want[48];
+    int k = snprintf(want, sizeof want, "\"op\":\"%s\"", op);
+    return memmem(p, n, want, (size_t)k) != NULL;
+}
+
+static int id_is(const char *p, size_t n, int64_t id)
+{
+    const char *v = find(p, n, "\"id\":");
+    int64_t got;
+    return v && parse_num(v, p + n, &got) == 0 && got == id;
+}
+
+static void send_subscribe(struct conn *c)
+{
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "{\"op\":\"subscribe\",\"channel\":\"%s\",\"id\":1}",
+                     opt.channel);
+    queue_text(c, buf, (size_t)n);
+    flush(c);
+}
+
+static void on_delivery(struct conn *c, const char *p, size_t n)
+{
+    uint64_t now = now_ns();
+    const char *data = find(p, n, "\"data\":");
+    const char *end = p + n;
+    const char *sv = data ? find(data, (size_t)(end - data), "\"seq\":") : NULL;
+    const char *tv = data ? find(data, (size_t)(end - data), "\"t\":") : NULL;
+    int64_t seq, t;
+    if (!sv || !tv || parse_num(sv, end, &seq) < 0 || parse_num(tv, end, &t) < 0) {
+        g.unexpected++;
+        diag(c, "got a message without seq/t", p, n);
+        return;
+    }
+    c->got++;
+    g.deliveries++;
+    if (seq == c->next_seq) {
+        c->next_seq++;
+    } else if (seq > c->next_seq) {
+        g.gaps += (uint64_t)(seq - c->next_seq);
+        c->next_seq = seq + 1;
+    } else {
+        g.out_of_order++;
+    }
+    if (g.lat_tick++ % g.lat_stride == 0 && g.nlat < g.latcap)
+        g.lat[g.nlat++] = now > (uint64_t)t ? now - (uint64_t)t : 0;
+    if (!c->done && c->next_seq >= opt.messages) {
+        c->done = 1;
+        g.subs_done++;
+        finish(c);
+        g.t_last_delivery = now;
+    }
+}
+
+/* One JSON object from the server. */
+static void on_object(struct conn *c, const char *p, size_t n)
+{
+    if (c->is_pub) {
+        if (c->state == S_WELCOME) {
+            if (op_is(p, n, "welcome"))
+                c->state = S_READY;
+            else
+                diag(c, "expected welcome, got", p, n), g.fatal = 1;
+        } else if (op_is(p, n, "ack")) {
+            g.acked++;
+        } else {
+            g.pub_errors++;
+            diag(c, "got", p, n);
+        }
+        return;
+    }
+    switch (c->state) {
+    case S_WELCOME:
+        if (!op_is(p, n, "welcome")) {
+            diag(c, "expected welcome, got", p, n);
+            g.fatal = 1;
+            return;
+        }
+        c->state = S_SUBSCRIBING;
+        send_subscribe(c);
+        return;
+    case S_SUBSCRIBING:
+        if (!op_is(p, n, "ack") || !id_is(p, n, 1)) {
+            diag(c, "expected the subscribe ack, got", p, n);
+            g.fatal = 1;
+            return;
+        }
+        c->state = S_READY;
+        g.subs_ready++;
+        g.inflight--;
+        return;
+    case S_READY:
+        if (n > 15 && !memcmp(p, "{\"op\":\"message\"", 15)) {
+            on_delivery(c, p, n);
+            return;
+        }
+        if (op_is(p, n, "message")) {
+            on_delivery(c, p, n);
+            return;
+        }
+        /* fallthrough */
+    default:
+        g.unexpected++;
+        diag(c, "got an unexpected frame", p, n);
+    }
+}
+
+static void on_text(struct conn *c, const char *p, size_t n)
+{
+    if (!opt.batch || c->is_pub) {
+        on_object(c, p, n);
+        return;
+    }
+    const char *end = p + n;
+    for (size_t guard = 0; p < end && guard < n + 1; guard++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        if (e > p)
+            on_object(c, p, (size_t)(e - p));
+        p = nl ? nl + 1 : end;
+    }
+}
+
+/* Handles a server frame; returns -1 when the connection is gone. */
+static int on_frame(struct conn *c, int fin, int opcode, const char *p, size_t n)
+{
+    switch (opcode) {
+    case 0x9: /* ping */
+        queue_frame(c, 0xA, p, n);
+        flush(c);
+        return c->fd < 0 ? -1 : 0;
+    case 0xA:
+        return 0;
+    case 0x8: {
+        int code = n >= 2 ? ((unsigned char)p[0] << 8 | (unsigned char)p[1]) : 1005;
+        char why[160];
+        snprintf(why, sizeof why, "closed by the gateway with %d '%.*s'", code,
+                 (int)(n > 2 ? (n - 2 > 100 ? 100 : n - 2) : 0), n > 2 ? p + 2 : "");
+        if (!c->is_pub && !c->done)
+            g.closed_early++;
+        if (c->is_pub && !g.pub_closed[0])
+            snprintf(g.pub_closed, sizeof g.pub_closed, "%s", why);
+        if (c->is_pub || !c->done)
+            diag(c, why, NULL, 0);
+        conn_close(c, NULL); /* counted above */
+        return -1;
+    }
+    case 0x1:
+    case 0x0:
+        break;
+    default:
+        g.proto_errors++;
+        diag(c, "got a non-text frame", NULL, 0);
+        return 0;
+    }
+    if (fin && opcode == 0x1 && c->flen == 0) {
+        on_text(c, p, n);
+        return c->fd < 0 ? -1 : 0;
+    }
+    if (opcode == 0x1 && c->flen) {
+        g.proto_errors++;
+        diag(c, "new message inside a fragmented one", NULL, 0);
+        c->flen = 0;
+    }
+    if (c->flen + n > MAX_FRAME) {
+        g.proto_errors++;
+        conn_close(c, "fragmented message too large");
+        return -1;
+    }
+    if (c->flen + n > c->fcap) {
+        size_t cap = c->fcap ? c->fcap : 4096;
+        while (cap < c->flen + n)
+            cap *= 2;
+        c->frag = xrealloc(c->frag, cap);
+        c->fcap = cap;
+    }
+    memcpy(c->frag + c->flen, p, n);
+    c->flen += n;
+    if (fin) {
+        size_t len = c->flen;
+        c->flen = 0;
+        on_text(c, c->frag, len);
+    }
+    return c->fd < 0 ? -1 : 0;
+}
+
+/* Parses every complete frame in rbuf; keeps a partial one. */
+static void parse_frames(struct conn *c)
+{
+    size_t pos = 0;
+    while (c->fd >= 0 && c->rlen - pos >= 2) {
+        const unsigned char *b = (unsigned char *)c->rbuf + pos;
+        size_t avail = c->rlen - pos;
+        int fin = b[0] & 0x80, opcode = b[0] & 0x0f;
+        if (b[0] & 0x70 || b[1] & 0x80) {
+            g.proto_errors++;
+            conn_close(c, "bad frame header (RSV bits or masked server frame)");
+            return;
+        }
+        uint64_t len = b[1] & 0x7f;
+        size_t h = 2;
+        if (len == 126) {
+            if (avail < 4)
+                break;
+            len = (uint64_t)b[2] << 8 | b[3];
+            h = 4;
+        } else if (len == 127) {
+            if (avail < 10)
+                break;
+            len = 0;
+            for (int i = 0; i < 8; i++)
+                len = len << 8 | b[2 + i];
+            h = 10;
+        }
+        if (len > MAX_FRAME) {
+            g.proto_errors++;
+            conn_close(c, "server frame too large");
+            return;
+        }
+        if (avail < h + len) {
+            if (h + len > c->rcap) { /* make room for the whole frame */
+                c->rcap = h + len + RBUF_INIT;
+                if (pos) {
+                    memmove(c->rbuf, c->rbuf + pos, avail);
+                    c->rlen = avail;
+                    pos = 0;
+                }
+                c->rbuf = xrealloc(c->rbuf, c->rcap);
+            }
+            break;
+        }
+        if (on_frame(c, fin, opcode, (char *)b + h, (size_t)len) < 0)
+            return;
+        pos += h + (size_t)len;
+    }
+    if (c->fd < 0)
+        return;
+    if (pos) {
+        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+        c->rlen -= pos;
+    }
+}
+
+/* The HTTP 101 reply; leaves any frame bytes behind it in rbuf. */
+static void parse_handshake(struct conn *c)
+{
+    char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
+    if (!end) {
+        if (c->rlen > 8192)
+            conn_close(c, "handshake reply too long"), g.fatal = 1;
+        return;
+    }
+    size_t hlen = (size_t)(end - c->rbuf) + 4;
+    int ok = c->rlen > 12 && !memcmp(c->rbuf, "HTTP/1.1 101", 12);
+    const char *acc = NULL;
+    for (const char *p = c->rbuf; ok && p < end; p++) {
+        if ((p == c->rbuf || p[-1] == '\n') &&
+            !strncasecmp(p, "Sec-WebSocket-Accept:", 21)) {
+            acc = p + 21;
+            while (*acc == ' ')
+                acc++;
+            break;
+        }
+    }
+    if (!ok || !acc || strncmp(acc, WS_ACCEPT, strlen(WS_ACCEPT))) {
+        diag(c, "handshake refused", c->rbuf, hlen);
+        conn_close(c, NULL);
+        g.fatal = 1;
+        return;
+    }
+    memmove(c->rbuf, c->rbuf + hlen, c->rlen - hlen);
+    c->rlen -= hlen;
+    c->state = S_WELCOME;
+    parse_frames(c);
+}
+
+static void on_readable(struct conn *c)
+{
+    for (int round = 0; round < READ_ROUNDS && c->fd >= 0; round++) {
+        if (c->rcap - c->rlen < 4096) {
+            c->rcap = c->rcap ? c->rcap * 2 : RBUF_INIT;
+            c->rbuf = xrealloc(c->rbuf, c->rcap);
+        }
+        size_t room = c->rcap - c->rlen;
+        ssize_t n = recv(c->fd, c->rbuf + c->rlen, room, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            conn_close(c, n == 0 ? "connection closed by the gateway"
+                                 : "connection reset");
+            return;
+        }
+        c->rlen += (size_t)n;
+        if (c->state == S_HANDSHAKE)
+            parse_handshake(c);
+        else
+            parse_frames(c);
+        if ((size_t)n < room) /* the socket is drained, most likely */
+            return;
+    }
+}
+
+static void on_event(struct conn *c, uint32_t ev)
+{
+    if (c->fd < 0)
+        return;
+    if (c->state == S_CONNECTING) {
+        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        int err = 0;
+        socklen_t el = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            fprintf(stderr, "wsbench: connect 127.0.0.1:%d: %s\n", c->port, strerror(err));
+            conn_close(c, NULL);
+            g.fatal = 1;
+            return;
+        }
+        send_handshake(c);
+        return;
+    }
+    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        on_readable(c);
+    if (c->fd >= 0 && (ev & EPOLLOUT))
+        flush(c);
+}
+
+/* ---- publisher --------------------------------------------------------- */
+
+static void publish_one(struct conn *c, int64_t i, const char *pad)
+{
+    char buf[512];
+    uint64_t t = now_ns();
+    int n = snprintf(buf, sizeof buf, "{\"seq\":%" PRId64 ",\"t\":%" PRIu64 ",\"pad\":\"", i, t);
+    size_t padlen = opt.size > (size_t)n + 2 ? opt.size - (size_t)n - 2 : 0;
+    char head[700];
+    int hn = snprintf(head, sizeof head, "{\"op\":\"publish\",\"channel\":\"%s\",\"data\":%s",
+                      opt.channel, buf);
+    char tail[64];
+    int tn = snprintf(tail, sizeof tail, "\"},\"id\":%" PRId64 "}", i);
+    size_t len = (size_t)hn + padlen + (size_t)tn;
+    /* build unmasked text in a scratch buffer, then frame it */
+    static char *scratch;
+    static size_t scap;
+    if (len > scap) {
+        scap = len + 1024;
+        scratch = xrealloc(scratch, scap);
+    }
+    memcpy(scratch, head, (size_t)hn);
+    memcpy(scratch + hn, pad, padlen);
+    memcpy(scratch + hn + padlen, tail, (size_t)tn);
+    queue_text(c, scratch, len);
+    if (g.sent == 0)
+        g.t_first_pub = t;
+    g.sent++;
+}
+
+/* Sends what is due; returns ns until the next send is due (or -1). */
+static int64_t publisher_turn(const char *pad, uint64_t t0)
+{
+    struct conn *c = &g.pub;
+    if (c->fd < 0 || g.sent >= opt.messages)
+        return -1;
+    int burst = 0;
+    int64_t wait = -1;
+    if (opt.rate > 0) {
+        double interval = 1e9 / opt.rate;
+        uint64_t now = now_ns();
+        while (g.sent < opt.messages && burst < PUB_BURST) {
+            uint64_t due = t0 + (uint64_t)(interval * (double)g.sent);
+            if (due > now) {
+                wait = (int64_t)(due - now);
+                break;
+            }
+            publish_one(c, g.sent, pad);
+            burst++;
+        }
+        if (burst == PUB_BURST)
+            wait = 0;
+    } else {
+        while (g.sent < opt.messages && g.sent - g.acked < opt.window && burst < PUB_BURST) {
+            publish_one(c, g.sent, pad);
+            burst++;
+        }
+    }
+    if (burst)
+        flush(c);
+    return wait;
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: wsbench --port P [--port P2 ...] [options]\n"
+            "  --port, --url-port P  gateway port on 127.0.0.1 (repeat: subscribers\n"
+            "                        round-robin, publisher on the first)\n"
+            "  --subs N              subscriber connections (default 1000)\n"
+            "  --channel C           channel (default bench)\n"
+            "  --messages M          messages to publish (default 2000)\n"
+            "  --rate R              publishes per second, 0 = window-limited (default 1000)\n"
+            "  --window W            unacked publishes in flight when --rate 0 (default 256)\n"
+            "  --size B              bytes of each message's data JSON (default 200)\n"
+            "  --batch               subscribers use /ws?batch=1\n"
+            "  --timeout S           publish phase limit in seconds (default 60)\n"
+            "  --setup-timeout S     connect+subscribe limit in seconds (default 60)\n"
+            "  --parallel K          handshakes in flight at once (default 128)\n"
+            "  --gateway-pid PID     sample CPU and RSS of this gateway (repeatable)\n"
+            "  --aux-pid PID         also report CPU of this process, e.g. redis (repeatable)\n"
+            "  --verbose             progress on stderr\n");
+}
+
+static void raise_nofile(int need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)need > rl.rlim_cur)
+        die("need %d file descriptors, RLIMIT_NOFILE allows %llu", need,
+            (unsigned long long)rl.rlim_cur);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct_us(double q)
+{
+    if (!g.nlat)
+        return 0;
+    size_t k = (size_t)ceil(q * (double)g.nlat);
+    if (k < 1)
+        k = 1;
+    if (k > g.nlat)
+        k = g.nlat;
+    return (double)g.lat[k - 1] / 1e3;
+}
+
+static double num_arg(const char *name, const char *v, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || d < lo || d > hi)
+        die("bad value for --%s: '%s' (want %g..%g)", name, v, lo, hi);
+    return d;
+}
+
+static void parse_args(int argc, char **argv)
+{
+    enum { O_PORT = 1, O_SUBS, O_CHAN, O_MSGS, O_RATE, O_SIZE, O_BATCH, O_TIMEOUT,
+           O_SETUP, O_WINDOW, O_PAR, O_GWPID, O_AUXPID, O_VERBOSE, O_HELP };
+    static const struct option lo[] = {
+        {"port", required_argument, 0, O_PORT},
+        {"url-port", required_argument, 0, O_PORT},
+        {"subs", required_argument, 0, O_SUBS},
+        {"channel", required_argument, 0, O_CHAN},
+        {"messages", required_argument, 0, O_MSGS},
+        {"rate", required_argument, 0, O_RATE},
+        {"size", required_argument, 0, O_SIZE},
+        {"batch", no_argument, 0, O_BATCH},
+        {"timeout", required_argument, 0, O_TIMEOUT},
+        {"setup-timeout", required_argument, 0, O_SETUP},
+        {"window", required_argument, 0, O_WINDOW},
+        {"parallel", required_argument, 0, O_PAR},
+        {"gateway-pid", required_argument, 0, O_GWPID},
+        {"aux-pid", required_argument, 0, O_AUXPID},
+        {"verbose", no_argument, 0, O_VERBOSE},
+        {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (o) {
+        case O_PORT:
+            if (opt.nports == MAX_PORTS)
+                die("at most %d --port", MAX_PORTS);
+            opt.ports[opt.nports++] = (int)num_arg("port", optarg, 1, 65535);
+            break;
+        case O_SUBS: opt.subs = (int)num_arg("subs", optarg, 1, 1000000); break;
+        case O_CHAN:
+            opt.channel = optarg;
+            if (!*optarg || strlen(optarg) > 200 ||
+                strspn(optarg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                               "0123456789_-.:@/") != strlen(optarg))
+                die("bad --channel '%s'", optarg);
+            break;
+        case O_MSGS: opt.messages = (int64_t)num_arg("messages", optarg, 1, 1e9); break;
+        case O_RATE: opt.rate = num_arg("rate", optarg, 0, 1e7); break;
+        case O_SIZE: opt.size = (size_t)num_arg("size", optarg, 0, 16 << 20); break;
+        case O_BATCH: opt.batch = 1; break;
+        case O_TIMEOUT: opt.timeout = num_arg("timeout", optarg, 0.1, 86400); break;
+        case O_SETUP: opt.setup_timeout = num_arg("setup-timeout", optarg, 0.1, 86400); break;
+        case O_WINDOW: opt.window = (int)num_arg("window", optarg, 1, 1e6); break;
+        case O_PAR: opt.parallel = (int)num_arg("parallel", optarg, 1, 1e6); break;
+        case O_GWPID:
+            if (opt.ngw == MAX_PIDS)
+                die("at most %d --gateway-pid", MAX_PIDS);
+            opt.gw_pids[opt.ngw++] = (pid_t)num_arg("gateway-pid", optarg, 1, 1 << 30);
+            break;
+        case O_AUXPID:
+            if (opt.naux == MAX_PIDS)
+                die("at most %d --aux-pid", MAX_PIDS);
+            opt.aux_pids[opt.naux++] = (pid_t)num_arg("aux-pid", optarg, 1, 1 << 30);
+            break;
+        case O_VERBOSE: opt.verbose = 1; break;
+        case O_HELP: usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc)
+        die("unexpected argument '%s'", argv[optind]);
+    if (!opt.nports)
+        usage(stderr), die("--port is required");
+}
+
+static int wait_events(struct epoll_event *evs, int64_t wait_ns)
+{
+    if (wait_ns < 0)
+        wait_ns = 100000000; /* 100 ms: deadlines are checked each turn */
+    struct timespec ts = {(time_t)(wait_ns / 1000000000), (long)(wait_ns % 1000000000)};
+    static int no_pwait2;
+    int n;
+    if (!no_pwait2) {
+        n = epoll_pwait2(g.ep, evs, MAX_EVENTS, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n < 0 && errno == EINTR ? 0 : n;
+        no_pwait2 = 1;
+    }
+    n = epoll_wait(g.ep, evs, MAX_EVENTS, (int)((wait_ns + 999999) / 1000000));
+    return n < 0 && errno == EINTR ? 0 : n;
+}
+
+static int dispatch(struct epoll_event *evs, int n)
+{
+    for (int i = 0; i < n; i++)
+        on_event(evs[i].data.ptr, evs[i].events);
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile(opt.subs + 64);
+    g.rng = now_ns() | 1;
+    g.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (g.ep < 0)
+        die("epoll_create1: %s", strerror(errno));
+
+    g.subs = calloc((size_t)opt.subs, sizeof *g.subs);
+    if (!g.subs)
+        die("out of memory");
+    for (int i = 0; i < opt.subs; i++)
+        g.subs[i].fd = -1;
+    g.pub.fd = -1;
+    g.pub.is_pub = 1;
+    g.expected = (uint64_t)opt.subs * (uint64_t)opt.messages;
+    g.latcap = g.expected < LAT_CAP_DEFAULT ? (size_t)g.expected : LAT_CAP_DEFAULT;
+    g.lat_stride = (g.expected + g.latcap - 1) / g.latcap;
+    if (!g.lat_stride)
+        g.lat_stride = 1;
+    g.lat = malloc(g.latcap * sizeof *g.lat);
+    char *pad = malloc(opt.size + 1);
+    if (!g.lat || !pad)
+        die("out of memory for %zu latency samples", g.latcap);
+    memset(pad, 'x', opt.size);
+    /* touch the sample array now, not during the measurement */
+    memset(g.lat, 0, g.latcap * sizeof *g.lat);
+
+    long rss0[MAX_PIDS] = {0}, rss1[MAX_PIDS] = {0}, rss2[MAX_PIDS] = {0};
+    sample_rss(rss0);
+
+    struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
+    if (!evs)
+        die("out of memory");
+
+    /* ---- setup: connect and subscribe ---- */
+    uint64_t t_setup = now_ns();
+    uint64_t setup_deadline = t_setup + (uint64_t)(opt.setup_timeout * 1e9);
+    uint64_t next_progress = t_setup + 1000000000u;
+    int pub_started = 0;
+    while (!g.fatal && (g.subs_ready < opt.subs || g.pub.state != S_READY)) {
+        uint64_t now = now_ns();
+        if (now > setup_deadline) {
+            fprintf(stderr, "wsbench: setup timed out after %.1f s: %d/%d subscribers acked, "
+                    "publisher %s\n", opt.setup_timeout, g.subs_ready, opt.subs,
+                    g.pub.state == S_READY ? "ready" : "not ready");
+            g.fatal = 1;
+            break;
+        }
+        while (g.subs_started < opt.subs && g.inflight < opt.parallel) {
+            struct conn *c = &g.subs[g.subs_started];
+            if (start_connect(c, opt.ports[g.subs_started % opt.nports]) < 0) {
+                g.fatal = 1;
+                break;
+            }
+            g.subs_started++;
+            g.inflight++;
+        }
+        if (g.subs_closed) {
+            fprintf(stderr, "wsbench: %d subscriber(s) closed during setup\n", g.subs_closed);
+            g.fatal = 1;
+            break;
+        }
+        /* the publisher connects once every subscriber is acked */
+        if (!pub_started && g.subs_ready == opt.subs) {
+            sample_rss(rss1);
+            if (start_connect(&g.pub, opt.ports[0]) < 0) {
+                g.fatal = 1;
+                break;
+            }
+            pub_started = 1;
+        }
+        if (pub_started && g.pub.fd < 0) {
+            fprintf(stderr, "wsbench: the publisher connection failed\n");
+            g.fatal = 1;
+            break;
+        }
+        if (opt.verbose && now > next_progress) {
+            fprintf(stderr, "wsbench: setup %d started, %d acked\n", g.subs_started,
+                    g.subs_ready);
+            next_progress = now + 1000000000u;
+        }
+        int n = wait_events(evs, 100000000);
+        if (n < 0)
+            die("epoll_wait: %s", strerror(errno));
+        dispatch(evs, n);
+    }
+    double setup_s = (double)(now_ns() - t_setup) / 1e9;
+    if (g.fatal) {
+        fprintf(stderr, "wsbench: setup failed after %.2f s (%d/%d subscribers acked)\n",
+                setup_s, g.subs_ready, opt.subs);
+        printf("RESULT status=setup_failed subs=%d subs_acked=%d\n", opt.subs, g.subs_ready);
+        return 1;
+    }
+
+    /* ---- publish and collect ---- */
+    struct cpu_sample c0, c1;
+    sample_cpu(&c0);
+    uint64_t t0 = now_ns();
+    uint64_t deadline = t0 + (uint64_t)(opt.timeout * 1e9);
+    int timed_out = 0;
+    next_progress = t0 + 1000000000u;
+    for (;;) {
+        if (g.subs_finished >= opt.subs)
+            break; /* every subscriber has the last message, or is gone */
+        uint64_t now = now_ns();
+        if (now > deadline) {
+            timed_out = 1;
+            break;
+        }
+        int64_t wait = publisher_turn(pad, t0);
+        if (g.pub.fd < 0 && g.sent < opt.messages) {
+            fprintf(stderr, "wsbench: publisher connection lost after %" PRId64 " messages\n",
+                    g.sent);
+            break;
+        }
+        if (opt.verbose && now > next_progress) {
+            fprintf(stderr, "wsbench: sent %" PRId64 " acked %" PRId64 " deliveries %" PRIu64
+                    " subs done %d closed %d\n", g.sent, g.acked, g.deliveries,
+                    g.subs_done, g.subs_closed);
+            next_progress = now + 1000000000u;
+        }
+        int64_t left = (int64_t)(deadline - now);
+        if (wait < 0 || wait > left)
+            wait = left < 100000000 ? left : 100000000;
+        int n = wait_events(evs, wait);
+        if (n < 0)
+            die("epoll_wait: %s", strerror(errno));
+        dispatch(evs, n);
+    }
+    uint64_t t_end = now_ns();
+    sample_cpu(&c1);
+    sample_rss(rss2);
+    /* up to 1 s for the last publish acks (they may trail the deliveries) */
+    uint64_t grace = now_ns() + 1000000000u;
+    for (int i = 0; i < 100000 && g.pub.fd >= 0 &&
+                    g.acked + (int64_t)g.pub_errors < g.sent && now_ns() < grace; i++) {
+        int n = wait_events(evs, 10000000);
+        if (n > 0)
+            dispatch(evs, n);
+    }
+
+    /* close: a close frame each, best effort, then the socket */
+    for (int i = 0; i <= opt.subs; i++) {
+        struct conn *c = i < opt.subs ? &g.subs[i] : &g.pub;
+        if (c->fd < 0)
+            continue;
+        static const char bye[2] = {0x03, (char)0xe8}; /* 1000 */
+        c->woff = c->wlen = 0;
+        queue_frame(c, 0x8, bye, 2);
+        (void)!send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+        epoll_ctl(g.ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
+    }
+
+    /* ---- report ---- */
+    uint64_t t_stop = g.subs_done >= opt.subs ? g.t_last_delivery : t_end;
+    double elapsed = (double)(t_stop - (g.t_first_pub ? g.t_first_pub : t0)) / 1e9;
+    if (elapsed <= 0)
+        elapsed = 1e-9;
+    qsort(g.lat, g.nlat, sizeof *g.lat, cmp_u64);
+    double tick = (double)sysconf(_SC_CLK_TCK);
+    double gw_user = 0, gw_sys = 0;
+    for (int i = 0; i < opt.ngw; i++) {
+        gw_user += (double)(c1.ut[i] - c0.ut[i]) / tick;
+        gw_sys += (double)(c1.st[i] - c0.st[i]) / tick;
+    }
+    double gw_cpu = gw_user + gw_sys;
+    double aux_cpu = 0;
+    for (int i = 0; i < opt.naux; i++)
+        aux_cpu += (double)(c1.aut[i] - c0.aut[i] + c1.ast[i] - c0.ast[i]) / tick;
+#define TV(t) ((double)(t).tv_sec + (double)(t).tv_usec / 1e6)
+    double self_cpu = TV(c1.self.ru_utime) - TV(c0.self.ru_utime) +
+                      TV(c1.self.ru_stime) - TV(c0.self.ru_stime);
+    double host_busy = (double)(c1.host_busy - c0.host_busy) / tick;
+    double others = host_busy - gw_cpu - aux_cpu - self_cpu;
+    if (others < 0)
+        others = 0;
+    double pub_wall = (double)(t_end - t0) / 1e9;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t missing = g.deliveries < g.expected ? g.expected - g.deliveries : 0;
+    uint64_t errors = g.gaps + g.out_of_order + g.unexpected + g.closed_early +
+                      g.proto_errors + g.pub_errors +
+                      (uint64_t)(g.sent - g.acked > 0 ? g.sent - g.acked : 0);
+    int complete = 1;
+    for (int i = 0; i < opt.subs; i++)
+        if (g.subs[i].got != (uint64_t)opt.messages || g.subs[i].next_seq != opt.messages)
+            complete = 0;
+    int ok = complete && errors == 0 && g.deliveries == g.expected && !timed_out;
+    long b = sum_kb(rss0), a = sum_kb(rss1), e = sum_kb(rss2);
+    double per_conn = opt.ngw ? (double)(a - b) * 1024.0 / opt.subs : 0;
+    double dps = (double)g.deliveries / elapsed;
+    double cpu_per = g.deliveries ? gw_cpu * 1e6 / (double)g.deliveries : 0;
+
+    char ratestr[96];
+    if (opt.rate > 0)
+        snprintf(ratestr, sizeof ratestr, "%g msg/s (%.0f deliveries/s offered)", opt.rate,
+                 opt.rate * opt.subs);
+    else
+        snprintf(ratestr, sizeof ratestr, "unlimited (window of %d unacked)", opt.window);
+    printf("wsbench: %d subscribers on %d port(s), channel %s, %" PRId64 " messages of %zu B "
+           "data, rate %s, batch %s\n", opt.subs, opt.nports, opt.channel, opt.messages,
+           opt.size, ratestr, opt.batch ? "yes" : "no");
+    printf("  setup:      %d subscribers connected and acked in %.2f s\n", opt.subs, setup_s);
+    printf("  publish:    %" PRId64 " sent, %" PRId64 " acked, %" PRIu64 " publish errors\n",
+           g.sent, g.acked, g.pub_errors);
+    if (g.pub_closed[0])
+        printf("  publisher:  connection ended early: %s\n", g.pub_closed);
+    printf("  deliveries: %" PRIu64 " of %" PRIu64 " expected (%" PRIu64 " missing)%s\n",
+           g.deliveries, g.expected, missing, timed_out ? "  TIMED OUT" : "");
+    printf("  errors:     %" PRIu64 " (gaps %" PRIu64 ", out-of-order %" PRIu64
+           ", subscribers closed early %" PRIu64 ", unexpected frames %" PRIu64
+           ", protocol %" PRIu64 ", unacked publishes %" PRId64 ")\n",
+           errors, g.gaps, g.out_of_order, g.closed_early, g.unexpected, g.proto_errors,
+           g.sent - g.acked > 0 ? g.sent - g.acked : 0);
+    printf("  elapsed:    %.3f s first publish -> %s, %.0f deliveries/s\n", elapsed,
+           g.subs_done >= opt.subs ? "last delivery" : "stop", dps);
+    printf("  latency:    p50 %.0f us, p90 %.0f us, p99 %.0f us, max %.0f us (%zu samples)\n",
+           pct_us(0.50), pct_us(0.90), pct_us(0.99), g.nlat ? (double)g.lat[g.nlat - 1] / 1e3 : 0,
+           g.nlat);
+    if (opt.ngw) {
+        printf("  gateway CPU: %.2f s (user %.2f, sys %.2f) over the publish phase = %.3f "
+               "CPU-us per delivery (%d process(es), clock tick %.0f Hz)\n",
+               gw_cpu, gw_user, gw_sys, cpu_per, opt.ngw, tick);
+        if (gw_cpu < 100 / tick)
+            printf("              (under %.0f ticks of CPU: the per-delivery figure is coarse,"
+                   " run longer)\n", 100.0);
+        printf("  gateway RSS: %ld kB before connecting, %ld kB with %d subscribers, "
+               "%ld kB at the end => %.0f bytes per connection\n", b, a, opt.subs, e, per_conn);
+        for (int i = 0; opt.ngw > 1 && i < opt.ngw; i++)
+            printf("    pid %d: cpu %.2f s, rss %ld -> %ld -> %ld kB\n", (int)opt.gw_pids[i],
+                   (double)(c1.ut[i] - c0.ut[i] + c1.st[i] - c0.st[i]) / tick, rss0[i],
+                   rss1[i], rss2[i]);
+    } else {
+        printf("  gateway CPU/RSS: not measured (no --gateway-pid)\n");
+    }
+    if (opt.naux)
+        printf("  other CPU:  %.2f s (--aux-pid, e.g. redis; not in the per-delivery figure)\n",
+               aux_cpu);
+    printf("  bench CPU:  %.2f s. The bench runs on the same machine and competes with the\n"
+           "              gateway for the cores: on a 2-core box it caps deliveries/s and adds\n"
+           "              latency; CPU-us per delivery counts the gateway process only.\n",
+           self_cpu);
+    printf("  machine:    %ld CPUs, %.2f CPU-s busy during the %.2f s publish phase, of which\n"
+           "              %.2f s by other processes (not gateway, bench or --aux-pid)%s\n",
+           ncpu, host_busy, pub_wall, others,
+           others > 0.1 * pub_wall ? "  WARNING: the machine was not quiet, figures are noisy"
+                                   : "");
+    printf("  verdict:    %s\n", ok ? "OK, every expected delivery arrived in order"
+                                    : "FAILED, deliveries missing or out of order");
+    printf("RESULT status=%s subs=%d messages=%" PRId64 " size=%zu rate=%g batch=%d ports=%d "
+           "deliveries=%" PRIu64 " expected=%" PRIu64 " errors=%" PRIu64 " missing=%" PRIu64
+           " elapsed_s=%.3f deliveries_per_s=%.0f lat_p50_us=%.0f lat_p90_us=%.0f "
+           "lat_p99_us=%.0f lat_max_us=%.0f gw_cpu_s=%.2f cpu_us_per_delivery=%.3f "
+           "rss_before_kb=%ld rss_after_connect_kb=%ld rss_end_kb=%ld rss_per_conn_bytes=%.0f "
+           "aux_cpu_s=%.2f bench_cpu_s=%.2f other_cpu_s=%.2f setup_s=%.2f\n",
+           ok ? "ok" : "fail", opt.subs, opt.messages, opt.size, opt.rate, opt.batch,
+           opt.nports, g.deliveries, g.expected, errors, missing, elapsed, dps,
+           pct_us(0.50), pct_us(0.90), pct_us(0.99),
+           g.nlat ? (double)g.lat[g.nlat - 1] / 1e3 : 0, gw_cpu, cpu_per, b, a, e, per_conn,
+           aux_cpu, self_cpu, others, setup_s);
+    fflush(stdout);
+
+    for (int i = 0; i <= opt.subs; i++) {
+        struct conn *c = i < opt.subs ? &g.subs[i] : &g.pub;
+        free(c->rbuf);
+        free(c->wbuf);
+        free(c->frag);
+    }
+    free(g.subs);
+    free(g.lat);
+    free(pad);
+    free(evs);
+    close(g.ep);
+    return ok ? 0 : 1;
+}
