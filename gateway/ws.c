@@ -85,6 +85,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 }
 
 const struct lws_protocols ws_protocols[] = {
-    {"wsgate", callback, sizeof(struct pss), 0, 0, NULL, 0},
+    /* rx_buffer_size: lws allocates it per connection; bigger messages
+     * arrive in several RECEIVE callbacks and session.c joins them. */
+    {"wsgate", callback, sizeof(struct pss), 1024, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
