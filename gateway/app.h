@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "metrics.h"
 
 struct event_base;
 struct lws_context;
@@ -33,6 +34,7 @@ struct app {
     uint32_t session_seq;
     int draining;                 /* SIGTERM seen: not ready, closing clients */
     unsigned char *batch_buf;     /* LWS_PRE + APP_BATCH_MAX scratch for batching */
+    struct metrics metrics;
 };
 
 #endif

@@ -240,16 +240,107 @@ static int set_max_queue(struct config *c, const char *v, char *why, size_t n)
     return set_size_in(&c->max_queue_bytes, v, 1024, 1u << 30, why, n);
 }
 
-static int set_drain(struct config *c, const char *v, char *why, size_t n)
+static int set_double_in(double *dst, const char *v, double lo, double hi,
+                         const char *unit, char *why, size_t n)
 {
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (v[0] && !*end && !errno && d >= 0 && d <= 3600) {
-        c->shutdown_seconds = d;
+    if (v[0] && !isspace((unsigned char)v[0]) && !*end && !errno && d >= lo && d <= hi) {
+        *dst = d;
         return 0;
     }
-    snprintf(why, n, "expected seconds from 0 to 3600");
+    snprintf(why, n, "expected %s from %g to %g", unit, lo, hi);
+    return -1;
+}
+
+static int set_uint_in(unsigned *dst, const char *v, unsigned lo, unsigned hi,
+                       char *why, size_t n)
+{
+    size_t s;
+    if (config_parse_size(v, &s) == 0 && s >= lo && s <= hi && !strpbrk(v, "kKmM")) {
+        *dst = (unsigned)s;
+        return 0;
+    }
+    snprintf(why, n, "expected a whole number from %u to %u", lo, hi);
+    return -1;
+}
+
+static int set_drain(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_double_in(&c->shutdown_seconds, v, 0, 3600, "seconds", why, n);
+}
+
+static int set_max_connections(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_uint_in(&c->max_connections, v, 1, 10000000, why, n);
+}
+
+static int set_max_channels(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_uint_in(&c->max_channels, v, 1, 1000000, why, n);
+}
+
+static int set_publish_rate(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_double_in(&c->publish_rate, v, 0, 1e6, "publishes per second", why, n);
+}
+
+static int set_publish_burst(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_uint_in(&c->publish_burst, v, 1, 1000000, why, n);
+}
+
+static int set_queue_soft(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_size_in(&c->queue_soft_bytes, v, 0, 1u << 30, why, n);
+}
+
+static int set_queue_soft_seconds(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_double_in(&c->queue_soft_seconds, v, 0, 3600, "seconds", why, n);
+}
+
+static int set_api_key(struct config *c, const char *v, char *why, size_t n)
+{
+    if (copy_str(c->api_key, sizeof c->api_key, v) == 0)
+        return 0;
+    snprintf(why, n, "at most %zu bytes", sizeof c->api_key - 1);
+    return -1;
+}
+
+/* The key itself, minus a trailing newline, from a file. */
+static int set_api_key_file(struct config *c, const char *v, char *why, size_t n)
+{
+    FILE *f = fopen(v, "r");
+    if (!f) {
+        snprintf(why, n, "cannot read it: %s", strerror(errno));
+        return -1;
+    }
+    char key[sizeof c->api_key + 1];
+    size_t len = fread(key, 1, sizeof key - 1, f);
+    fclose(f);
+    key[len] = '\0';
+    key[strcspn(key, "\r\n")] = '\0';
+    if (!key[0] || len >= sizeof key - 1) {
+        snprintf(why, n, "expected one key of 1 to %zu bytes", sizeof c->api_key - 1);
+        return -1;
+    }
+    memcpy(c->api_key, key, strlen(key) + 1);
+    return 0;
+}
+
+static int set_origins(struct config *c, const char *v, char *why, size_t n)
+{
+    for (const char *p = v; *p; p++) {
+        if (!isgraph((unsigned char)*p) || *p == '"') {
+            snprintf(why, n, "expected comma-separated origins like https://example.com");
+            return -1;
+        }
+    }
+    if (copy_str(c->allowed_origins, sizeof c->allowed_origins, v) == 0)
+        return 0;
+    snprintf(why, n, "at most %zu bytes", sizeof c->allowed_origins - 1);
     return -1;
 }
 
@@ -262,7 +353,16 @@ static const struct option_def options[] = {
     {"log-level", "info", "debug, info, warn or error", set_log_level},
     {"max-message-size", "64k", "largest inbound frame, HTTP body or published payload", set_max_message},
     {"max-queue-bytes", "1m", "per-client send queue; beyond it the client is closed as a slow consumer", set_max_queue},
-    {"drain-seconds", "10", "on SIGTERM, how long clients get to close before exit", set_drain},
+    {"drain-seconds", "10", "on SIGTERM, the window over which clients are closed (1001) before exit", set_drain},
+    {"max-connections", "10000", "WebSocket connections per node; more are refused with 503", set_max_connections},
+    {"max-channels", "100", "subscriptions per connection", set_max_channels},
+    {"publish-rate", "100", "publishes per second per connection (token bucket); 0: unlimited", set_publish_rate},
+    {"publish-burst", "200", "publishes a connection may send at once before the rate applies", set_publish_burst},
+    {"queue-soft-bytes", "256k", "send queue size a client may exceed only for --queue-soft-seconds; 0: off", set_queue_soft},
+    {"queue-soft-seconds", "10", "how long a send queue may stay over --queue-soft-bytes", set_queue_soft_seconds},
+    {"api-key", NULL, "key required as 'Authorization: Bearer KEY' by POST /api/publish; unset: open", set_api_key},
+    {"api-key-file", NULL, "file holding the API key", set_api_key_file},
+    {"allowed-origins", NULL, "comma-separated browser origins allowed to connect; unset: any", set_origins},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

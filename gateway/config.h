@@ -32,7 +32,15 @@ struct config {
     enum log_level log_level;
     size_t max_message_size; /* inbound frame, HTTP body and payload cap */
     size_t max_queue_bytes;  /* per-client send queue before "slow consumer" */
-    double shutdown_seconds; /* SIGTERM: how long clients get to close */
+    double shutdown_seconds; /* SIGTERM: window over which clients are closed */
+    unsigned max_connections;  /* WebSocket sessions per node */
+    unsigned max_channels;     /* subscriptions per connection */
+    double publish_rate;       /* publishes/s per connection; 0: unlimited */
+    unsigned publish_burst;    /* token bucket depth */
+    size_t queue_soft_bytes;   /* 0: no soft queue limit */
+    double queue_soft_seconds; /* how long a queue may stay over the soft limit */
+    char api_key[CONFIG_STR_MAX];          /* empty: /api/publish is open */
+    char allowed_origins[4 * CONFIG_STR_MAX]; /* comma-separated; empty: any */
 };
 
 enum config_result { CONFIG_OK = 0, CONFIG_HELP = 1, CONFIG_ERROR = -1 };

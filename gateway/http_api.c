@@ -5,15 +5,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+
+#include <openssl/crypto.h>
 
 #include "broker.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "loop.h"
 #include "proto.h"
 
 struct http_ticket {
+    struct app *app;
     struct lws *wsi;         /* NULL once the connection closed */
     struct http_state *st;   /* valid while wsi is */
 };
@@ -86,6 +91,8 @@ void http_release(struct http_state *st)
 static void on_published(void *arg, int ok)
 {
     struct http_ticket *t = arg;
+    if (ok)
+        t->app->metrics.published_total++;
     if (t->wsi) {
         struct http_state *st = t->st;
         st->pending = NULL;
@@ -111,7 +118,7 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
     } else if (!(t = malloc(sizeof *t))) {
         rc = send_json_error(wsi, 500, "internal", "out of memory", 1);
     } else {
-        *t = (struct http_ticket){.wsi = wsi, .st = st};
+        *t = (struct http_ticket){.app = app, .wsi = wsi, .st = st};
         st->pending = t; /* the broker may answer before publish returns */
         rc = 0;
         if (broker_publish(app->broker, req.channel, req.channel_len, req.data,
@@ -123,6 +130,40 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
         }
     }
     free_body(st); /* req.data pointed into it */
+    return rc;
+}
+
+/* With --api-key, the request must carry "Authorization: Bearer <key>";
+ * compared in constant time. */
+static int authorized(const struct app *app, struct lws *wsi)
+{
+    const char *key = app->cfg.api_key;
+    char got[sizeof app->cfg.api_key + 16];
+    if (!key[0])
+        return 1;
+    int n = lws_hdr_copy(wsi, got, sizeof got, WSI_TOKEN_HTTP_AUTHORIZATION);
+    size_t klen = strlen(key);
+    return n > 7 && !strncasecmp(got, "Bearer ", 7) && (size_t)n - 7 == klen &&
+           CRYPTO_memcmp(got + 7, key, klen) == 0;
+}
+
+static int serve_metrics(struct app *app, struct lws *wsi)
+{
+    const struct hub_stats *hs = hub_stats(app->hub);
+    struct metrics_gauges g = {
+        .connections = app->nsessions,
+        .subscriptions = hs->subscriptions,
+        .channels = hs->channels,
+        .broker_up = hub_broker_up(app->hub),
+        .broker_reconnects = hs->broker_ups ? hs->broker_ups - 1 : 0,
+        .dropped_invalid = hs->dropped_invalid,
+    };
+    size_t len;
+    char *text = metrics_render(&app->metrics, &g, &len);
+    if (!text)
+        return send_json_error(wsi, 500, "internal", "out of memory", 1);
+    int rc = send_reply(wsi, 200, "text/plain; version=0.0.4", text, len, 0);
+    free(text);
     return rc;
 }
 
@@ -178,9 +219,15 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
             return send_text(wsi, 503, "broker unavailable\n");
         return send_text(wsi, 200, "ready\n");
     }
+    if (!strcmp(path, "/metrics"))
+        return get ? serve_metrics(app, wsi)
+                   : send_json_error(wsi, 405, "method_not_allowed", "use GET", 0);
     if (!strcmp(path, "/api/publish")) {
         if (method != LWSHUMETH_POST)
             return send_json_error(wsi, 405, "method_not_allowed", "use POST", 0);
+        if (!authorized(app, wsi))
+            return send_json_error(wsi, 401, "unauthorized",
+                                   "send Authorization: Bearer <api key>", 1);
         long cl = content_length(wsi);
         if (cl > (long)app->cfg.max_message_size)
             return send_json_error(wsi, 413, "too_large",

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "proto.h"
 
@@ -235,6 +236,7 @@ static void on_message(void *ctx, const char *name, size_t len,
         log_error("out of memory encoding a message for %s", c->name);
         return;
     }
+    m->born_us = clock_us();
     for (struct sub *s = c->subs; s; s = s->cnext) {
         if (!s->waiting) {
             h->cb.deliver(s->client, m);
@@ -288,6 +290,7 @@ static void on_state(void *ctx, int up)
     struct hub *h = ctx;
     h->up = up;
     if (up) {
+        h->stats.broker_ups++;
         resubscribe_all(h);
         return;
     }

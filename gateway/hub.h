@@ -42,6 +42,7 @@ struct hub_stats {
     uint64_t messages_in;     /* messages the broker handed us */
     uint64_t dropped_invalid; /* payloads that were not valid JSON or too big */
     uint64_t deliveries;      /* msgs handed to subscribers */
+    uint64_t broker_ups;      /* times the broker reported itself up */
     unsigned channels;
     unsigned subscriptions;
 };

@@ -25,8 +25,6 @@
 #include "session.h"
 #include "ws.h"
 
-#define CLOSE_GOING_AWAY 1001
-
 /* Run from the build tree: serve the source tree's web/; installed: the
  * share directory. */
 static const char *default_web_root(void)
@@ -60,24 +58,39 @@ static void raise_fd_limit(void)
     }
 }
 
-struct shutdown {
+#define DRAIN_TICK_USEC 100000
+
+/* SIGTERM drain: clients are closed in slices over the first 80% of
+ * --drain-seconds so they do not all reconnect elsewhere at once; the rest
+ * of the window lets the close handshakes finish. */
+struct drain {
     struct app *app;
-    struct event *deadline;
+    struct event *tick, *deadline;
+    unsigned per_tick;
 };
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct app *app = arg;
-    log_warn("drain window over with %u clients still open", app->nsessions);
+    if (app->nsessions)
+        log_warn("drain window over with %u clients still open", app->nsessions);
     event_base_loopbreak(app->base);
+}
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct drain *d = arg;
+    if (sess_close_some(d->app, DISC_DRAIN, d->per_tick) == 0)
+        event_del(d->tick);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
-    struct shutdown *sd = arg;
-    struct app *app = sd->app;
+    struct drain *d = arg;
+    struct app *app = d->app;
     if (app->draining) { /* a second signal: stop now */
         log_warn("second signal %d, exiting now", (int)sig);
         event_base_loopbreak(app->base);
@@ -86,15 +99,25 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     /* The listener stays open so /readyz can answer 503 (load balancers
      * take the node out) while new upgrades are refused with 503. */
     app->draining = 1;
-    log_info("signal %d: draining %u clients", (int)sig, app->nsessions);
+    double window = app->cfg.shutdown_seconds;
+    log_info("signal %d: draining %u clients over %.1f s", (int)sig, app->nsessions, window);
     if (app->nsessions == 0) {
         event_base_loopbreak(app->base);
         return;
     }
-    sess_close_all(app, CLOSE_GOING_AWAY, "going away");
-    double s = app->cfg.shutdown_seconds;
-    struct timeval tv = {(time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
-    evtimer_add(sd->deadline, &tv);
+    double ticks = window * 0.8 * 1e6 / DRAIN_TICK_USEC;
+    d->per_tick = ticks < 1 ? app->nsessions : (unsigned)(app->nsessions / ticks) + 1;
+    struct timeval tick = {0, DRAIN_TICK_USEC};
+    struct timeval end = {(time_t)window, (suseconds_t)((window - (double)(time_t)window) * 1e6)};
+    on_drain_tick(-1, 0, d); /* the first slice now */
+    event_add(d->tick, &tick);
+    evtimer_add(d->deadline, &end);
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    sess_sweep(arg);
 }
 
 static struct lws_context *create_lws(struct app *app)
@@ -141,8 +164,8 @@ int main(int argc, char **argv)
 
     int status = 1;
     char node[CONFIG_STR_MAX + 16];
-    struct shutdown sd = {.app = &app};
-    struct event *sigterm = NULL, *sigint = NULL;
+    struct drain drain = {.app = &app};
+    struct event *sigterm = NULL, *sigint = NULL, *sweep = NULL;
 
     app.base = loop_base_new();
     app.batch_buf = malloc(LWS_PRE + APP_BATCH_MAX);
@@ -187,12 +210,16 @@ int main(int argc, char **argv)
     }
     hub_set_broker(app.hub, app.broker);
 
-    sd.deadline = evtimer_new(app.base, on_deadline, &app);
-    sigterm = evsignal_new(app.base, SIGTERM, on_signal, &sd);
-    sigint = evsignal_new(app.base, SIGINT, on_signal, &sd);
-    if (!sd.deadline || !sigterm || !sigint || evsignal_add(sigterm, NULL) ||
-        evsignal_add(sigint, NULL)) {
-        log_error("cannot install signal handlers");
+    struct timeval second = {1, 0};
+    drain.deadline = evtimer_new(app.base, on_deadline, &app);
+    drain.tick = event_new(app.base, -1, EV_PERSIST, on_drain_tick, &drain);
+    sweep = event_new(app.base, -1, EV_PERSIST, on_sweep, &app);
+    sigterm = evsignal_new(app.base, SIGTERM, on_signal, &drain);
+    sigint = evsignal_new(app.base, SIGINT, on_signal, &drain);
+    if (!drain.deadline || !drain.tick || !sweep || !sigterm || !sigint ||
+        evsignal_add(sigterm, NULL) || evsignal_add(sigint, NULL) ||
+        event_add(sweep, &second)) {
+        log_error("cannot install signal handlers and timers");
         goto out;
     }
 
@@ -216,7 +243,9 @@ out:
     loop_free(app.loop);
     if (sigterm) event_free(sigterm);
     if (sigint) event_free(sigint);
-    if (sd.deadline) event_free(sd.deadline);
+    if (sweep) event_free(sweep);
+    if (drain.tick) event_free(drain.tick);
+    if (drain.deadline) event_free(drain.deadline);
     if (app.base) event_base_free(app.base);
     free(app.batch_buf);
     return status;

@@ -16,6 +16,7 @@ struct msg *msg_new(size_t len)
         return NULL;
     m->refs = 1;
     m->len = (uint32_t)len;
+    m->born_us = 0;
     return m;
 }
 

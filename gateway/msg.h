@@ -19,6 +19,8 @@
 struct msg {
     uint32_t refs;
     uint32_t len;          /* frame bytes after the headroom */
+    uint64_t born_us;      /* message frames: broker receipt (monotonic us);
+                              0 for replies */
     unsigned char buf[];   /* LWS_PRE headroom, then len bytes */
 };
 

@@ -10,12 +10,11 @@
 #include <libwebsockets.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 #include "loop.h"
 #include "msg.h"
 #include "proto.h"
-
-#define CLOSE_SLOW_CONSUMER 1008
 
 struct session {
     struct hub_client hc;  /* the hub's view of this client */
@@ -28,9 +27,14 @@ struct session {
     unsigned refs;         /* the connection + publishes awaiting the broker */
     unsigned char batch;
     unsigned char closing; /* close once the queue is written */
-    uint16_t close_code;
-    const char *close_reason; /* static string */
+    unsigned char discard; /* closing with the queue dropped: queue nothing */
+    enum disconnect_reason why;
+    double tokens;         /* publish token bucket */
+    uint64_t refill_us;    /* when tokens were last topped up */
+    unsigned strikes;      /* publishes refused in a row */
+    uint64_t soft_since_us; /* queue over the soft limit since; 0: under */
     char id[20];
+    char peer[48];
 };
 
 /* A publish waiting for the broker's answer. */
@@ -38,6 +42,20 @@ struct pub_wait {
     struct session *s;
     int64_t id;
     int has_id;
+};
+
+/* How each reason closes: RFC 6455 code (4xxx: ours) and reason text. */
+static const struct {
+    uint16_t code;
+    const char *text;
+} closes[DISC_COUNT] = {
+    [DISC_CLIENT] = {1000, "bye"},
+    [DISC_SLOW_CONSUMER] = {1008, "slow consumer"},
+    [DISC_RATE_LIMITED] = {1008, "rate limited"},
+    [DISC_TOO_LARGE] = {1009, "message too large"},
+    [DISC_AUTH] = {4001, "token expired"},
+    [DISC_DRAIN] = {1001, "going away"},
+    [DISC_ERROR] = {1011, "internal error"},
 };
 
 static struct session *of_client(struct hub_client *c)
@@ -53,6 +71,12 @@ static void release(struct session *s)
     free(s);
 }
 
+static void clear_queue(struct session *s)
+{
+    s->app->metrics.queue_bytes -= s->q.bytes;
+    msgq_clear(&s->q);
+}
+
 /* The kernel would otherwise keep a stuck client's unsent megabytes for
  * minutes in FIN-WAIT: reset instead of a graceful close. */
 static void reset_on_close(struct session *s)
@@ -61,27 +85,36 @@ static void reset_on_close(struct session *s)
     setsockopt(lws_get_socket_fd(s->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 }
 
-/* Queues m (borrowed). A queue over its bound closes the client. */
+/* Cuts a client off now: its queue is dropped, the socket reset on close. */
+static void cut_off(struct session *s, enum disconnect_reason why)
+{
+    log_warn("session %s: closing: %s", s->id, closes[why].text);
+    clear_queue(s);
+    reset_on_close(s);
+    sess_close(s, why);
+    s->discard = 1;
+}
+
+/* Queues m (borrowed). A queue over its hard bound closes the client. */
 static void send_msg(struct session *s, struct msg *m)
 {
-    if (!s->wsi || s->closing == 2)
+    if (!s->wsi || s->discard)
         return;
+    const struct config *cfg = &s->app->cfg;
     int was_empty = s->q.count == 0;
-    int rc = msgq_push(&s->q, m, s->app->cfg.max_queue_bytes);
+    int rc = msgq_push(&s->q, m, cfg->max_queue_bytes);
     if (rc == -1) {
-        log_warn("session %s: send queue over %zu bytes, closing slow consumer",
-                 s->id, s->app->cfg.max_queue_bytes);
-        msgq_clear(&s->q);
-        reset_on_close(s);
-        sess_close(s, CLOSE_SLOW_CONSUMER, "slow consumer");
-        s->closing = 2; /* nothing more is queued */
+        cut_off(s, DISC_SLOW_CONSUMER);
         return;
     }
     if (rc < 0) {
         log_error("session %s: out of memory queueing a frame", s->id);
-        sess_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        cut_off(s, DISC_ERROR);
         return;
     }
+    s->app->metrics.queue_bytes += m->len;
+    if (cfg->queue_soft_bytes && !s->soft_since_us && s->q.bytes > cfg->queue_soft_bytes)
+        s->soft_since_us = clock_us();
     if (was_empty)
         loop_want_write(s->wsi);
 }
@@ -127,17 +160,48 @@ static void on_published(void *arg, int ok)
 {
     struct pub_wait *w = arg;
     struct session *s = w->s;
-    if (ok)
+    if (ok) {
+        s->app->metrics.published_total++;
         send_owned(s, proto_encode_ack(w->has_id, w->id));
-    else
+    } else {
         send_error(s, w->has_id, w->id, "broker_unavailable",
                    "the broker did not accept the message, try again");
+    }
     free(w);
     release(s);
 }
 
+/* Token bucket: rate per second, burst deep. Returns 1 when a publish may
+ * go now. */
+static int take_token(struct session *s)
+{
+    const struct config *cfg = &s->app->cfg;
+    if (cfg->publish_rate <= 0)
+        return 1;
+    uint64_t now = clock_us();
+    s->tokens += (double)(now - s->refill_us) * cfg->publish_rate / 1e6;
+    if (s->tokens > cfg->publish_burst)
+        s->tokens = cfg->publish_burst;
+    s->refill_us = now;
+    if (s->tokens < 1)
+        return 0;
+    s->tokens -= 1;
+    return 1;
+}
+
 static void do_publish(struct session *s, struct proto_req *req)
 {
+    if (!take_token(s)) {
+        /* A client that ignores a whole burst of refusals is cut off. */
+        if (++s->strikes > s->app->cfg.publish_burst) {
+            cut_off(s, DISC_RATE_LIMITED);
+            return;
+        }
+        send_error(s, req->has_id, req->id, "rate_limited",
+                   "publishing too fast, slow down");
+        return;
+    }
+    s->strikes = 0;
     struct pub_wait *w = malloc(sizeof *w);
     if (!w) {
         send_error(s, req->has_id, req->id, "internal", "out of memory");
@@ -154,6 +218,25 @@ static void do_publish(struct session *s, struct proto_req *req)
     }
 }
 
+static void do_subscribe(struct session *s, struct proto_req *req)
+{
+    if (s->hc.nsubs >= s->app->cfg.max_channels) {
+        send_error(s, req->has_id, req->id, "too_many_channels",
+                   "subscription limit of this connection reached");
+        return;
+    }
+    int rc = hub_subscribe(s->app->hub, &s->hc, req->channel, req->channel_len,
+                           req->has_id, req->id);
+    if (rc == HUB_EALREADY)
+        send_error(s, req->has_id, req->id, "already_subscribed",
+                   "already subscribed to this channel");
+    else if (rc == HUB_EUNAVAILABLE)
+        send_error(s, req->has_id, req->id, "broker_unavailable",
+                   "the broker is unavailable, try again");
+    else if (rc < 0)
+        send_error(s, req->has_id, req->id, "internal", "out of memory");
+}
+
 static void handle_frame(struct session *s, const char *buf, size_t len)
 {
     struct proto_req req;
@@ -164,22 +247,12 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
         send_error(s, err.has_id, err.id, err.code, err.message);
         return;
     }
-    int rc;
     switch (req.op) {
     case OP_PING:
         send_owned(s, proto_encode_pong(req.has_id, req.id));
         break;
     case OP_SUBSCRIBE:
-        rc = hub_subscribe(s->app->hub, &s->hc, req.channel, req.channel_len,
-                           req.has_id, req.id);
-        if (rc == HUB_EALREADY)
-            send_error(s, req.has_id, req.id, "already_subscribed",
-                       "already subscribed to this channel");
-        else if (rc == HUB_EUNAVAILABLE)
-            send_error(s, req.has_id, req.id, "broker_unavailable",
-                       "the broker is unavailable, try again");
-        else if (rc < 0)
-            send_error(s, req.has_id, req.id, "internal", "out of memory");
+        do_subscribe(s, &req);
         break;
     case OP_UNSUBSCRIBE:
         if (hub_unsubscribe(s->app->hub, &s->hc, req.channel, req.channel_len) == 0)
@@ -194,24 +267,31 @@ static void handle_frame(struct session *s, const char *buf, size_t len)
     }
 }
 
+static void handle_message(struct session *s, const char *buf, size_t len)
+{
+    if (lws_frame_is_binary(s->wsi))
+        send_error(s, 0, 0, "bad_request", "binary frames are not supported");
+    else
+        handle_frame(s, buf, len);
+}
+
 int sess_receive(struct session *s, const void *in, size_t len)
 {
     struct lws *wsi = s->wsi;
     size_t max = s->app->cfg.max_message_size;
     size_t still = lws_remaining_packet_payload(wsi);
     if (s->rx_len + len + still > max) {
-        const char why[] = "message too large";
         log_info("session %s: inbound message over %zu bytes, closing", s->id, max);
+        s->closing = 1;
+        s->why = DISC_TOO_LARGE;
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *)why, sizeof why - 1);
+                         (unsigned char *)closes[DISC_TOO_LARGE].text,
+                         strlen(closes[DISC_TOO_LARGE].text));
         return -1;
     }
     int final = lws_is_final_fragment(wsi);
     if (final && s->rx_len == 0) { /* whole message in one piece: no copy */
-        if (lws_frame_is_binary(wsi))
-            send_error(s, 0, 0, "bad_request", "binary frames are not supported");
-        else
-            handle_frame(s, in, len);
+        handle_message(s, in, len);
         return 0;
     }
     if (s->rx_len + len > s->rx_cap) {
@@ -229,10 +309,7 @@ int sess_receive(struct session *s, const void *in, size_t len)
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
     if (final) {
-        if (lws_frame_is_binary(wsi))
-            send_error(s, 0, 0, "bad_request", "binary frames are not supported");
-        else
-            handle_frame(s, s->rx, s->rx_len);
+        handle_message(s, s->rx, s->rx_len);
         s->rx_len = 0;
         if (s->rx_cap > 65536) { /* do not keep a big buffer per idle client */
             free(s->rx);
@@ -243,9 +320,23 @@ int sess_receive(struct session *s, const void *in, size_t len)
     return 0;
 }
 
+/* Accounts for the oldest queued frame, written, and drops it. */
+static void written(struct session *s, uint64_t now)
+{
+    struct msg *m = msgq_peek(&s->q);
+    struct metrics *mt = &s->app->metrics;
+    if (m->born_us) {
+        mt->delivered_total++;
+        if (m->refs == 1) /* the last subscriber written: fan-out complete */
+            metrics_observe_latency(mt, (double)(now - m->born_us) / 1e6);
+    }
+    mt->queue_bytes -= m->len;
+    msgq_pop(&s->q);
+}
+
 /* Joins queued frames with '\n' into the app's scratch buffer, up to
  * APP_BATCH_MAX bytes; returns the length (0 if the first alone is larger). */
-static size_t gather_batch(struct session *s)
+static size_t gather_batch(struct session *s, uint64_t now)
 {
     unsigned char *out = s->app->batch_buf + LWS_PRE;
     size_t n = 0;
@@ -255,7 +346,7 @@ static size_t gather_batch(struct session *s)
             out[n++] = '\n';
         memcpy(out + n, msg_data(m), m->len);
         n += m->len;
-        msgq_pop(&s->q);
+        written(s, now);
     }
     return n;
 }
@@ -266,22 +357,28 @@ int sess_writable(struct session *s)
     if (!s->q.count) {
         if (!s->closing)
             return 0;
-        lws_close_reason(wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        lws_close_reason(wsi, (enum lws_close_status)closes[s->why].code,
+                         (unsigned char *)closes[s->why].text,
+                         strlen(closes[s->why].text));
         loop_want_write(wsi); /* lws sends the close frame on the next POLLOUT */
         return -1;
     }
+    uint64_t now = clock_us();
     int rc;
     size_t n;
-    if (s->batch && s->q.count > 1 && (n = gather_batch(s)) > 0) {
+    if (s->batch && s->q.count > 1 && (n = gather_batch(s, now)) > 0) {
         rc = lws_write(wsi, s->app->batch_buf + LWS_PRE, n, LWS_WRITE_TEXT);
     } else {
         struct msg *m = msgq_peek(&s->q);
-        rc = lws_write(wsi, msg_data(m), m->len, LWS_WRITE_TEXT);
-        msgq_pop(&s->q);
+        n = m->len;
+        rc = lws_write(wsi, msg_data(m), n, LWS_WRITE_TEXT);
+        written(s, now);
     }
     if (rc < 0)
         return -1;
+    s->app->metrics.bytes_sent_total += n;
+    if (s->soft_since_us && s->q.bytes <= s->app->cfg.queue_soft_bytes)
+        s->soft_since_us = 0;
     if (s->q.count || s->closing)
         loop_want_write(wsi);
     return 0;
@@ -296,43 +393,59 @@ struct session *sess_open(struct app *app, struct lws *wsi, int batch)
     s->wsi = wsi;
     s->refs = 1;
     s->batch = (unsigned char)batch;
+    s->tokens = app->cfg.publish_burst;
+    s->refill_us = clock_us();
     snprintf(s->id, sizeof s->id, "%08x%08x", app->session_salt, ++app->session_seq);
+    lws_get_peer_simple(wsi, s->peer, sizeof s->peer);
     s->next = app->sessions;
     if (app->sessions)
         app->sessions->prev = s;
     app->sessions = s;
     app->nsessions++;
-
-    char peer[64] = "?";
-    lws_get_peer_simple(wsi, peer, sizeof peer);
-    log_info("session %s open from %s%s", s->id, peer, batch ? " (batch)" : "");
+    app->metrics.connections_total++;
+    log_info("session %s open from %s%s", s->id, s->peer, batch ? " (batch)" : "");
     send_owned(s, proto_encode_welcome(app->node_id, s->id));
     return s;
 }
 
-void sess_close(struct session *s, uint16_t code, const char *reason)
+void sess_close(struct session *s, enum disconnect_reason why)
 {
     if (!s->wsi || s->closing)
         return;
     s->closing = 1;
-    s->close_code = code;
-    s->close_reason = reason;
+    s->why = why;
     loop_want_write(s->wsi);
 }
 
-void sess_close_all(struct app *app, uint16_t code, const char *reason)
+unsigned sess_close_some(struct app *app, enum disconnect_reason why, unsigned n)
 {
+    unsigned done = 0;
+    for (struct session *s = app->sessions; s && done < n; s = s->next) {
+        if (!s->closing) {
+            sess_close(s, why);
+            done++;
+        }
+    }
+    return done;
+}
+
+void sess_sweep(struct app *app)
+{
+    uint64_t now = clock_us(), soft = (uint64_t)(app->cfg.queue_soft_seconds * 1e6);
     for (struct session *s = app->sessions; s; s = s->next)
-        sess_close(s, code, reason);
+        if (s->soft_since_us && !s->discard && now - s->soft_since_us >= soft)
+            cut_off(s, DISC_SLOW_CONSUMER);
 }
 
 void sess_closed(struct session *s)
 {
     struct app *app = s->app;
-    log_info("session %s closed%s%s", s->id, s->closing ? ": " : "",
-             s->closing ? s->close_reason : "");
+    enum disconnect_reason why = s->closing ? s->why : DISC_CLIENT;
+    app->metrics.disconnects[why]++;
+    log_info("session %s from %s closed: %s", s->id, s->peer,
+             why == DISC_CLIENT ? "by the client" : closes[why].text);
     hub_drop_client(app->hub, &s->hc);
-    msgq_clear(&s->q);
+    clear_queue(s);
     if (s->prev) s->prev->next = s->next; else app->sessions = s->next;
     if (s->next) s->next->prev = s->prev;
     app->nsessions--;

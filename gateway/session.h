@@ -18,6 +18,7 @@
 
 #include "app.h"
 #include "hub.h"
+#include "metrics.h"
 
 struct lws;
 struct session;
@@ -38,10 +39,15 @@ int sess_writable(struct session *s);
 /* The connection is gone: drops subscriptions and the queue. */
 void sess_closed(struct session *s);
 
-/* Asks for a close with code and reason once the queue has been written. */
-void sess_close(struct session *s, uint16_t code, const char *reason);
+/* Asks for a close, with the code and reason of why, once the queue has
+ * been written. */
+void sess_close(struct session *s, enum disconnect_reason why);
 
-/* sess_close() on every open session. */
-void sess_close_all(struct app *app, uint16_t code, const char *reason);
+/* sess_close() on up to n sessions not already closing; returns how many. */
+unsigned sess_close_some(struct app *app, enum disconnect_reason why, unsigned n);
+
+/* The once-a-second sweep: cuts off clients whose queue stayed over
+ * --queue-soft-bytes for --queue-soft-seconds. */
+void sess_sweep(struct app *app);
 
 #endif

@@ -2,6 +2,7 @@
 #include "ws.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "app.h"
 #include "http_api.h"
@@ -17,7 +18,35 @@ struct pss {
     unsigned char batch;
 };
 
-/* Accepts the upgrade only on /ws, and only while not draining. */
+/* 1 when the Origin header (sent by browsers) is absent or in the
+ * comma-separated --allowed-origins list (empty: any). */
+static int origin_allowed(const struct app *app, struct lws *wsi)
+{
+    const char *list = app->cfg.allowed_origins;
+    char origin[256];
+    if (!list[0] || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+        return 1;
+    size_t n = strlen(origin);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && !strncasecmp(p, origin, n))
+            return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+static int refuse(struct app *app, struct lws *wsi, unsigned status,
+                  const char *why)
+{
+    app->metrics.refused_total++;
+    log_info("upgrade refused with %u: %s", status, why);
+    lws_return_http_status(wsi, status, NULL);
+    return -1;
+}
+
+/* Accepts the upgrade only on /ws, from an allowed origin, while not
+ * draining and under the connection limit. */
 static int filter(struct app *app, struct lws *wsi, struct pss *pss)
 {
     char uri[64], arg[8];
@@ -26,10 +55,12 @@ static int filter(struct app *app, struct lws *wsi, struct pss *pss)
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
     }
-    if (app->draining) {
-        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL);
-        return -1;
-    }
+    if (!origin_allowed(app, wsi))
+        return refuse(app, wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+    if (app->draining)
+        return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
+    if (app->nsessions >= app->cfg.max_connections)
+        return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection limit");
     const char *v = lws_get_urlarg_by_name(wsi, "batch=", arg, sizeof arg);
     pss->batch = v && !strcmp(v, "1");
     return 0;

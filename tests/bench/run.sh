@@ -217,6 +217,10 @@ wait_line() {
     return 1
 }
 
+# The bench publisher sends far more than a chat client may: lift the
+# per-connection publish limit unless the caller set one.
+export WSGATE_PUBLISH_RATE="${WSGATE_PUBLISH_RATE:-0}"
+
 rate_txt="rate $RATE/s"
 [ "$RATE" = 0 ] && rate_txt="rate unlimited (publish window)"
 echo "run.sh: $MODE, $GATEWAYS gateway(s), $SUBS subscribers, $MESSAGES messages x $SIZE B," \
