@@ -251,7 +251,8 @@ static int on_body(struct app *app, struct lws *wsi, struct http_state *st,
     char *b = realloc(st->body, st->body_len + len + 1);
     if (!b)
         return -1;
-    memcpy(b + st->body_len, in, len);
+    if (len) /* lws may pass in == NULL for an empty body */
+        memcpy(b + st->body_len, in, len);
     st->body = b;
     st->body_len += len;
     b[st->body_len] = '\0';
