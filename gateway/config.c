@@ -217,6 +217,14 @@ static int set_log_level(struct config *c, const char *v, char *why, size_t n)
     return -1;
 }
 
+static int set_log_format(struct config *c, const char *v, char *why, size_t n)
+{
+    if (log_format_parse(v, &c->log_format) == 0)
+        return 0;
+    snprintf(why, n, "expected text or json");
+    return -1;
+}
+
 static int set_size_in(size_t *dst, const char *v, size_t lo, size_t hi,
                        char *why, size_t n)
 {
@@ -351,6 +359,7 @@ static const struct option_def options[] = {
     {"node-id", NULL, "node name in welcome frames and logs (default hostname:port)", set_node_id},
     {"web-root", NULL, "directory of static files served at /", set_web_root},
     {"log-level", "info", "debug, info, warn or error", set_log_level},
+    {"log-format", "text", "text or json (one JSON object per line)", set_log_format},
     {"max-message-size", "64k", "largest inbound frame, HTTP body or published payload", set_max_message},
     {"max-queue-bytes", "1m", "per-client send queue; beyond it the client is closed as a slow consumer", set_max_queue},
     {"drain-seconds", "10", "on SIGTERM, the window over which clients are closed (1001) before exit", set_drain},

@@ -30,6 +30,7 @@ struct config {
     char node_id[CONFIG_STR_MAX]; /* empty: hostname:port, set once bound */
     char web_root[4096];
     enum log_level log_level;
+    enum log_format log_format;
     size_t max_message_size; /* inbound frame, HTTP body and payload cap */
     size_t max_queue_bytes;  /* per-client send queue before "slow consumer" */
     double shutdown_seconds; /* SIGTERM: window over which clients are closed */

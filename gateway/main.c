@@ -154,6 +154,7 @@ int main(int argc, char **argv)
         break;
     }
     log_set_level(app.cfg.log_level);
+    log_set_format(app.cfg.log_format);
     lws_set_log_level(LLL_ERR | (log_enabled(LOG_DEBUG) ? LLL_WARN | LLL_NOTICE : 0),
                       lws_log_emit);
     signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
@@ -193,6 +194,7 @@ int main(int argc, char **argv)
         snprintf(node, sizeof node, "%s:%d", host, loop_port(app.loop));
         app.node_id = node;
     }
+    log_set_node(app.node_id);
 
     app.hub = hub_new(&sess_hub_callbacks, app.cfg.max_message_size);
     if (!app.hub) {

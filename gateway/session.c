@@ -85,12 +85,15 @@ static void reset_on_close(struct session *s)
     setsockopt(lws_get_socket_fd(s->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 }
 
-/* Cuts a client off now: its queue is dropped, the socket reset on close. */
+/* Cuts a client off now: its queue is dropped and nothing more queued. A
+ * slow consumer's socket is also reset on close, as its kernel buffer is
+ * full anyway. */
 static void cut_off(struct session *s, enum disconnect_reason why)
 {
     log_warn("session %s: closing: %s", s->id, closes[why].text);
     clear_queue(s);
-    reset_on_close(s);
+    if (why == DISC_SLOW_CONSUMER)
+        reset_on_close(s);
     sess_close(s, why);
     s->discard = 1;
 }
@@ -403,7 +406,8 @@ struct session *sess_open(struct app *app, struct lws *wsi, int batch)
     app->sessions = s;
     app->nsessions++;
     app->metrics.connections_total++;
-    log_info("session %s open from %s%s", s->id, s->peer, batch ? " (batch)" : "");
+    log_fields(LOG_INFO, "session open", "session", s->id, "remote", s->peer,
+               "batch", batch ? "1" : NULL, (const char *)NULL);
     send_owned(s, proto_encode_welcome(app->node_id, s->id));
     return s;
 }
@@ -442,8 +446,8 @@ void sess_closed(struct session *s)
     struct app *app = s->app;
     enum disconnect_reason why = s->closing ? s->why : DISC_CLIENT;
     app->metrics.disconnects[why]++;
-    log_info("session %s from %s closed: %s", s->id, s->peer,
-             why == DISC_CLIENT ? "by the client" : closes[why].text);
+    log_fields(LOG_INFO, "session closed", "session", s->id, "remote", s->peer,
+               "reason", metrics_reason_name(why), (const char *)NULL);
     hub_drop_client(app->hub, &s->hc);
     clear_queue(s);
     if (s->prev) s->prev->next = s->next; else app->sessions = s->next;
