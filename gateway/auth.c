@@ -1,5 +1,6 @@
 /* auth.c - see auth.h. */
 #include "auth.h"
+#include "channel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -137,20 +138,18 @@ static int has_duplicate(const cJSON *obj, const char *const *names, size_t n)
 }
 
 /* Parses len bytes of strict JSON holding an object whose interesting
- * members appear once and whose strings hold no NUL; NULL otherwise (or
- * when out of memory, which *nomem reports). */
+ * members appear once and whose strings hold no NUL; NULL otherwise. cJSON
+ * also refuses what json_valid() lets through as RFC 8259 does (a lone
+ * surrogate escape such as "\uD800"), and fails when out of memory: both
+ * count as malformed. */
 static cJSON *parse_object(const char *buf, size_t len,
-                           const char *const *names, size_t nnames,
-                           int *nomem)
+                           const char *const *names, size_t nnames)
 {
-    *nomem = 0;
     if (!json_valid(buf, len) || has_escaped_nul(buf, len))
         return NULL;
     cJSON *root = cJSON_ParseWithLength(buf, len);
-    if (!root) {
-        *nomem = 1; /* json_valid() accepted it: cJSON only fails on memory */
+    if (!root)
         return NULL;
-    }
     if (!cJSON_IsObject(root) || has_duplicate(root, names, nnames)) {
         cJSON_Delete(root);
         return NULL;
@@ -160,13 +159,6 @@ static cJSON *parse_object(const char *buf, size_t len,
 
 /* ---- grants ------------------------------------------------------------ */
 
-static int channel_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' ||
-           c == ':' || c == '@' || c == '/';
-}
-
 /* 1 when s (len bytes) is a valid grant; *name_len gets the length of the
  * name or prefix and *prefix whether it ended in '*'. */
 static int grant_valid(const char *s, size_t len, size_t *name_len, int *prefix)
@@ -175,10 +167,7 @@ static int grant_valid(const char *s, size_t len, size_t *name_len, int *prefix)
     *name_len = len - (size_t)*prefix;
     if (*name_len > AUTH_GRANT_NAME_MAX || (!*prefix && *name_len == 0))
         return 0;
-    for (size_t i = 0; i < *name_len; i++)
-        if (!channel_char((unsigned char)s[i]))
-            return 0;
-    return 1;
+    return channel_chars(s, *name_len);
 }
 
 /* Builds out from n grants already checked with grant_valid(), in one
@@ -366,13 +355,11 @@ static int read_claims(const struct auth_key *k, const char *buf, size_t len,
     static const char *const names[] = {"exp", "nbf", "sub", "channels",
                                         "publish"};
     int nomem, rc = AUTH_OK;
-    cJSON *root = parse_object(buf, len, names, sizeof names / sizeof *names,
-                               &nomem);
+    cJSON *root = parse_object(buf, len, names, sizeof names / sizeof *names);
     if (!root)
-        return nomem ? fail(err, AUTH_ENOMEM, "out of memory")
-                     : fail(err, AUTH_EMALFORMED,
-                            "the payload is not a JSON object (strict JSON, "
-                            "no repeated claims, no NUL in strings)");
+        return fail(err, AUTH_EMALFORMED,
+                    "the payload is not a JSON object (strict JSON, no "
+                    "repeated claims, no NUL or lone surrogate in strings)");
 
     int64_t exp, nbf;
     const cJSON *sub = cJSON_GetObjectItemCaseSensitive(root, "sub");
@@ -471,14 +458,12 @@ static int hmac_sha256(const struct auth_key *k, const char *data, size_t len,
 static int check_header(const char *buf, size_t len, struct auth_error *err)
 {
     static const char *const names[] = {"alg", "typ", "crit"};
-    int nomem, rc = AUTH_OK;
-    cJSON *h = parse_object(buf, len, names, sizeof names / sizeof *names,
-                            &nomem);
+    int rc = AUTH_OK;
+    cJSON *h = parse_object(buf, len, names, sizeof names / sizeof *names);
     if (!h)
-        return nomem ? fail(err, AUTH_ENOMEM, "out of memory")
-                     : fail(err, AUTH_EMALFORMED,
-                            "the header is not a JSON object (strict JSON, "
-                            "no repeated members, no NUL in strings)");
+        return fail(err, AUTH_EMALFORMED,
+                    "the header is not a JSON object (strict JSON, no "
+                    "repeated members, no NUL or lone surrogate in strings)");
     const cJSON *alg = cJSON_GetObjectItemCaseSensitive(h, "alg");
     const cJSON *typ = cJSON_GetObjectItemCaseSensitive(h, "typ");
     if (!cJSON_IsString(alg) || strcmp(alg->valuestring, "HS256"))

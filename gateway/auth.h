@@ -14,7 +14,8 @@
  *                    no '=' padding, zero trailing bits), or a header or
  *                    payload that is not a strict JSON object, or one that
  *                    repeats a member wsgate reads, or a string with an
- *                    escaped NUL (\u0000) anywhere in header or payload
+ *                    escaped NUL (\u0000) or a lone surrogate escape
+ *                    (\uD800) anywhere in header or payload
  *   alg_not_allowed  header "alg" missing, not a string, or not "HS256"
  *   bad_header       a "crit" member, or a "typ" other than "JWT"
  *   bad_signature    signature not 32 bytes, or not the HMAC-SHA256 of
@@ -26,7 +27,9 @@
  *                    ASCII (0x21-0x7e); channels/publish not an array of at
  *                    most AUTH_GRANTS_MAX valid grants (see below)
  * The header is checked before the signature (a token with "alg":"none"
- * and an empty signature reports alg_not_allowed), the claims only after it.
+ * and an empty signature reports alg_not_allowed), the payload only after
+ * it. An exp or nbf of the wrong type is bad_claims before any time check;
+ * the other claims are checked after the times.
  *
  * A grant is an exact channel name (1-200 bytes of A-Z a-z 0-9 _ - . : @ /,
  * the rule of proto_channel_valid) or a prefix: 0-200 of those bytes

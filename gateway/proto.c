@@ -8,6 +8,7 @@
 
 #include <cJSON.h>
 
+#include "channel.h"
 #include "json.h"
 
 /* Ids travel as JSON numbers: only integers a double holds exactly. */
@@ -20,16 +21,7 @@ int proto_json_valid(const char *buf, size_t len)
 
 int proto_channel_valid(const char *name, size_t len)
 {
-    if (len == 0 || len > PROTO_CHANNEL_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.' ||
-              c == ':' || c == '@' || c == '/'))
-            return 0;
-    }
-    return 1;
+    return channel_name_valid(name, len);
 }
 
 static int fail(struct proto_error *err, const char *code, const char *message)

@@ -13,7 +13,9 @@
 
 #include "msg.h"
 
-#define PROTO_CHANNEL_MAX 200
+#include "channel.h"
+
+#define PROTO_CHANNEL_MAX CHANNEL_MAX
 
 enum proto_op { OP_SUBSCRIBE, OP_UNSUBSCRIBE, OP_PUBLISH, OP_PING };
 
