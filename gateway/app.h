@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "auth.h"
 #include "config.h"
 #include "metrics.h"
 
@@ -35,6 +36,8 @@ struct app {
     int draining;                 /* SIGTERM seen: not ready, closing clients */
     unsigned char *batch_buf;     /* LWS_PRE + APP_BATCH_MAX scratch for batching */
     struct metrics metrics;
+    struct auth_key *auth;        /* NULL: --auth off */
+    struct auth_grants anonymous; /* grants of clients without a token */
 };
 
 #endif

@@ -338,6 +338,62 @@ static int set_api_key_file(struct config *c, const char *v, char *why, size_t n
     return 0;
 }
 
+static int set_jwt_secret(struct config *c, const char *v, char *why, size_t n)
+{
+    size_t len = strlen(v);
+    if (len >= 1 && len <= sizeof c->jwt_secret) {
+        memcpy(c->jwt_secret, v, len);
+        c->jwt_secret_len = len;
+        return 0;
+    }
+    snprintf(why, n, "expected 1 to %zu bytes", sizeof c->jwt_secret);
+    return -1;
+}
+
+/* The whole file is the secret (binary allowed), minus one trailing newline. */
+static int set_jwt_secret_file(struct config *c, const char *v, char *why, size_t n)
+{
+    FILE *f = fopen(v, "rb");
+    if (!f) {
+        snprintf(why, n, "cannot read it: %s", strerror(errno));
+        return -1;
+    }
+    size_t len = fread(c->jwt_secret, 1, sizeof c->jwt_secret, f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    if (len && c->jwt_secret[len - 1] == '\n')
+        len--;
+    if (len && c->jwt_secret[len - 1] == '\r')
+        len--;
+    if (!len || more) {
+        snprintf(why, n, "expected a secret of 1 to %zu bytes", sizeof c->jwt_secret);
+        return -1;
+    }
+    c->jwt_secret_len = len;
+    return 0;
+}
+
+static int set_auth(struct config *c, const char *v, char *why, size_t n)
+{
+    static const char *const modes[] = {"off", "optional", "required"};
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(v, modes[i])) {
+            c->auth_mode = (enum auth_mode)(AUTH_MODE_OFF + i);
+            return 0;
+        }
+    }
+    snprintf(why, n, "expected required, optional or off");
+    return -1;
+}
+
+static int set_anonymous(struct config *c, const char *v, char *why, size_t n)
+{
+    if (copy_str(c->anonymous_channels, sizeof c->anonymous_channels, v) == 0)
+        return 0;
+    snprintf(why, n, "at most %zu bytes", sizeof c->anonymous_channels - 1);
+    return -1;
+}
+
 static int set_origins(struct config *c, const char *v, char *why, size_t n)
 {
     for (const char *p = v; *p; p++) {
@@ -372,6 +428,10 @@ static const struct option_def options[] = {
     {"api-key", NULL, "key required as 'Authorization: Bearer KEY' by POST /api/publish; unset: open", set_api_key},
     {"api-key-file", NULL, "file holding the API key", set_api_key_file},
     {"allowed-origins", NULL, "comma-separated browser origins allowed to connect; unset: any", set_origins},
+    {"jwt-secret", NULL, "HS256 secret of connect tokens (?token= on /ws); enables --auth required", set_jwt_secret},
+    {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file},
+    {"auth", NULL, "required, optional or off (default: required with a secret, else off)", set_auth},
+    {"anonymous-channels", NULL, "with --auth optional: grants of clients without a token, e.g. 'lobby,public.*'", set_anonymous},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -461,6 +521,12 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
         }
         if (apply(cfg, o, v, flag, err, errlen))
             return CONFIG_ERROR;
+    }
+    if (cfg->auth_mode == AUTH_MODE_UNSET)
+        cfg->auth_mode = cfg->jwt_secret_len ? AUTH_MODE_REQUIRED : AUTH_MODE_OFF;
+    if (cfg->auth_mode != AUTH_MODE_OFF && !cfg->jwt_secret_len) {
+        snprintf(err, errlen, "--auth: needs --jwt-secret or --jwt-secret-file");
+        return CONFIG_ERROR;
     }
     return CONFIG_OK;
 }

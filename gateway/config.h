@@ -13,6 +13,8 @@
 #define CONFIG_HOST_MAX 256
 #define CONFIG_STR_MAX 256
 
+enum auth_mode { AUTH_MODE_UNSET = 0, AUTH_MODE_OFF, AUTH_MODE_OPTIONAL, AUTH_MODE_REQUIRED };
+
 struct redis_addr {
     char host[CONFIG_HOST_MAX];
     int port;
@@ -42,6 +44,10 @@ struct config {
     double queue_soft_seconds; /* how long a queue may stay over the soft limit */
     char api_key[CONFIG_STR_MAX];          /* empty: /api/publish is open */
     char allowed_origins[4 * CONFIG_STR_MAX]; /* comma-separated; empty: any */
+    unsigned char jwt_secret[4096]; /* HS256 key; jwt_secret_len 0: none */
+    size_t jwt_secret_len;
+    enum auth_mode auth_mode;  /* resolved: required with a secret, else off */
+    char anonymous_channels[4 * CONFIG_STR_MAX]; /* grants without a token */
 };
 
 enum config_result { CONFIG_OK = 0, CONFIG_HELP = 1, CONFIG_ERROR = -1 };

@@ -17,6 +17,7 @@
 #include <libwebsockets.h>
 
 #include "app.h"
+#include "auth.h"
 #include "broker.h"
 #include "config.h"
 #include "hub.h"
@@ -134,6 +135,7 @@ static struct lws_context *create_lws(struct app *app)
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.retry_and_idle_policy = &retry;
     info.timeout_secs = 10;
+    info.max_http_header_data = AUTH_TOKEN_MAX + 4096; /* ?token= is long */
     info.vhost_name = "default";
     return lws_create_context(&info);
 }
@@ -196,6 +198,23 @@ int main(int argc, char **argv)
     }
     log_set_node(app.node_id);
 
+    if (app.cfg.auth_mode != AUTH_MODE_OFF) {
+        app.auth = auth_key_new(app.cfg.jwt_secret, app.cfg.jwt_secret_len);
+        if (app.cfg.jwt_secret_len < AUTH_SECRET_RECOMMENDED)
+            log_warn("the JWT secret is shorter than %d bytes: easy to guess",
+                     AUTH_SECRET_RECOMMENDED);
+        if (!app.auth) {
+            log_error("cannot set up the JWT verifier");
+            goto out;
+        }
+    }
+    if (app.cfg.anonymous_channels[0] &&
+        auth_grants_parse(app.cfg.anonymous_channels, &app.anonymous, err, sizeof err) < 0) {
+        fprintf(stderr, "wsgate: --anonymous-channels: %s\n", err);
+        status = 2;
+        goto out;
+    }
+
     app.hub = hub_new(&sess_hub_callbacks, app.cfg.max_message_size);
     if (!app.hub) {
         log_error("out of memory at start-up");
@@ -250,5 +269,7 @@ out:
     if (drain.deadline) event_free(drain.deadline);
     if (app.base) event_base_free(app.base);
     free(app.batch_buf);
+    auth_key_free(app.auth);
+    auth_grants_clear(&app.anonymous);
     return status;
 }

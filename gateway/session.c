@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <libwebsockets.h>
@@ -33,6 +34,7 @@ struct session {
     uint64_t refill_us;    /* when tokens were last topped up */
     unsigned strikes;      /* publishes refused in a row */
     uint64_t soft_since_us; /* queue over the soft limit since; 0: under */
+    struct auth_claims *claims; /* NULL: anonymous (or --auth off) */
     char id[20];
     char peer[48];
 };
@@ -67,6 +69,7 @@ static void release(struct session *s)
 {
     if (--s->refs)
         return;
+    auth_claims_free(s->claims);
     free(s->rx);
     free(s);
 }
@@ -192,8 +195,30 @@ static int take_token(struct session *s)
     return 1;
 }
 
+/* With --auth, a channel needs a grant: the token's, or the anonymous
+ * list for a client without one. */
+static int granted(const struct session *s, const struct proto_req *req, int publish)
+{
+    const struct app *app = s->app;
+    if (!app->auth)
+        return 1;
+    const struct auth_grants *g = !s->claims ? &app->anonymous
+                                  : publish  ? &s->claims->publish
+                                             : &s->claims->subscribe;
+    return auth_grants_allow(g, req->channel, req->channel_len);
+}
+
+static void send_forbidden(struct session *s, const struct proto_req *req)
+{
+    send_error(s, req->has_id, req->id, "forbidden", "no grant for this channel");
+}
+
 static void do_publish(struct session *s, struct proto_req *req)
 {
+    if (!granted(s, req, 1)) {
+        send_forbidden(s, req);
+        return;
+    }
     if (!take_token(s)) {
         /* A client that ignores a whole burst of refusals is cut off. */
         if (++s->strikes > s->app->cfg.publish_burst) {
@@ -223,6 +248,10 @@ static void do_publish(struct session *s, struct proto_req *req)
 
 static void do_subscribe(struct session *s, struct proto_req *req)
 {
+    if (!granted(s, req, 0)) {
+        send_forbidden(s, req);
+        return;
+    }
     if (s->hc.nsubs >= s->app->cfg.max_channels) {
         send_error(s, req->has_id, req->id, "too_many_channels",
                    "subscription limit of this connection reached");
@@ -387,7 +416,8 @@ int sess_writable(struct session *s)
     return 0;
 }
 
-struct session *sess_open(struct app *app, struct lws *wsi, int batch)
+struct session *sess_open(struct app *app, struct lws *wsi, int batch,
+                          struct auth_claims *claims)
 {
     struct session *s = calloc(1, sizeof *s);
     if (!s)
@@ -396,6 +426,7 @@ struct session *sess_open(struct app *app, struct lws *wsi, int batch)
     s->wsi = wsi;
     s->refs = 1;
     s->batch = (unsigned char)batch;
+    s->claims = claims;
     s->tokens = app->cfg.publish_burst;
     s->refill_us = clock_us();
     snprintf(s->id, sizeof s->id, "%08x%08x", app->session_salt, ++app->session_seq);
@@ -407,7 +438,8 @@ struct session *sess_open(struct app *app, struct lws *wsi, int batch)
     app->nsessions++;
     app->metrics.connections_total++;
     log_fields(LOG_INFO, "session open", "session", s->id, "remote", s->peer,
-               "batch", batch ? "1" : NULL, (const char *)NULL);
+               "sub", claims ? claims->sub : NULL, "batch", batch ? "1" : NULL,
+               (const char *)NULL);
     send_owned(s, proto_encode_welcome(app->node_id, s->id));
     return s;
 }
@@ -436,9 +468,13 @@ unsigned sess_close_some(struct app *app, enum disconnect_reason why, unsigned n
 void sess_sweep(struct app *app)
 {
     uint64_t now = clock_us(), soft = (uint64_t)(app->cfg.queue_soft_seconds * 1e6);
-    for (struct session *s = app->sessions; s; s = s->next)
+    int64_t wall = (int64_t)time(NULL);
+    for (struct session *s = app->sessions; s; s = s->next) {
         if (s->soft_since_us && !s->discard && now - s->soft_since_us >= soft)
             cut_off(s, DISC_SLOW_CONSUMER);
+        else if (s->claims && auth_claims_expired(app->auth, s->claims, wall))
+            sess_close(s, DISC_AUTH);
+    }
 }
 
 void sess_closed(struct session *s)
@@ -447,6 +483,7 @@ void sess_closed(struct session *s)
     enum disconnect_reason why = s->closing ? s->why : DISC_CLIENT;
     app->metrics.disconnects[why]++;
     log_fields(LOG_INFO, "session closed", "session", s->id, "remote", s->peer,
+               "sub", s->claims ? s->claims->sub : NULL,
                "reason", metrics_reason_name(why), (const char *)NULL);
     hub_drop_client(app->hub, &s->hc);
     clear_queue(s);

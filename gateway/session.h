@@ -26,8 +26,11 @@ struct session;
 /* The callbacks the hub uses to reach sessions. */
 extern const struct hub_callbacks sess_hub_callbacks;
 
-/* Returns NULL when out of memory (the caller refuses the connection). */
-struct session *sess_open(struct app *app, struct lws *wsi, int batch);
+/* claims: the verified token's, or NULL for an anonymous client; the
+ * session takes them over on success. Returns NULL when out of memory (the
+ * caller refuses the connection and keeps the claims). */
+struct session *sess_open(struct app *app, struct lws *wsi, int batch,
+                          struct auth_claims *claims);
 
 /* One fragment of an inbound message. Returns -1 to close the connection
  * (a close reason has been set). */
@@ -47,7 +50,8 @@ void sess_close(struct session *s, enum disconnect_reason why);
 unsigned sess_close_some(struct app *app, enum disconnect_reason why, unsigned n);
 
 /* The once-a-second sweep: cuts off clients whose queue stayed over
- * --queue-soft-bytes for --queue-soft-seconds. */
+ * --queue-soft-bytes for --queue-soft-seconds, and closes those whose token
+ * has expired (4001). */
 void sess_sweep(struct app *app);
 
 #endif

@@ -3,11 +3,13 @@
 
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "app.h"
 #include "http_api.h"
 #include "log.h"
 #include "loop.h"
+#include "proto.h"
 #include "session.h"
 
 /* lws per-session data: zeroed by lws, freed after LWS_CALLBACK_WSI_DESTROY
@@ -15,6 +17,7 @@
 struct pss {
     struct session *sess;
     struct http_state http;
+    struct auth_claims *claims; /* from the upgrade until the session takes it */
     unsigned char batch;
 };
 
@@ -36,13 +39,58 @@ static int origin_allowed(const struct app *app, struct lws *wsi)
     return 0;
 }
 
+/* Answers a refused upgrade itself: lws_return_http_status() would say
+ * "HTTP/1.0" here (the request version is not parsed yet on this path),
+ * which WebSocket clients reject as invalid. Returns -1 to close. */
+static int reject(struct lws *wsi, unsigned status, const char *code)
+{
+    static const struct { unsigned status; const char *text; } texts[] = {
+        {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
+        {503, "Service Unavailable"},
+    };
+    const char *text = "Error";
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        if (texts[i].status == status)
+            text = texts[i].text;
+    struct msg *body = proto_encode_http_error(code, text);
+    unsigned char buf[LWS_PRE + 512];
+    char *p = (char *)buf + LWS_PRE;
+    int n = body ? snprintf(p, sizeof buf - LWS_PRE,
+                            "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
+                            "content-length: %u\r\nconnection: close\r\n\r\n%.*s",
+                            status, text, (unsigned)body->len, (int)body->len,
+                            (const char *)msg_data(body))
+                 : -1;
+    msg_unref(body);
+    if (n > 0 && (size_t)n < sizeof buf - LWS_PRE)
+        lws_write(wsi, (unsigned char *)p, (size_t)n, LWS_WRITE_RAW);
+    return -1;
+}
+
 static int refuse(struct app *app, struct lws *wsi, unsigned status,
-                  const char *why)
+                  const char *code)
 {
     app->metrics.refused_total++;
-    log_info("upgrade refused with %u: %s", status, why);
-    lws_return_http_status(wsi, status, NULL);
-    return -1;
+    log_info("upgrade refused with %u: %s", status, code);
+    return reject(wsi, status, code);
+}
+
+/* Verifies ?token= and keeps its claims for the session; a client without
+ * one is anonymous unless --auth required. A bad token is refused in either
+ * mode: it is a client error worth seeing. */
+static int authenticate(struct app *app, struct lws *wsi, struct pss *pss)
+{
+    static char buf[AUTH_TOKEN_MAX + 16]; /* single-threaded scratch */
+    const char *tok = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf);
+    if (!tok || !*tok) {
+        if (app->cfg.auth_mode == AUTH_MODE_REQUIRED)
+            return refuse(app, wsi, HTTP_STATUS_UNAUTHORIZED, "token_missing");
+        return 0;
+    }
+    struct auth_error err;
+    if (auth_verify(app->auth, tok, strlen(tok), (int64_t)time(NULL), &pss->claims, &err) < 0)
+        return refuse(app, wsi, HTTP_STATUS_UNAUTHORIZED, err.code);
+    return 0;
 }
 
 /* Accepts the upgrade only on /ws, from an allowed origin, while not
@@ -51,16 +99,16 @@ static int filter(struct app *app, struct lws *wsi, struct pss *pss)
 {
     char uri[64], arg[8];
     if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
-        strcmp(uri, "/ws") != 0) {
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-        return -1;
-    }
+        strcmp(uri, "/ws") != 0)
+        return reject(wsi, HTTP_STATUS_NOT_FOUND, "not_found");
     if (!origin_allowed(app, wsi))
-        return refuse(app, wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+        return refuse(app, wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed");
     if (app->draining)
         return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
     if (app->nsessions >= app->cfg.max_connections)
-        return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection limit");
+        return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection_limit");
+    if (app->auth && authenticate(app, wsi, pss) < 0)
+        return -1;
     const char *v = lws_get_urlarg_by_name(wsi, "batch=", arg, sizeof arg);
     pss->batch = v && !strcmp(v, "1");
     return 0;
@@ -68,10 +116,14 @@ static int filter(struct app *app, struct lws *wsi, struct pss *pss)
 
 static void end_session(struct pss *pss)
 {
-    if (pss && pss->sess) {
+    if (!pss)
+        return;
+    if (pss->sess) {
         sess_closed(pss->sess);
         pss->sess = NULL;
     }
+    auth_claims_free(pss->claims); /* an upgrade that never got its session */
+    pss->claims = NULL;
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -85,7 +137,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return filter(app, wsi, pss);
     case LWS_CALLBACK_ESTABLISHED:
-        pss->sess = sess_open(app, wsi, pss->batch);
+        pss->sess = sess_open(app, wsi, pss->batch, pss->claims);
+        if (pss->sess)
+            pss->claims = NULL; /* the session owns them now */
         return pss->sess ? 0 : -1;
     case LWS_CALLBACK_RECEIVE:
         return pss->sess ? sess_receive(pss->sess, in, len) : -1;
