@@ -80,24 +80,25 @@ static void clear_queue(struct session *s)
     msgq_clear(&s->q);
 }
 
-/* The kernel would otherwise keep a stuck client's unsent megabytes for
- * minutes in FIN-WAIT: reset instead of a graceful close. */
-static void reset_on_close(struct session *s)
-{
-    struct linger lg = {1, 0};
-    setsockopt(lws_get_socket_fd(s->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-}
-
-/* Cuts a client off now: its queue is dropped and nothing more queued. A
- * slow consumer's socket is also reset on close, as its kernel buffer is
- * full anyway. */
+/* Cuts a client off now: its queue is dropped and nothing more is queued.
+ * A slow consumer is not sent a close frame (it could not pass the full
+ * kernel buffer, and lws would hold the connection until it did): the
+ * connection is killed on the next lws service and its socket reset, so
+ * the kernel drops its unsent megabytes instead of keeping them for
+ * minutes in FIN-WAIT. The reason goes to the log and the metrics. */
 static void cut_off(struct session *s, enum disconnect_reason why)
 {
     log_warn("session %s: closing: %s", s->id, closes[why].text);
     clear_queue(s);
-    if (why == DISC_SLOW_CONSUMER)
-        reset_on_close(s);
-    sess_close(s, why);
+    if (why == DISC_SLOW_CONSUMER) {
+        struct linger lg = {1, 0};
+        setsockopt(lws_get_socket_fd(s->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        s->closing = 1;
+        s->why = why;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    } else {
+        sess_close(s, why);
+    }
     s->discard = 1;
 }
 
