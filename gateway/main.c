@@ -5,6 +5,7 @@
  * broker that reports to it. Shutdown runs the other way round. */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +108,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     double ticks = window * 0.8 * 1e6 / DRAIN_TICK_USEC;
-    d->per_tick = ticks < 1 ? app->nsessions : (unsigned)(app->nsessions / ticks) + 1;
+    d->per_tick = ticks < 1 ? app->nsessions : (unsigned)ceil(app->nsessions / ticks);
     struct timeval tick = {0, DRAIN_TICK_USEC};
     struct timeval end = {(time_t)window, (suseconds_t)((window - (double)(time_t)window) * 1e6)};
     on_drain_tick(-1, 0, d); /* the first slice now */

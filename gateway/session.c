@@ -80,8 +80,9 @@ static void clear_queue(struct session *s)
     msgq_clear(&s->q);
 }
 
-/* Cuts a client off now: its queue is dropped and nothing more is queued.
- * A slow consumer is not sent a close frame (it could not pass the full
+/* Cuts a client off: nothing more is queued; what is queued is still
+ * written before the close frame. A slow consumer's queue is dropped and it
+ * is not sent a close frame (it could not pass the full
  * kernel buffer, and lws would hold the connection until it did): the
  * connection is killed on the next lws service and its socket reset, so
  * the kernel drops its unsent megabytes instead of keeping them for
@@ -89,8 +90,8 @@ static void clear_queue(struct session *s)
 static void cut_off(struct session *s, enum disconnect_reason why)
 {
     log_warn("session %s: closing: %s", s->id, closes[why].text);
-    clear_queue(s);
     if (why == DISC_SLOW_CONSUMER) {
+        clear_queue(s);
         struct linger lg = {1, 0};
         setsockopt(lws_get_socket_fd(s->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         s->closing = 1;

@@ -1,0 +1,335 @@
+"""GET /metrics: Prometheus text format 0.0.4, parsed strictly (see
+parse_prometheus in wsgate_helpers.py), and counters/gauges that move as the
+test acts: connections, subscriptions, channels, publishes (WS and HTTP),
+deliveries, bytes sent, fan-out latency, queue bytes, broker up/reconnects,
+invalid payloads dropped, and each disconnect reason when provoked (client,
+too_large, rate_limited here; slow_consumer in test_hardening_slow.py; drain
+in test_hardening_drain.py)."""
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from wsgate_helpers import (WsClient, ascrape_metrics, async_test, await_metrics, parse_prometheus)
+
+COUNTERS = ["wsgate_connections_total", "wsgate_connections_refused_total",
+            "wsgate_messages_published_total", "wsgate_messages_delivered_total", "wsgate_bytes_sent_total",
+            "wsgate_broker_reconnects_total", "wsgate_dropped_invalid_total", "wsgate_disconnects_total"]
+GAUGES = ["wsgate_connections", "wsgate_subscriptions", "wsgate_channels", "wsgate_broker_up",
+          "wsgate_queue_bytes"]
+REASONS = ["client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error"]
+HIST = "wsgate_fanout_latency_seconds"
+
+
+# --------------------------------------------------------------------------
+# the parser itself must reject what it claims to reject
+# --------------------------------------------------------------------------
+
+GOOD = """# HELP a_total A.
+# TYPE a_total counter
+a_total{x="1"} 3
+a_total{x="q\\"\\\\\\n"} 0
+# TYPE g gauge
+g -1.5e3
+# TYPE h histogram
+h_bucket{le="0.1"} 1
+h_bucket{le="1"} 2
+h_bucket{le="+Inf"} 2
+h_sum 0.7
+h_count 2
+"""
+
+BAD = {
+    "no TYPE": "# HELP a x\na 1\n",
+    "TYPE after sample": "a 1\n# TYPE a counter\n",
+    "undeclared sample": "# TYPE a counter\na 1\nb 2\n",
+    "bad value": "# TYPE a gauge\na one\n",
+    "bad label": '# TYPE a gauge\na{x=1} 1\n',
+    "unterminated label": '# TYPE a gauge\na{x="1} 1\n',
+    "bad escape": '# TYPE a gauge\na{x="\\t"} 1\n',
+    "duplicate sample": "# TYPE a gauge\na 1\na 2\n",
+    "two TYPEs": "# TYPE a gauge\n# TYPE a gauge\na 1\n",
+    "bad type": "# TYPE a meter\na 1\n",
+    "negative counter": "# TYPE a counter\na -1\n",
+    "not contiguous": "# TYPE a gauge\n# TYPE b gauge\na{x=\"1\"} 1\nb 1\na{x=\"2\"} 1\n",
+    "no final newline": "# TYPE a gauge\na 1",
+    "not cumulative": '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',
+    "no +Inf": '# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 1\nh_count 1\n',
+    "+Inf != count": '# TYPE h histogram\nh_bucket{le="1"} 1\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 2\n',
+    "no count": '# TYPE h histogram\nh_bucket{le="+Inf"} 1\nh_sum 1\n',
+    "le out of order": '# TYPE h histogram\nh_bucket{le="2"} 1\nh_bucket{le="1"} 1\n'
+                       'h_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',
+}
+
+
+def test_parser_accepts_valid_text():
+    m = parse_prometheus(GOOD)
+    assert m.value("a_total", x="1") == 3
+    assert m.value("a_total", x='q"\\\n') == 0
+    assert m.value("g") == -1500
+    assert m.value("h_count") == 2 and m.type_of("h") == "histogram"
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_parser_rejects(name):
+    with pytest.raises(AssertionError):
+        parse_prometheus(BAD[name])
+
+
+# --------------------------------------------------------------------------
+# format
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["embedded", "redis"])
+def test_metrics_format_on_a_fresh_node(procs, mode):
+    redis = procs.redis() if mode == "redis" else None
+    gw = procs.gateway(redis=redis, node_id="n1")
+    r = gw.http("GET", "/metrics")
+    assert r.status == 200, r
+    ctype = r.headers.get("content-type", "")
+    assert ctype.split(";")[0].strip() == "text/plain", f"content type {ctype!r}"
+    params = dict(p.strip().split("=", 1) for p in ctype.split(";")[1:] if "=" in p)
+    assert params.get("version") == "0.0.4", f"content type {ctype!r} lacks version=0.0.4"
+    m = parse_prometheus(r.body.decode("utf-8"))
+    for name in COUNTERS:
+        assert m.families.get(name, {}).get("type") == "counter", f"{name} missing or not a counter"
+    for name in GAUGES:
+        assert m.families.get(name, {}).get("type") == "gauge", f"{name} missing or not a gauge"
+    assert m.families.get(HIST, {}).get("type") == "histogram", f"{HIST} missing or not a histogram"
+    for name in COUNTERS + GAUGES + [HIST]:
+        assert m.families[name]["help"], f"{name} has no HELP text"
+    reasons = sorted(l["reason"] for _, l, _ in m.families["wsgate_disconnects_total"]["samples"])
+    assert reasons == sorted(REASONS), f"disconnect reasons {reasons}"
+    # a fresh node: nothing happened yet
+    for name in COUNTERS:
+        if name != "wsgate_disconnects_total":
+            assert m.value(name) == 0, f"{name} = {m.value(name)} on a fresh node"
+    for reason in REASONS:
+        assert m.value("wsgate_disconnects_total", reason=reason) == 0
+    for name in ("wsgate_connections", "wsgate_subscriptions", "wsgate_channels", "wsgate_queue_bytes"):
+        assert m.value(name) == 0, f"{name} = {m.value(name)} on a fresh node"
+    assert m.value("wsgate_broker_up") == 1
+    assert m.value(HIST + "_count") == 0
+    # other methods are refused
+    assert gw.http("POST", "/metrics", body="").status == 405
+
+
+# --------------------------------------------------------------------------
+# counters follow activity
+# --------------------------------------------------------------------------
+
+class CountingClient(WsClient):
+    """Counts the payload bytes of every frame received."""
+    rx_bytes = 0
+
+    async def _read(self, timeout):
+        msg = await asyncio.wait_for(self.ws.recv(), timeout)
+        self.rx_bytes += len(msg.encode() if isinstance(msg, str) else msg)
+        return self._split(msg)
+
+
+def delta(m1, m0, name, **labels):
+    return m1.value(name, **labels) - m0.value(name, **labels)
+
+
+def check(m1, m0, expected, what):
+    """expected: {name or (name, reason): delta}."""
+    got = {}
+    for k in expected:
+        if isinstance(k, tuple):
+            got[k] = delta(m1, m0, k[0], reason=k[1])
+        else:
+            got[k] = delta(m1, m0, k)
+    assert got == expected, f"{what}: deltas {got}, expected {expected}"
+
+
+def gauges(m):
+    return {n: m.value(n) for n in ("wsgate_connections", "wsgate_subscriptions", "wsgate_channels",
+                                     "wsgate_queue_bytes")}
+
+
+def reasons(m):
+    return {r: m.value("wsgate_disconnects_total", reason=r) for r in REASONS}
+
+
+@pytest.mark.parametrize("mode", ["embedded", "redis"])
+@async_test(40)
+async def test_counters_follow_activity(procs, mode):
+    redis = procs.redis() if mode == "redis" else None
+    gw = procs.gateway(redis=redis, node_id="n1")
+    m0 = await ascrape_metrics(gw)
+
+    c1 = await CountingClient.connect(gw.ws_url())
+    c2 = await CountingClient.connect(gw.ws_url())
+    await c1.subscribe("a")
+    await c1.subscribe("b")
+    await c2.subscribe("a")
+    m1 = await ascrape_metrics(gw)
+    check(m1, m0, {"wsgate_connections_total": 2, "wsgate_messages_published_total": 0,
+                   "wsgate_messages_delivered_total": 0}, "after 2 connects and 3 subscribes")
+    assert gauges(m1) == {"wsgate_connections": 2, "wsgate_subscriptions": 3, "wsgate_channels": 2,
+                          "wsgate_queue_bytes": 0}, gauges(m1)
+
+    # one WS publish to a (2 subscribers), one HTTP publish to b (1), one HTTP
+    # publish nobody receives, and refused publishes that count for nothing
+    await c2.publish("a", {"x": 1})
+    r = await gw.publish_http("b", [1, 2, 3])
+    assert r.status == 200, r
+    r = await gw.publish_http("nobody", "n")
+    assert r.status == 200, r
+    await c2.error({"op": "publish", "channel": "bad channel!", "data": 1}, "bad_channel")
+    r = await gw.ahttp("POST", "/api/publish", {"channel": "a"})
+    assert r.status == 400, r
+    assert await c1.next_message("a") == {"x": 1}
+    assert await c1.next_message("b") == [1, 2, 3]
+    assert await c2.next_message("a") == {"x": 1}
+    m2 = await ascrape_metrics(gw)
+    check(m2, m1, {"wsgate_messages_published_total": 3, "wsgate_messages_delivered_total": 3,
+                   HIST + "_count": 2, "wsgate_connections_total": 0, "wsgate_dropped_invalid_total": 0},
+          "after 3 accepted publishes, 3 deliveries")
+    lat = delta(m2, m1, HIST + "_sum")
+    assert 0 < lat < 10, f"fan-out latency sum moved by {lat}s for 2 fan-outs"
+    # every WebSocket payload byte the gateway wrote was received by c1/c2
+    sent = delta(m2, m0, "wsgate_bytes_sent_total")
+    assert sent == c1.rx_bytes + c2.rx_bytes, \
+        f"wsgate_bytes_sent_total moved by {sent}, clients received {c1.rx_bytes + c2.rx_bytes} bytes"
+    assert m2.value("wsgate_queue_bytes") == 0
+
+    # unsubscribes
+    await c2.unsubscribe("a")
+    m3 = await ascrape_metrics(gw)
+    assert gauges(m3) == {"wsgate_connections": 2, "wsgate_subscriptions": 2, "wsgate_channels": 2,
+                          "wsgate_queue_bytes": 0}, gauges(m3)
+    await c1.unsubscribe("b")
+    m3 = await ascrape_metrics(gw)
+    assert gauges(m3) == {"wsgate_connections": 2, "wsgate_subscriptions": 1, "wsgate_channels": 1,
+                          "wsgate_queue_bytes": 0}, gauges(m3)
+
+    # a client closes: gauge down, reason "client"
+    await c1.close()
+    m4 = await await_metrics(gw, lambda m: m.value("wsgate_connections") == 1, 5,
+                             "wsgate_connections to drop to 1")
+    assert gauges(m4) == {"wsgate_connections": 1, "wsgate_subscriptions": 0, "wsgate_channels": 0,
+                          "wsgate_queue_bytes": 0}, gauges(m4)
+    check(m4, m3, {("wsgate_disconnects_total", r): (1 if r == "client" else 0) for r in REASONS},
+          "after a client closed")
+    assert delta(m4, m0, "wsgate_connections_total") == 2
+    # an abrupt disconnect (no close frame) is a client disconnect too
+    raw = gw.raw()
+    assert raw.recv_json().get("op") == "welcome"
+    raw.close(reset=True)
+    m5 = await await_metrics(gw, lambda m: m.value("wsgate_disconnects_total", reason="client")
+                             == m4.value("wsgate_disconnects_total", reason="client") + 1, 5,
+                             "a client disconnect counted for a reset connection")
+    assert m5.value("wsgate_connections") == 1
+    check(m5, m4, {"wsgate_connections_total": 1}, "after a raw connection")
+
+
+@async_test(40)
+async def test_broker_up_and_reconnects(procs, redis):
+    gw = procs.gateway(redis=redis, node_id="n1")
+    c = await gw.connect()
+    await c.subscribe("x")
+    m0 = await ascrape_metrics(gw)
+    assert m0.value("wsgate_broker_up") == 1
+    assert m0.value("wsgate_broker_reconnects_total") == 0
+
+    redis.kill()
+    m1 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 0, 5, "wsgate_broker_up 0")
+    assert m1.value("wsgate_broker_reconnects_total") == 0
+
+    redis.restart()
+    m2 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 1, 10, "wsgate_broker_up 1")
+    assert m2.value("wsgate_broker_reconnects_total") == 1, m2.value("wsgate_broker_reconnects_total")
+    # the subscription is back: a publish straight into Redis arrives
+    await await_metrics(gw, lambda m: m.value("wsgate_subscriptions") == 1, 5, "subscription restored")
+    for _ in range(50):
+        if redis.publish("wsgate:x", '"back"') >= 1:
+            break
+        await asyncio.sleep(0.1)
+    assert await c.next_message("x") == "back"
+
+    # a second outage counts a second reconnect
+    redis.kill()
+    await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 0, 5, "wsgate_broker_up 0")
+    redis.restart()
+    m3 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 1, 10, "wsgate_broker_up 1")
+    assert m3.value("wsgate_broker_reconnects_total") == 2, m3.value("wsgate_broker_reconnects_total")
+
+
+@async_test(30)
+async def test_dropped_invalid(procs, redis):
+    gw = procs.gateway(redis=redis, node_id="n1")
+    c = await gw.connect()
+    await c.subscribe("d")
+    m0 = await ascrape_metrics(gw)
+    assert redis.publish("wsgate:d", "{not json") == 1
+    assert redis.publish("wsgate:d", "[1,") == 1
+    assert redis.publish("wsgate:d", '"ok"') == 1
+    before = await c.before_sentinel("d", "ok")
+    assert before == [], f"invalid payloads delivered: {before!r}"
+    m1 = await ascrape_metrics(gw)
+    check(m1, m0, {"wsgate_dropped_invalid_total": 2, "wsgate_messages_delivered_total": 1,
+                   "wsgate_messages_published_total": 0}, "after 2 invalid and 1 valid payload from Redis")
+
+
+# --------------------------------------------------------------------------
+# disconnect reasons
+# --------------------------------------------------------------------------
+
+async def closed_with(c, code, reason_text, timeout=5):
+    try:
+        while True:
+            o = await c.recv(timeout)
+            assert o.get("op") in ("ack", "error", "message"), f"unexpected frame {o!r}"
+    except websockets.ConnectionClosed:
+        pass
+    except AssertionError as e:
+        if "no frame within" in str(e):
+            raise AssertionError(f"not closed within {timeout}s") from None
+        raise
+    await c.wait_closed(timeout)
+    assert c.ws.close_code == code and reason_text in (None, c.ws.close_reason), \
+        f"closed with {c.ws.close_code} {c.ws.close_reason!r}, expected {code} {reason_text!r}"
+
+
+@async_test(40)
+async def test_disconnect_reasons(procs):
+    """Each provoked close moves exactly its reason by one."""
+    gw = procs.gateway("--max-message-size", "1024", "--publish-rate", "1", "--publish-burst", "2",
+                       node_id="n1")
+    witness = await gw.connect()
+    m = await ascrape_metrics(gw)
+
+    async def step(reason, provoke):
+        nonlocal m
+        before = reasons(m)
+        await provoke()
+        m = await await_metrics(gw, lambda x: reasons(x)[reason] == before[reason] + 1, 5,
+                                f"disconnects_total{{reason={reason!r}}} to move")
+        moved = {r: v - before[r] for r, v in reasons(m).items() if v != before[r]}
+        assert moved == {reason: 1}, f"provoking {reason}: moved {moved}"
+        assert m.value("wsgate_connections") == 1, m.value("wsgate_connections")
+
+    async def client_close():
+        c = await gw.connect()
+        await c.ping()
+        await c.close()
+
+    async def too_large():
+        c = await gw.connect()
+        await c.send_raw(json.dumps({"op": "publish", "channel": "x", "data": "y" * 2000}))
+        await closed_with(c, 1009, None)
+
+    async def rate_limited():
+        c = await gw.connect()
+        for i in range(1, 6):        # 2 accepted, 2 refused, the 3rd refusal closes
+            await c.send({"op": "publish", "channel": "x", "data": i, "id": i})
+        await closed_with(c, 1008, "rate limited")
+
+    await step("client", client_close)
+    await step("too_large", too_large)
+    await step("rate_limited", rate_limited)
+    await witness.ping()

@@ -1,0 +1,211 @@
+"""Soft send-queue limit: a client whose queue stays above --queue-soft-bytes
+for --queue-soft-seconds is cut off as a slow consumer although it is far
+under --max-queue-bytes; healthy subscribers receive every message.
+
+The slow client is a RawWs with a tiny receive buffer that never reads. The
+test publishes in windows (the healthy subscribers receive each window
+before the next) and scrapes wsgate_queue_bytes after each window; once the
+healthy subscribers have everything, that gauge is the slow client's queue.
+Publishing stops once it is well above the soft limit, so the queue then
+stays above the soft limit and under the hard one. The cut is seen as
+wsgate_disconnects_total{reason="slow_consumer"} moving (polled every 50 ms)
+and must come no earlier than T after the last scrape that still showed the
+queue at or under S, and no later than T + 3 s after the first one that
+showed it above."""
+
+import asyncio
+import time
+
+import pytest
+
+from wsgate_helpers import NO_PUBLISH_RATE, ascrape_metrics, async_test
+
+SOFT = 65536
+SECONDS = 2.0
+PAD = "s" * 16000
+WINDOW = 8                    # ~128 KB per window
+MARGIN = 4 * WINDOW * len(PAD)  # publish until the queue is this much above SOFT
+MAX_BYTES = 16 * 1024 * 1024  # give up if the kernel absorbs this much
+
+
+def runs(items):
+    """Run-length text of a list: 'a, b x5, c'."""
+    out = []
+    for x in items:
+        if out and out[-1][0] == x:
+            out[-1][1] += 1
+        else:
+            out.append([x, 1])
+    return ", ".join(f"{x}" + (f" x{n}" if n > 1 else "") for x, n in out)
+
+
+def slow_count(m):
+    return m.value("wsgate_disconnects_total", reason="slow_consumer")
+
+
+@pytest.mark.parametrize("mode", ["embedded", "redis"])
+@async_test(90)
+async def test_soft_queue_limit_cuts_slow_consumer(procs, mode):
+    redis = procs.redis() if mode == "redis" else None
+    gw = procs.gateway("--max-queue-bytes", "64m", "--queue-soft-bytes", str(SOFT),
+                       "--queue-soft-seconds", str(SECONDS), *NO_PUBLISH_RATE, redis=redis, node_id="n1")
+
+    slow = gw.raw(rcvbuf=4096)
+    assert slow.recv_json().get("op") == "welcome"
+    slow.send_json({"op": "subscribe", "channel": "flood", "id": 1})
+    r = slow.recv_json()
+    assert r == {"op": "ack", "id": 1}, r
+
+    subs = [await gw.connect(), await gw.connect(batch=True), await gw.connect()]
+    for s in subs:
+        await s.subscribe("flood")
+    pub = await gw.connect()
+    t_start0 = time.monotonic()
+    m0 = await ascrape_metrics(gw)
+    assert m0.value("wsgate_queue_bytes") == 0, m0.value("wsgate_queue_bytes")
+
+    # Phase A: publish a window, scrape, until a scrape shows the queue more
+    # than MARGIN above SOFT (MARGIN keeps the kernel taking another window or
+    # so later from bringing it back under SOFT). The scrapes of phase A
+    # bracket the moment the queue last passed SOFT: t_under (start of the
+    # last scrape showing <= SOFT) and t_over (end of the first one after it
+    # showing > SOFT). Phase B: no more publishing; scrape every 50 ms until
+    # the slow-consumer disconnect is counted, at most until t_over + T + 3 s.
+    seq = 0
+    sent = 0
+    scrapes = []              # (t_start, t_end, queue_bytes, connections, phase)
+    t_under, t_over, t_cut = t_start0, None, None
+    phase = "A"
+    while True:
+        if phase == "A":
+            ids = range(seq, seq + WINDOW)
+            for i in ids:
+                await pub.send({"op": "publish", "channel": "flood", "data": {"seq": i, "pad": PAD},
+                                "id": i + 10})
+            for i in ids:
+                a = await pub.expect(lambda o, i=i: o.get("id") == i + 10, what=f"ack {i + 10}")
+                assert a.get("op") == "ack", a
+            for s in subs:
+                for i in ids:
+                    d = await s.next_message("flood", 10)
+                    assert d.get("seq") == i, f"healthy subscriber got seq {d.get('seq')}, expected {i}"
+            seq += WINDOW
+            sent += WINDOW * len(PAD)
+        else:
+            await asyncio.sleep(0.05)
+        t_start = time.monotonic()
+        m = await ascrape_metrics(gw)
+        t_end = time.monotonic()
+        if slow_count(m) > slow_count(m0):
+            t_cut = t_end
+            break
+        q = m.value("wsgate_queue_bytes")
+        scrapes.append((t_start, t_end, q, m.value("wsgate_connections"), phase))
+        if phase == "A":
+            if q <= SOFT:
+                t_under, t_over = t_start, None
+            elif t_over is None:
+                t_over = t_end
+            if q > SOFT + MARGIN:
+                phase = "B"
+            assert sent < MAX_BYTES or t_over is not None, \
+                f"{sent} bytes published and the gateway queue never exceeded {SOFT} " \
+                f"(last scrapes {[x[2] for x in scrapes[-10:]]})"
+        if t_over is not None and t_end - t_over > SECONDS + 3:
+            since = [x for x in scrapes if x[0] >= t_under]
+            raise AssertionError(
+                f"slow client not disconnected {SECONDS} + 3 s after its queue passed {SOFT} bytes: "
+                f"wsgate_disconnects_total{{reason=\"slow_consumer\"}} unchanged; since then "
+                f"(phase, wsgate_queue_bytes, wsgate_connections): "
+                f"{runs([(x[4], int(x[2]), int(x[3])) for x in since])} ({len(subs) + 2} connections = "
+                f"the slow client still counted as open)")
+
+    assert t_over is not None, f"cut before the queue was seen above {SOFT}: {[x[2] for x in scrapes[-20:]]}"
+    assert max(x[2] for x in scrapes) < 64 * 1024 * 1024
+    held = t_cut - t_under
+    assert held >= SECONDS - 0.05, \
+        f"cut at most {held:.2f}s after the queue passed the soft limit (queue bytes " \
+        f"{[x[2] for x in scrapes[-20:]]}); it must stay above it for {SECONDS}s first"
+    print(f"{mode}: {seq} messages, queue bytes {[int(x[2]) for x in scrapes[-12:]]}; "
+          f"cut between {t_cut - t_over:.2f}s and {held:.2f}s after passing {SOFT}")
+
+    # its socket was reset or closed; a close frame, if any, says slow consumer
+    res = await asyncio.to_thread(slow.drain_until_closed, 5)
+    slow.close()
+    if res["close"] is not None:
+        assert res["close"] == (1008, "slow consumer"), f"slow consumer closed with {res['close']!r}"
+    assert res["texts"] < seq, f"slow client received all {seq} messages"
+
+    m = await ascrape_metrics(gw)
+    assert m.value("wsgate_queue_bytes") == 0, f"queue bytes after the cut: {m.value('wsgate_queue_bytes')}"
+    assert m.value("wsgate_connections") == len(subs) + 1
+    d = {reason: m.value("wsgate_disconnects_total", reason=reason) -
+         m0.value("wsgate_disconnects_total", reason=reason)
+         for reason in ("client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error")}
+    assert d == {"client": 0, "slow_consumer": 1, "rate_limited": 0, "too_large": 0, "auth": 0,
+                 "drain": 0, "error": 0}, f"disconnect deltas {d}"
+
+    # the healthy subscribers still have everything and keep receiving
+    await pub.publish("flood", "after")
+    for s in subs:
+        assert await s.next_message("flood") == "after"
+        assert not [o for o in s.pending if o.get("op") == "message"], "extra messages buffered"
+
+
+@async_test(60)
+async def test_hard_queue_limit_releases_the_socket(procs):
+    """Over --max-queue-bytes a client is cut off at once: its disconnect is
+    counted and its socket reset (or closed) without it reading anything,
+    while healthy subscribers keep every message."""
+    hard = 256 * 1024
+    gw = procs.gateway("--max-queue-bytes", str(hard), "--queue-soft-bytes", "0", *NO_PUBLISH_RATE,
+                       node_id="n1")
+    slow = gw.raw(rcvbuf=4096)
+    assert slow.recv_json().get("op") == "welcome"
+    slow.send_json({"op": "subscribe", "channel": "flood", "id": 1})
+    assert slow.recv_json() == {"op": "ack", "id": 1}
+    sub = await gw.connect()
+    await sub.subscribe("flood")
+    pub = await gw.connect()
+    m0 = await ascrape_metrics(gw)
+
+    seq, sent, history = 0, 0, []
+    t_sign = None             # first scrape showing the queue emptied after it had grown
+    while True:
+        if t_sign is None:
+            ids = range(seq, seq + WINDOW)
+            for i in ids:
+                await pub.send({"op": "publish", "channel": "flood", "data": {"seq": i, "pad": PAD},
+                                "id": i + 10})
+            for i in ids:
+                a = await pub.expect(lambda o, i=i: o.get("id") == i + 10, what=f"ack {i + 10}")
+                assert a.get("op") == "ack", a
+            for i in ids:
+                d = await sub.next_message("flood", 10)
+                assert d.get("seq") == i, f"healthy subscriber got seq {d.get('seq')}, expected {i}"
+            seq += WINDOW
+            sent += WINDOW * len(PAD)
+            assert sent < MAX_BYTES, f"{sent} bytes published, slow client never cut (queue {history[-10:]})"
+        else:
+            await asyncio.sleep(0.05)
+        m = await ascrape_metrics(gw)
+        t = time.monotonic()
+        q = m.value("wsgate_queue_bytes")
+        history.append((int(q), int(m.value("wsgate_connections"))))
+        assert q <= hard, f"queue {q} bytes above the hard limit {hard}"
+        if slow_count(m) > slow_count(m0):
+            break
+        if t_sign is None and q == 0 and any(h[0] > 0 for h in history):
+            t_sign = t
+        if t_sign is not None and t - t_sign > 2:
+            raise AssertionError(
+                f"the slow client's queue was dropped (wsgate_queue_bytes back to 0) but its disconnect is "
+                f"not counted and it is still open 2 s later: (wsgate_queue_bytes, wsgate_connections) "
+                f"{runs(history)}")
+    assert m.value("wsgate_connections") == 2, m.value("wsgate_connections")
+    res = await asyncio.to_thread(slow.drain_until_closed, 5)
+    slow.close()
+    if res["close"] is not None:
+        assert res["close"] == (1008, "slow consumer"), f"slow consumer closed with {res['close']!r}"
+    await pub.publish("flood", "after")
+    assert await sub.next_message("flood") == "after"
