@@ -28,6 +28,39 @@ static int copy_str(char *dst, size_t cap, const char *v)
     return 0;
 }
 
+/* copy_str() with the error a setter reports. */
+static int set_str(char *dst, size_t cap, const char *v, char *why, size_t n)
+{
+    if (copy_str(dst, cap, v) == 0)
+        return 0;
+    snprintf(why, n, "at most %zu bytes", cap - 1);
+    return -1;
+}
+
+/* Reads a whole file of 1..cap bytes (a secret: binary allowed) into buf,
+ * minus one trailing newline. Returns its length, or -1 with why set. */
+static long read_secret(const char *path, unsigned char *buf, size_t cap,
+                        char *why, size_t n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(why, n, "cannot read it: %s", strerror(errno));
+        return -1;
+    }
+    size_t len = fread(buf, 1, cap, f);
+    int more = fgetc(f) != EOF;
+    fclose(f);
+    if (len && buf[len - 1] == '\n')
+        len--;
+    if (len && buf[len - 1] == '\r')
+        len--;
+    if (!len || more) {
+        snprintf(why, n, "expected 1 to %zu bytes", cap);
+        return -1;
+    }
+    return (long)len;
+}
+
 /* Digits only: strtol would also take signs and leading blanks. */
 static int parse_port(const char *s, int *port)
 {
@@ -181,10 +214,7 @@ static int set_prefix(struct config *c, const char *v, char *why, size_t n)
             return -1;
         }
     }
-    if (copy_str(c->channel_prefix, sizeof c->channel_prefix, v) == 0)
-        return 0;
-    snprintf(why, n, "at most %zu bytes", sizeof c->channel_prefix - 1);
-    return -1;
+    return set_str(c->channel_prefix, sizeof c->channel_prefix, v, why, n);
 }
 
 static int set_node_id(struct config *c, const char *v, char *why, size_t n)
@@ -195,10 +225,7 @@ static int set_node_id(struct config *c, const char *v, char *why, size_t n)
             return -1;
         }
     }
-    if (copy_str(c->node_id, sizeof c->node_id, v) == 0)
-        return 0;
-    snprintf(why, n, "at most %zu bytes", sizeof c->node_id - 1);
-    return -1;
+    return set_str(c->node_id, sizeof c->node_id, v, why, n);
 }
 
 static int set_web_root(struct config *c, const char *v, char *why, size_t n)
@@ -311,30 +338,21 @@ static int set_queue_soft_seconds(struct config *c, const char *v, char *why, si
 
 static int set_api_key(struct config *c, const char *v, char *why, size_t n)
 {
-    if (copy_str(c->api_key, sizeof c->api_key, v) == 0)
-        return 0;
-    snprintf(why, n, "at most %zu bytes", sizeof c->api_key - 1);
-    return -1;
+    return set_str(c->api_key, sizeof c->api_key, v, why, n);
 }
 
-/* The key itself, minus a trailing newline, from a file. */
 static int set_api_key_file(struct config *c, const char *v, char *why, size_t n)
 {
-    FILE *f = fopen(v, "r");
-    if (!f) {
-        snprintf(why, n, "cannot read it: %s", strerror(errno));
+    unsigned char key[sizeof c->api_key];
+    long len = read_secret(v, key, sizeof key - 1, why, n);
+    if (len < 0)
+        return -1;
+    if (memchr(key, '\n', (size_t)len) || memchr(key, '\0', (size_t)len)) {
+        snprintf(why, n, "expected one line holding the key");
         return -1;
     }
-    char key[sizeof c->api_key + 1];
-    size_t len = fread(key, 1, sizeof key - 1, f);
-    fclose(f);
-    key[len] = '\0';
-    key[strcspn(key, "\r\n")] = '\0';
-    if (!key[0] || len >= sizeof key - 1) {
-        snprintf(why, n, "expected one key of 1 to %zu bytes", sizeof c->api_key - 1);
-        return -1;
-    }
-    memcpy(c->api_key, key, strlen(key) + 1);
+    memcpy(c->api_key, key, (size_t)len);
+    c->api_key[len] = '\0';
     return 0;
 }
 
@@ -350,26 +368,12 @@ static int set_jwt_secret(struct config *c, const char *v, char *why, size_t n)
     return -1;
 }
 
-/* The whole file is the secret (binary allowed), minus one trailing newline. */
 static int set_jwt_secret_file(struct config *c, const char *v, char *why, size_t n)
 {
-    FILE *f = fopen(v, "rb");
-    if (!f) {
-        snprintf(why, n, "cannot read it: %s", strerror(errno));
+    long len = read_secret(v, c->jwt_secret, sizeof c->jwt_secret, why, n);
+    if (len < 0)
         return -1;
-    }
-    size_t len = fread(c->jwt_secret, 1, sizeof c->jwt_secret, f);
-    int more = fgetc(f) != EOF;
-    fclose(f);
-    if (len && c->jwt_secret[len - 1] == '\n')
-        len--;
-    if (len && c->jwt_secret[len - 1] == '\r')
-        len--;
-    if (!len || more) {
-        snprintf(why, n, "expected a secret of 1 to %zu bytes", sizeof c->jwt_secret);
-        return -1;
-    }
-    c->jwt_secret_len = len;
+    c->jwt_secret_len = (size_t)len;
     return 0;
 }
 
@@ -388,10 +392,7 @@ static int set_auth(struct config *c, const char *v, char *why, size_t n)
 
 static int set_anonymous(struct config *c, const char *v, char *why, size_t n)
 {
-    if (copy_str(c->anonymous_channels, sizeof c->anonymous_channels, v) == 0)
-        return 0;
-    snprintf(why, n, "at most %zu bytes", sizeof c->anonymous_channels - 1);
-    return -1;
+    return set_str(c->anonymous_channels, sizeof c->anonymous_channels, v, why, n);
 }
 
 static int set_origins(struct config *c, const char *v, char *why, size_t n)
@@ -402,10 +403,7 @@ static int set_origins(struct config *c, const char *v, char *why, size_t n)
             return -1;
         }
     }
-    if (copy_str(c->allowed_origins, sizeof c->allowed_origins, v) == 0)
-        return 0;
-    snprintf(why, n, "at most %zu bytes", sizeof c->allowed_origins - 1);
-    return -1;
+    return set_str(c->allowed_origins, sizeof c->allowed_origins, v, why, n);
 }
 
 static const struct option_def options[] = {
