@@ -11,6 +11,7 @@
 #include <libwebsockets.h>
 
 #include "broker.h"
+#include "bucket.h"
 #include "clock.h"
 #include "log.h"
 #include "loop.h"
@@ -30,8 +31,7 @@ struct session {
     unsigned char closing; /* close once the queue is written */
     unsigned char discard; /* closing with the queue dropped: queue nothing */
     enum disconnect_reason why;
-    double tokens;         /* publish token bucket */
-    uint64_t refill_us;    /* when tokens were last topped up */
+    struct bucket publishes; /* --publish-rate */
     unsigned strikes;      /* publishes refused in a row */
     uint64_t soft_since_us; /* queue over the soft limit since; 0: under */
     struct auth_claims *claims; /* NULL: anonymous (or --auth off) */
@@ -179,24 +179,6 @@ static void on_published(void *arg, int ok)
     release(s);
 }
 
-/* Token bucket: rate per second, burst deep. Returns 1 when a publish may
- * go now. */
-static int take_token(struct session *s)
-{
-    const struct config *cfg = &s->app->cfg;
-    if (cfg->publish_rate <= 0)
-        return 1;
-    uint64_t now = clock_us();
-    s->tokens += (double)(now - s->refill_us) * cfg->publish_rate / 1e6;
-    if (s->tokens > cfg->publish_burst)
-        s->tokens = cfg->publish_burst;
-    s->refill_us = now;
-    if (s->tokens < 1)
-        return 0;
-    s->tokens -= 1;
-    return 1;
-}
-
 /* With --auth, a channel needs a grant: the token's, or the anonymous
  * list for a client without one. */
 static int granted(const struct session *s, const struct proto_req *req, int publish)
@@ -221,9 +203,10 @@ static void do_publish(struct session *s, struct proto_req *req)
         send_forbidden(s, req);
         return;
     }
-    if (!take_token(s)) {
+    const struct config *cfg = &s->app->cfg;
+    if (!bucket_take(&s->publishes, cfg->publish_rate, cfg->publish_burst, clock_us())) {
         /* A client that ignores a whole burst of refusals is cut off. */
-        if (++s->strikes > s->app->cfg.publish_burst) {
+        if (++s->strikes > cfg->publish_burst) {
             cut_off(s, DISC_RATE_LIMITED);
             return;
         }
@@ -429,8 +412,7 @@ struct session *sess_open(struct app *app, struct lws *wsi, int batch,
     s->refs = 1;
     s->batch = (unsigned char)batch;
     s->claims = claims;
-    s->tokens = app->cfg.publish_burst;
-    s->refill_us = clock_us();
+    bucket_init(&s->publishes, app->cfg.publish_burst, clock_us());
     snprintf(s->id, sizeof s->id, "%08x%08x", app->session_salt, ++app->session_seq);
     lws_get_peer_simple(wsi, s->peer, sizeof s->peer);
     s->next = app->sessions;
