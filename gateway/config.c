@@ -331,6 +331,11 @@ static int set_queue_soft(struct config *c, const char *v, char *why, size_t n)
     return set_size_in(&c->queue_soft_bytes, v, 0, 1u << 30, why, n);
 }
 
+static int set_sndbuf(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_size_in(&c->sndbuf, v, 0, 64u << 20, why, n);
+}
+
 static int set_queue_soft_seconds(struct config *c, const char *v, char *why, size_t n)
 {
     return set_double_in(&c->queue_soft_seconds, v, 0, 3600, "seconds", why, n);
@@ -423,6 +428,7 @@ static const struct option_def options[] = {
     {"publish-burst", "200", "publishes a connection may send at once before the rate applies", set_publish_burst},
     {"queue-soft-bytes", "256k", "send queue size a client may exceed only for --queue-soft-seconds; 0: off", set_queue_soft},
     {"queue-soft-seconds", "10", "how long a send queue may stay over --queue-soft-bytes", set_queue_soft_seconds},
+    {"sndbuf", "256k", "kernel send buffer per client socket (bounds what a stuck client pins); 0: autotuning", set_sndbuf},
     {"api-key", NULL, "key required as 'Authorization: Bearer KEY' by POST /api/publish; unset: open", set_api_key},
     {"api-key-file", NULL, "file holding the API key", set_api_key_file},
     {"allowed-origins", NULL, "comma-separated browser origins allowed to connect; unset: any", set_origins},

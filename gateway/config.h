@@ -41,6 +41,7 @@ struct config {
     double publish_rate;       /* publishes/s per connection; 0: unlimited */
     unsigned publish_burst;    /* token bucket depth */
     size_t queue_soft_bytes;   /* 0: no soft queue limit */
+    size_t sndbuf;             /* SO_SNDBUF of client sockets; 0: kernel autotuning */
     double queue_soft_seconds; /* how long a queue may stay over the soft limit */
     char api_key[CONFIG_STR_MAX];          /* empty: /api/publish is open */
     char allowed_origins[4 * CONFIG_STR_MAX]; /* comma-separated; empty: any */

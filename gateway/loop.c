@@ -27,6 +27,7 @@ struct loop {
     struct evconnlistener *listener;
     struct event *tick;
     int port;
+    int sndbuf;
     unsigned nconn;
 };
 
@@ -144,6 +145,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     struct loop *loop = arg;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (loop->sndbuf)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &loop->sndbuf, sizeof loop->sndbuf);
 
     struct fdev *f = calloc(1, sizeof *f);
     if (!f) {
@@ -187,7 +190,7 @@ static void on_listener_error(struct evconnlistener *l, void *arg)
 
 struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
                       struct lws_vhost *vh, const char *host, int port,
-                      char *err, size_t errlen)
+                      size_t sndbuf, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -211,6 +214,7 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
     loop->base = base;
     loop->ctx = ctx;
     loop->vh = vh;
+    loop->sndbuf = (int)sndbuf;
     loop->listener = evconnlistener_new_bind(
         base, on_accept, loop,
         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
@@ -290,12 +294,19 @@ void loop_wsi_destroyed(struct lws *wsi)
         fdev_free(f);
 }
 
+void loop_stop_accepting(struct loop *loop)
+{
+    if (loop->listener) {
+        evconnlistener_free(loop->listener);
+        loop->listener = NULL;
+    }
+}
+
 void loop_free(struct loop *loop)
 {
     if (!loop)
         return;
-    if (loop->listener)
-        evconnlistener_free(loop->listener);
+    loop_stop_accepting(loop);
     if (loop->tick)
         event_free(loop->tick);
     free(loop);

@@ -30,11 +30,13 @@ struct loop;
  * that keep re-activating themselves cannot starve reads. */
 struct event_base *loop_base_new(void);
 
-/* Binds host:port and starts accepting into vh. Returns NULL with err set
- * when the address cannot be bound (e.g. in use). */
+/* Binds host:port and starts accepting into vh; each accepted socket gets
+ * SO_SNDBUF sndbuf (0: left to kernel autotuning, which lets one stuck
+ * client pin megabytes). Returns NULL with err set when the address cannot
+ * be bound (e.g. in use). */
 struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
                       struct lws_vhost *vh, const char *host, int port,
-                      char *err, size_t errlen);
+                      size_t sndbuf, char *err, size_t errlen);
 
 /* The bound port (the kernel's choice when 0 was asked for). */
 int loop_port(const struct loop *loop);
@@ -53,6 +55,9 @@ void loop_wsi_closed(struct lws *wsi);
 
 /* Call from LWS_CALLBACK_WSI_DESTROY: lws has closed the fd. */
 void loop_wsi_destroyed(struct lws *wsi);
+
+/* Closes the listening socket; established connections carry on. */
+void loop_stop_accepting(struct loop *loop);
 
 /* Frees the loop; call after lws_context_destroy(). */
 void loop_free(struct loop *loop);

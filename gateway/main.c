@@ -20,6 +20,7 @@
 #include "app.h"
 #include "auth.h"
 #include "broker.h"
+#include "clock.h"
 #include "config.h"
 #include "hub.h"
 #include "log.h"
@@ -61,14 +62,20 @@ static void raise_fd_limit(void)
 }
 
 #define DRAIN_TICK_USEC 100000
+#define DRAIN_GRACE_USEC 200000
 
-/* SIGTERM drain: clients are closed in slices over the first 80% of
- * --drain-seconds so they do not all reconnect elsewhere at once; the rest
- * of the window lets the close handshakes finish. */
+/* SIGTERM drain. /readyz answers 503 at once; closes (1001) start after 10%
+ * of --drain-seconds, so a load balancer has seen the 503 and sends new
+ * clients elsewhere, and are spread in slices up to 80% of it, so clients
+ * do not all reconnect at once; the rest lets close handshakes finish. Once
+ * every client is gone the listener closes and the process exits after a
+ * short grace for requests already accepted. */
 struct drain {
     struct app *app;
     struct event *tick, *deadline;
+    uint64_t start_us;
     unsigned per_tick;
+    int finishing;
 };
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -80,12 +87,27 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     event_base_loopbreak(app->base);
 }
 
+static void finish(struct drain *d)
+{
+    struct timeval grace = {0, DRAIN_GRACE_USEC};
+    d->finishing = 1;
+    event_del(d->tick);
+    loop_stop_accepting(d->app->loop);
+    evtimer_add(d->deadline, &grace);
+}
+
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct drain *d = arg;
-    if (sess_close_some(d->app, DISC_DRAIN, d->per_tick) == 0)
-        event_del(d->tick);
+    struct app *app = d->app;
+    if (app->nsessions == 0) {
+        finish(d);
+        return;
+    }
+    double window_us = app->cfg.shutdown_seconds * 1e6;
+    if ((double)(clock_us() - d->start_us) >= 0.1 * window_us)
+        sess_close_some(app, DISC_DRAIN, d->per_tick);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -98,22 +120,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(app->base);
         return;
     }
-    /* The listener stays open so /readyz can answer 503 (load balancers
-     * take the node out) while new upgrades are refused with 503. */
     app->draining = 1;
     double window = app->cfg.shutdown_seconds;
     log_info("signal %d: draining %u clients over %.1f s", (int)sig, app->nsessions, window);
-    if (app->nsessions == 0) {
-        event_base_loopbreak(app->base);
-        return;
-    }
-    double ticks = window * 0.8 * 1e6 / DRAIN_TICK_USEC;
+    d->start_us = clock_us();
+    double ticks = window * 0.7 * 1e6 / DRAIN_TICK_USEC;
     d->per_tick = ticks < 1 ? app->nsessions : (unsigned)ceil(app->nsessions / ticks);
     struct timeval tick = {0, DRAIN_TICK_USEC};
     struct timeval end = {(time_t)window, (suseconds_t)((window - (double)(time_t)window) * 1e6)};
-    on_drain_tick(-1, 0, d); /* the first slice now */
-    event_add(d->tick, &tick);
     evtimer_add(d->deadline, &end);
+    event_add(d->tick, &tick);
+    on_drain_tick(-1, 0, d);
 }
 
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
@@ -184,7 +201,7 @@ int main(int argc, char **argv)
         goto out;
     }
     app.loop = loop_new(app.base, app.lws, vh, app.cfg.listen_host,
-                        app.cfg.listen_port, err, sizeof err);
+                        app.cfg.listen_port, app.cfg.sndbuf, err, sizeof err);
     if (!app.loop) {
         log_error("%s", err);
         goto out;

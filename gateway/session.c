@@ -7,7 +7,6 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include <event2/event.h>
 #include <libwebsockets.h>
 
 #include "broker.h"
@@ -476,6 +475,4 @@ void sess_closed(struct session *s)
     app->nsessions--;
     s->wsi = NULL;
     release(s);
-    if (app->draining && app->nsessions == 0)
-        event_base_loopbreak(app->base);
 }

@@ -320,14 +320,17 @@ def test_systemd_unit_verifies(tmp_path):
 # ---- web page --------------------------------------------------------------
 
 def test_web_page_self_contained_and_safe(tmp_path):
-    html = (REPO / "web" / "index.html").read_text()
-    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html), "no external resources"
-    assert "innerHTML" not in html and "insertAdjacentHTML" not in html and "document.write" not in html
-    assert '"/ws"' in html and 'channel: CHANNEL' in html and 'const CHANNEL = "chat"' in html
+    """The pages load nothing from elsewhere and never build HTML from
+    strings; every script parses (tests/browser/unit/web-static.test.mjs
+    checks the page in more depth)."""
+    web = REPO / "web"
+    for f in sorted(web.glob("*.html")) + sorted(web.glob("*.js")):
+        text = f.read_text()
+        assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', text), f"{f.name}: external resource"
+        assert not re.search(r"\.(inner|outer)HTML\s*\+?=|insertAdjacentHTML\s*\(|document\.write", text), \
+            f"{f.name}: builds HTML from strings"
     node = shutil.which("node")
     if node:
-        script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
-        js = tmp_path / "page.js"
-        js.write_text(script)
-        r = run([node, "--check", str(js)])
-        assert r.returncode == 0, r.stderr
+        for f in sorted(web.glob("*.js")):
+            r = run([node, "--check", str(f)])
+            assert r.returncode == 0, f"{f.name}: {r.stderr}"

@@ -1,0 +1,388 @@
+// Real-browser test of the chat demo (web/index.html + web/wsgate.js) across
+// gateway replicas: Debian's chromium driven by playwright-core, against
+// deploy/local-cluster.sh (Redis + 3 gateways + HAProxy on free ports).
+//
+//   tests/browser/setup.sh && node tests/browser/run-browser-test.mjs
+//
+// Needs: build/wsgate (or WSGATE_BIN), redis-server, haproxy, chromium
+// (/usr/bin/chromium, or CHROMIUM_BIN), node >= 18 and tests/browser/node_modules
+// (setup.sh: npm ci). Prints TAP ("# pass N" / "# fail N") and exits non-zero
+// on failure. Screenshots and the cluster's logs go to tests/artifacts/browser/.
+//
+// Every wait is for an event or a DOM state, with a deadline; processes are
+// stopped by PID; a watchdog ends everything if the whole run overruns.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { LocalCluster, REPO } from "./lib/cluster.mjs";
+
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+const ARTIFACTS = process.env.WSGATE_BROWSER_ARTIFACTS || path.join(REPO, "tests", "artifacts", "browser");
+const WAIT = 20000; // any single wait for a page state
+const RUN_LIMIT = 240000; // the whole run
+const verbose = !!process.env.VERBOSE;
+
+const say = (...a) => console.log("# " + a.join(" "));
+
+let cluster = null;
+let browser = null;
+let workdir = null;
+const pages = []; // { name, ctx, page, node }
+const problems = []; // uncaught page errors and console errors, from every page
+// While a gateway drains, a reconnect that the LB sends back to it fails its
+// handshake (503 "draining", or 502 when the gateway exits under the request)
+// until HAProxy's health check has marked it down: the browser logs that
+// itself, and the page retries. Counted and reported, not failed: see the
+// drain test.
+let draining = null;
+const drainRefusals = [];
+const HANDSHAKE_5XX = /^WebSocket connection to '.*' failed: Error during WebSocket handshake: Unexpected response code: 50[23]$/;
+
+// ---- prerequisites -------------------------------------------------------
+
+let chromium;
+try {
+  ({ chromium } = await import("playwright-core"));
+} catch (e) {
+  console.error(`run-browser-test: playwright-core is not installed (${e.code || e.message}): run tests/browser/setup.sh`);
+  process.exit(1);
+}
+if (!existsSync(CHROMIUM)) {
+  console.error(`run-browser-test: ${CHROMIUM} not found (Debian: apt-get install chromium), or set CHROMIUM_BIN`);
+  process.exit(1);
+}
+
+// ---- cleanup, whatever happens -----------------------------------------
+
+function killSync() {
+  if (cluster) cluster.killAllSync();
+  // chromium runs on a pipe to this process: it exits when we do.
+  if (workdir) {
+    try { rmSync(workdir, { recursive: true, force: true }); } catch (e) { /* best effort */ }
+  }
+}
+process.on("exit", killSync);
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.on(sig, () => {
+    console.error(`run-browser-test: ${sig}, stopping`);
+    killSync();
+    process.exit(128 + os.constants.signals[sig]);
+  });
+}
+const watchdog = setTimeout(() => {
+  console.error(`run-browser-test: not done after ${RUN_LIMIT / 1000} s, giving up`);
+  killSync();
+  process.exit(1);
+}, RUN_LIMIT);
+watchdog.unref();
+
+// ---- page helpers --------------------------------------------------------
+
+async function openPage(name, { hash = "", viewport = { width: 1100, height: 720 }, mobile = false } = {}) {
+  const ctx = await browser.newContext({ viewport, isMobile: mobile, hasTouch: mobile, deviceScaleFactor: mobile ? 2 : 1 });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(WAIT);
+  page.on("pageerror", (e) => problems.push(`${name}: uncaught ${e.name}: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") {
+      if (draining && HANDSHAKE_5XX.test(m.text())) drainRefusals.push(`${name}: ${m.text()}`);
+      else problems.push(`${name}: console error: ${m.text()}`);
+    }
+    if (verbose || m.type() === "warning") say(`${name} console.${m.type()}: ${m.text()}`);
+  });
+  await page.goto(cluster.url + (hash ? "#" + hash : ""), { waitUntil: "load", timeout: WAIT });
+  await page.waitForSelector('#status[data-state="connected"]');
+  const p = { name, ctx, page, node: await page.getAttribute("#status", "data-node") };
+  pages.push(p);
+  return p;
+}
+
+async function setNick(p, nick) {
+  await p.page.fill("#nick", nick);
+  await p.page.locator("#nick").press("Tab"); // the change event saves it
+}
+
+const roomLive = (p, room) => p.page.waitForSelector(`#room-list li[data-room="${room}"][data-live="true"]`);
+
+async function send(p, text) {
+  await p.page.waitForSelector("#send:not([disabled])");
+  await p.page.fill("#text", text);
+  await p.page.press("#text", "Enter");
+  await p.page.waitForFunction(() => document.getElementById("text").value === "");
+}
+
+/** Wait until room's log in page p shows a message with exactly this text; returns {user, time}. */
+async function waitForMessage(p, room, text) {
+  const handle = await p.page.waitForFunction(([room, text]) => {
+    for (const li of document.querySelectorAll(`.log[data-room="${room}"] .msg`)) {
+      if (li.querySelector(".text").textContent === text) {
+        const t = li.querySelector("time");
+        return { user: li.querySelector(".user").textContent, datetime: t && t.dateTime, shown: t && t.textContent };
+      }
+    }
+    return false;
+  }, [room, text]);
+  return handle.jsonValue();
+}
+
+const allMessageTexts = (p) => p.page.evaluate(() => [...document.querySelectorAll(".log .msg .text")].map((e) => e.textContent));
+
+/** Record what #status shows ("state|node|text") each time it changes, in window.__states. */
+const recordStates = (p) => p.page.evaluate(() => {
+  const s = document.getElementById("status");
+  const now = () => s.dataset.state + "|" + s.dataset.node + "|" + s.textContent.trim();
+  window.__states = [now()];
+  if (window.__stateObserver) window.__stateObserver.disconnect();
+  window.__stateObserver = new MutationObserver(() => {
+    if (now() !== window.__states[window.__states.length - 1]) window.__states.push(now());
+  });
+  window.__stateObserver.observe(s, { attributes: true, childList: true, characterData: true, subtree: true });
+});
+
+async function publishHttp(channel, data) {
+  const res = await fetch(cluster.url + "api/publish", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ channel, data }),
+    signal: AbortSignal.timeout(WAIT),
+  });
+  const body = await res.text();
+  assert.equal(res.status, 200, `POST /api/publish: ${res.status} ${body}`);
+}
+
+// ---- the run -------------------------------------------------------------
+
+const stamp = Date.now().toString(36);
+const msg1 = `bonjour from ana ${stamp} — héllo 👋`;
+const msg2 = `after the failover ${stamp}`;
+let A, B, C;
+let killed = null;
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of readdirSync(ARTIFACTS)) if (/^(at-exit|chat)-.*\.png$/.test(f)) rmSync(path.join(ARTIFACTS, f));
+  // Chromium's fresh profile (playwright passes --user-data-dir=<new temp dir>),
+  // the cluster's logs and any other temp file of this run go under one dir,
+  // removed at the end (the logs are copied to ARTIFACTS first).
+  workdir = mkdtempSync(path.join(os.tmpdir(), "wsgate-browser-"));
+  process.env.TMPDIR = workdir;
+  cluster = new LocalCluster({ gateways: 3, logDir: path.join(workdir, "cluster-logs"), log: verbose ? (l) => say("cluster: " + l) : () => {} });
+  await cluster.start(60000);
+  say(`cluster up on ${cluster.url}: ` + cluster.procs.filter((p) => p.pid).map((p) => `${p.name}=${p.pid}`).join(" "));
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60000,
+    args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  say(`chromium ${browser.version()}`);
+});
+
+after(async () => {
+  if (problems.length || process.exitCode) {
+    for (const p of pages) {
+      await p.page.screenshot({ path: path.join(ARTIFACTS, `at-exit-${p.name}.png`) }).catch(() => {});
+    }
+  }
+  if (browser) {
+    let t;
+    await Promise.race([browser.close(), new Promise((r) => { t = setTimeout(r, 15000); })]);
+    clearTimeout(t);
+  }
+  if (cluster) {
+    const left = await cluster.stop(40000);
+    say(left.length ? "STILL RUNNING: " + left.map((p) => `${p.name}=${p.pid}`).join(" ") : "cluster stopped, no process left");
+    if (left.length) process.exitCode = 1;
+  }
+  if (workdir) {
+    const logs = path.join(workdir, "cluster-logs");
+    if (existsSync(logs)) {
+      rmSync(path.join(ARTIFACTS, "cluster-logs"), { recursive: true, force: true });
+      cpSync(logs, path.join(ARTIFACTS, "cluster-logs"), { recursive: true });
+    }
+    rmSync(workdir, { recursive: true, force: true });
+  }
+  clearTimeout(watchdog);
+});
+
+test("two pages through the load balancer land on different gateways", { timeout: 60000 }, async () => {
+  A = await openPage("A", { hash: "lobby" });
+  for (let i = 0; i < 6 && !B; i++) {
+    const p = await openPage(`B${i}`, { hash: "lobby", viewport: { width: 390, height: 760 }, mobile: true });
+    if (p.node !== A.node) {
+      B = p;
+      B.name = "B";
+    }
+  }
+  assert.ok(B, `every page landed on ${A.node}`);
+  say(`page A on ${A.node}, page B on ${B.node}`);
+  assert.ok(cluster.procs.some((p) => p.role === "gateway" && p.name === B.node), `welcome node ${B.node} is not a gateway of the state file`);
+  await setNick(A, "ana");
+  await setNick(B, "bo");
+  await roomLive(A, "lobby");
+  await roomLive(B, "lobby");
+});
+
+test("a third page in another room", { timeout: 30000 }, async () => {
+  C = await openPage("C", { hash: "other" });
+  await setNick(C, "cy");
+  await roomLive(C, "other");
+  assert.equal(await C.page.$('#room-list li[data-room="lobby"]'), null, "C joined only #other");
+  say(`page C on ${C.node} in #other`);
+});
+
+test("A's message shows on B with sender and time, not on C", { timeout: 30000 }, async () => {
+  const before = Date.now();
+  await send(A, msg1);
+  const onB = await waitForMessage(B, "lobby", msg1);
+  assert.equal(onB.user, "ana");
+  const t = Date.parse(onB.datetime);
+  assert.ok(t >= before - 60000 && t <= Date.now() + 60000, `time ${onB.datetime}`);
+  assert.match(onB.shown, /\d/);
+  const onA = await waitForMessage(A, "lobby", msg1);
+  assert.equal(onA.user, "ana");
+  assert.ok(await A.page.$('.log[data-room="lobby"] .msg.mine'), "A sees its own message marked as its own");
+  // C: a message in #other published after msg1 has reached C, so msg1 would have too.
+  await send(C, `marker in other ${stamp}`);
+  await waitForMessage(C, "other", `marker in other ${stamp}`);
+  assert.ok(!(await allMessageTexts(C)).includes(msg1), "C (in #other) got the #lobby message");
+});
+
+test("bad data from the server is shown as text and breaks nothing (page C)", { timeout: 30000 }, async () => {
+  const inject = `<img src=x onerror="window.__xss=1">`;
+  const odd = [
+    "a bare string from a backend",
+    42,
+    [1, "two"],
+    null,
+    { user: { nested: true }, text: inject },
+    { user: "<b>bold</b>", text: 12345, ts: "yesterday" },
+    { user: "big", text: "y".repeat(5000), ts: 1e300 },
+    { no: "fields" },
+  ];
+  // A backend posts odd things into #other (POST /api/publish through the LB).
+  for (const d of odd) await publishHttp("other", d);
+  await publishHttp("other", { user: "bot", text: `end of odd data ${stamp}` });
+  await waitForMessage(C, "other", `end of odd data ${stamp}`);
+  const texts = await allMessageTexts(C);
+  for (const want of ["a bare string from a backend", "42", '[1,"two"]', "null", inject, "12345", '{"no":"fields"}']) {
+    assert.ok(texts.includes(want), `C shows ${JSON.stringify(want)} as text`);
+  }
+  assert.ok(texts.some((t) => t.startsWith("yyyy") && t.length <= 2000), "a huge text is clipped");
+  const { imgs, xss, bold } = await C.page.evaluate(() => ({
+    imgs: document.querySelectorAll("#logs img, #logs b").length,
+    xss: window.__xss,
+    bold: [...document.querySelectorAll(".msg .user")].some((u) => u.textContent === "<b>bold</b>"),
+  }));
+  assert.equal(imgs, 0, "server data became markup");
+  assert.equal(xss, undefined);
+  assert.ok(bold, "an HTML-looking nickname is shown as text");
+  assert.equal(await C.page.getAttribute("#status", "data-state"), "connected");
+  await send(C, `still fine ${stamp}`);
+  await waitForMessage(C, "other", `still fine ${stamp}`);
+});
+
+test("B's gateway is killed: B shows reconnecting, comes back through another replica, gets the next message", { timeout: 60000 }, async () => {
+  killed = B.node;
+  assert.notEqual(A.node, killed);
+  await recordStates(A);
+  await recordStates(B);
+  const t0 = Date.now();
+  await cluster.killGateway(killed);
+  say(`SIGKILLed gateway ${killed} (pid ${cluster.gateway(killed).pid})`);
+  await B.page.waitForFunction(() => window.__states.some((s) => s.startsWith("reconnecting")));
+  await B.page.waitForFunction((dead) => {
+    const s = document.getElementById("status");
+    return s.dataset.state === "connected" && s.dataset.node && s.dataset.node !== dead;
+  }, killed);
+  const t1 = Date.now();
+  B.node = await B.page.getAttribute("#status", "data-node");
+  await roomLive(B, "lobby");
+  say(`B back on ${B.node} ${t1 - t0} ms after the kill; states: ${(await B.page.evaluate(() => window.__states)).join(" → ")}`);
+  assert.ok(cluster.procs.some((p) => p.role === "gateway" && p.name === B.node && !p.dead));
+  const notices = await B.page.evaluate(() => [...document.querySelectorAll('.log[data-room="lobby"] .notice')].map((n) => n.textContent));
+  assert.ok(notices.some((n) => n.startsWith(`disconnected from node ${killed}`)), "B tells the user: " + notices.join(" | "));
+  assert.ok(notices.some((n) => n === `reconnected through node ${B.node}`), "B tells the user: " + notices.join(" | "));
+
+  await send(A, msg2);
+  const got = await waitForMessage(B, "lobby", msg2);
+  assert.equal(got.user, "ana");
+  await send(B, `bo is back via ${B.node}`);
+  await waitForMessage(A, "lobby", `bo is back via ${B.node}`);
+  const aStates = await A.page.evaluate(() => window.__states);
+  assert.deepEqual(aStates.filter((s) => !s.startsWith("connected")), [], "A, on a live gateway, was not disturbed");
+  if (C.node === killed) {
+    await C.page.waitForFunction((dead) => document.getElementById("status").dataset.node && document.getElementById("status").dataset.node !== dead, killed);
+    await roomLive(C, "other");
+  }
+});
+
+test("A's gateway drains (SIGTERM): A gets 1001 going away and is back at once through the last replica", { timeout: 60000 }, async () => {
+  draining = A.node;
+  await recordStates(A);
+  const t0 = Date.now();
+  const exited = cluster.stopGateway(draining);
+  await A.page.waitForFunction(() => window.__states.some((s) => s.startsWith("reconnecting")));
+  await A.page.waitForFunction((gone) => {
+    const s = document.getElementById("status");
+    return s.dataset.state === "connected" && s.dataset.node && s.dataset.node !== gone;
+  }, draining);
+  const t1 = Date.now();
+  A.node = await A.page.getAttribute("#status", "data-node");
+  await roomLive(A, "lobby");
+  const { notices, states } = await A.page.evaluate(() => ({
+    notices: [...document.querySelectorAll('.log[data-room="lobby"] .notice')].map((n) => n.textContent),
+    states: window.__states,
+  }));
+  say(`A back on ${A.node} ${t1 - t0} ms after SIGTERM to ${draining}; states: ${states.join(" → ")}`);
+  assert.ok(notices.some((n) => n === `disconnected from node ${draining}: node is going away — reconnecting`), notices.join(" | "));
+  assert.equal(await exited, 0, `${draining} exit status after draining`);
+  for (const p of [B, C]) {
+    if (p.node === draining) {
+      await p.page.waitForFunction((gone) => document.getElementById("status").dataset.node && document.getElementById("status").dataset.node !== gone, draining);
+      p.node = await p.page.getAttribute("#status", "data-node");
+    }
+  }
+  await send(A, `A after the drain ${stamp}`);
+  await waitForMessage(B, "lobby", `A after the drain ${stamp}`);
+  draining = null;
+  if (drainRefusals.length) {
+    say(`NOTE: ${drainRefusals.length} reconnect(s) during the drain were refused by the LB/gateway before ` +
+      `HAProxy marked the draining node down (the page retried): ${drainRefusals.join(" | ")}`);
+  }
+});
+
+test("rooms can be switched, with unread counts", { timeout: 30000 }, async () => {
+  // B joins #other too, switches to it, and gets C's message there while
+  // #lobby counts what it misses.
+  await B.page.fill("#join", "other");
+  await B.page.press("#join", "Enter");
+  await roomLive(B, "other");
+  await B.page.waitForSelector('#room-list li[data-room="other"][aria-current="true"]');
+  await send(C, `hi other room ${stamp}`);
+  await waitForMessage(B, "other", `hi other room ${stamp}`);
+  await send(A, `you are away ${stamp}`);
+  await B.page.waitForSelector('#room-list li[data-room="lobby"] .badge:text("1")');
+  await B.page.click('#room-list li[data-room="lobby"] .room');
+  await B.page.waitForSelector('.log[data-room="lobby"]:not([hidden])');
+  await waitForMessage(B, "lobby", `you are away ${stamp}`);
+  assert.equal(await B.page.textContent('#room-list li[data-room="lobby"] .badge'), "");
+  await send(B, `see you ${stamp}`);
+  await waitForMessage(A, "lobby", `see you ${stamp}`);
+});
+
+test("screenshots of the chat", { timeout: 30000 }, async () => {
+  for (const p of [A, B, C]) {
+    const file = path.join(ARTIFACTS, `chat-${p.name}-${p === B ? "phone" : "desktop"}.png`);
+    await p.page.screenshot({ path: file });
+    say(`screenshot: ${path.relative(REPO, file)}`);
+  }
+  writeFileSync(path.join(ARTIFACTS, "pages.json"), JSON.stringify(pages.map((p) => ({ name: p.name, node: p.node })), null, 1));
+});
+
+test("no uncaught page errors and no console errors", () => {
+  assert.deepEqual(problems, []);
+});
