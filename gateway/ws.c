@@ -171,7 +171,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 const struct lws_protocols ws_protocols[] = {
     /* rx_buffer_size: lws allocates it per connection; bigger messages
-     * arrive in several RECEIVE callbacks and session.c joins them. */
-    {"wsgate", callback, sizeof(struct pss), 1024, 0, NULL, 0},
+     * arrive in several RECEIVE callbacks and session.c joins them.
+     * tx_packet_size: lws sends at most this much per send() and buffers the
+     * rest; left at 0 it would follow rx_buffer_size and cut every batch
+     * into 1 KiB pieces. */
+    {"wsgate", callback, sizeof(struct pss), 1024, 0, NULL, APP_BATCH_MAX},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
