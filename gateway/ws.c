@@ -80,7 +80,7 @@ static int refuse(struct app *app, struct lws *wsi, unsigned status,
  * mode: it is a client error worth seeing. */
 static int authenticate(struct app *app, struct lws *wsi, struct pss *pss)
 {
-    static char buf[AUTH_TOKEN_MAX + 16]; /* single-threaded scratch */
+    char buf[AUTH_TOKEN_MAX + 16];
     const char *tok = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf);
     if (!tok || !*tok) {
         if (app->cfg.auth_mode == AUTH_MODE_REQUIRED)
