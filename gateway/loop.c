@@ -28,7 +28,6 @@ struct loop {
     struct event *tick;
     int port;
     int sndbuf;
-    unsigned nconn;
 };
 
 struct fdev {
@@ -45,7 +44,6 @@ struct fdev {
 
 static void fdev_free(struct fdev *f)
 {
-    f->loop->nconn--;
     if (f->rd) event_free(f->rd);
     if (f->wr) event_free(f->wr);
     if (f->kick) event_free(f->kick);
@@ -156,7 +154,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     }
     f->loop = loop;
     f->fd = fd;
-    loop->nconn++;
     f->rd = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_read, f);
     f->wr = event_new(loop->base, fd, EV_WRITE | EV_PERSIST, on_write, f);
     f->kick = event_new(loop->base, -1, 0, on_write, f);
@@ -248,7 +245,6 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
 
 int loop_port(const struct loop *loop) { return loop->port; }
 
-unsigned loop_connections(const struct loop *loop) { return loop->nconn; }
 
 void loop_want_write(struct lws *wsi)
 {

@@ -41,9 +41,6 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
 /* The bound port (the kernel's choice when 0 was asked for). */
 int loop_port(const struct loop *loop);
 
-/* Number of accepted connections lws still holds. */
-unsigned loop_connections(const struct loop *loop);
-
 /* lws_callback_on_writable() plus arming EV_WRITE for the wsi's fd. */
 void loop_want_write(struct lws *wsi);
 
