@@ -28,7 +28,7 @@ struct session {
     unsigned refs;         /* the connection + publishes awaiting the broker */
     unsigned char batch;
     unsigned char closing; /* close once the queue is written */
-    unsigned char discard; /* closing with the queue dropped: queue nothing */
+    unsigned char discard; /* cut off: nothing more is queued */
     enum disconnect_reason why;
     struct bucket publishes; /* --publish-rate */
     unsigned strikes;      /* publishes refused in a row */
