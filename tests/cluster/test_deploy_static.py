@@ -16,17 +16,15 @@ import http.server
 import json
 import os
 import re
-import shlex
 import shutil
 import socket
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 import yaml
 
-from clusterlib import REPO, free_port, wait_until, wsgate_bin
+from clusterlib import REPO, free_port, wsgate_bin
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"

@@ -2,7 +2,6 @@
 subscribe-ack semantics, channel prefix, unsubscribe bookkeeping."""
 
 import json
-import socket
 
 from wsgate_helpers import RespConn, async_test
 

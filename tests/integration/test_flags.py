@@ -2,25 +2,16 @@
 environment variables (WSGATE_<FLAG>, flag beats env), port in use (exit 1)."""
 
 import socket
-import subprocess
 
 import pytest
 
-from wsgate_helpers import REPO, WSGATE_BIN, async_test, child_env, require_binary
+from wsgate_helpers import async_test, run_wsgate
 
 FLAGS = ["--listen", "--redis", "--channel-prefix", "--node-id", "--web-root", "--log-level",
          "--max-message-size", "--max-queue-bytes"]
 
 
-def run(args, env=None, timeout=5):
-    require_binary()
-    try:
-        return subprocess.run([WSGATE_BIN, *args], stdin=subprocess.DEVNULL, capture_output=True,
-                              env=child_env(env), cwd=str(REPO), timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        # subprocess.run kills the child on timeout
-        raise AssertionError(f"wsgate {' '.join(args)} did not exit within {timeout}s; "
-                             f"stderr so far: {e.stderr!r}") from None
+run = run_wsgate
 
 
 def test_help():

@@ -18,7 +18,7 @@ import time
 import pytest
 import websockets
 
-from wsgate_helpers import WsClient, ascrape_metrics, async_test, raw_upgrade
+from wsgate_helpers import WsClient, ascrape_metrics, async_test, raw_upgrade, run_wsgate
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 
@@ -142,11 +142,7 @@ async def test_secret_file_and_auth_off(mkgw, tmp_path):
     await anyone.subscribe("anything.at.all")
 
 
-def test_auth_flag_errors(procs, tmp_path):
-    import subprocess
-    from wsgate_helpers import WSGATE_BIN, child_env, require_binary
-    require_binary()
-    binary = WSGATE_BIN
+def test_auth_flag_errors(tmp_path):
     cases = [
         (["--auth", "required"], "--auth"),
         (["--auth", "maybe", "--jwt-secret", SECRET], "--auth"),
@@ -155,7 +151,6 @@ def test_auth_flag_errors(procs, tmp_path):
          "--anonymous-channels"),
     ]
     for args, flag in cases:
-        r = subprocess.run([binary, "--listen", "127.0.0.1:0", *args], env=child_env(),
-                           capture_output=True, text=True, timeout=10)
-        lines = r.stderr.strip().splitlines()
+        r = run_wsgate(["--listen", "127.0.0.1:0", *args], timeout=10)
+        lines = r.stderr.decode().strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and flag in lines[0], (args, r.returncode, r.stderr)

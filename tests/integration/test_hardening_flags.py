@@ -2,25 +2,17 @@
 line naming the flag; good values (including the edge values) start; the
 WSGATE_* variables work for them."""
 
-import subprocess
 
 import pytest
 
-from wsgate_helpers import REPO, WSGATE_BIN, async_test, child_env, require_binary
+from wsgate_helpers import async_test, run_wsgate
 
 NEW_FLAGS = ["--publish-rate", "--publish-burst", "--max-channels", "--max-connections",
              "--queue-soft-bytes", "--queue-soft-seconds", "--api-key", "--api-key-file",
              "--allowed-origins", "--drain-seconds"]
 
 
-def run(args, env=None, timeout=5):
-    require_binary()
-    try:
-        return subprocess.run([WSGATE_BIN, *args], stdin=subprocess.DEVNULL, capture_output=True,
-                              env=child_env(env), cwd=str(REPO), timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise AssertionError(f"wsgate {' '.join(args)} did not exit within {timeout}s "
-                             f"(a bad value accepted?); stderr so far: {e.stderr!r}") from None
+run = run_wsgate
 
 
 def test_help_lists_the_new_flags():

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from wsgate_helpers import REPO, async_test, http_request
+from wsgate_helpers import REPO, async_test
 
 
 def test_healthz(gw):

@@ -14,7 +14,6 @@ margin, not a performance measurement."""
 import asyncio
 import time
 
-import pytest
 
 from wsgate_helpers import NO_PUBLISH_RATE, async_test
 

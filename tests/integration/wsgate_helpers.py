@@ -83,6 +83,18 @@ def require_binary():
         pytest.fail(f"wsgate binary not found at {WSGATE_BIN} (set WSGATE_BIN or build it)")
 
 
+def run_wsgate(args, env=None, timeout=5):
+    """Runs wsgate to completion (for flag checks): the CompletedProcess, with
+    bytes stdout/stderr. A run that does not exit in time is a failure."""
+    require_binary()
+    try:
+        return subprocess.run([WSGATE_BIN, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                              env=child_env(env), cwd=str(REPO), timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"wsgate {' '.join(args)} did not exit within {timeout}s "
+                             f"(a bad value accepted?); stderr so far: {e.stderr!r}") from None
+
+
 # --------------------------------------------------------------------------
 # processes
 # --------------------------------------------------------------------------
