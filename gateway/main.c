@@ -17,16 +17,16 @@
 #include <event2/event.h>
 #include <libwebsockets.h>
 
-#include "app.h"
-#include "auth.h"
-#include "broker.h"
-#include "clock.h"
+#include "core/app.h"
+#include "core/auth.h"
+#include "broker/broker.h"
+#include "core/clock.h"
 #include "config.h"
-#include "hub.h"
+#include "core/hub.h"
 #include "log.h"
-#include "loop.h"
-#include "session.h"
-#include "ws.h"
+#include "net/loop.h"
+#include "core/client.h"
+#include "net/ws.h"
 
 /* Run from the build tree: serve the source tree's web/; installed: the
  * share directory. */

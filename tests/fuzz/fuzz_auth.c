@@ -22,7 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "auth.h"
+#include "core/auth.h"
 
 #define FUZZ_SECRET "wsgate-fuzz-secret"
 #define FUZZ_NOW INT64_C(1700000000)

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
-#include "proto.h"
+#include "proto/json.h"
+#include "proto/v1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

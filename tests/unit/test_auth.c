@@ -10,7 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "auth.h"
+#include "core/auth.h"
 #include "check.h"
 
 #define SECRET "wsgate-test-secret-0123456789abcdef"

@@ -1,5 +1,5 @@
 /* test_bucket.c - the publish token bucket, with the time passed in. */
-#include "bucket.h"
+#include "core/bucket.h"
 #include "check.h"
 
 static void test_burst_then_rate(void)

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "broker/broker.h"
 #include "check.h"
-#include "hub.h"
+#include "core/hub.h"
 #include "log.h"
-#include "msg.h"
+#include "core/msg.h"
 
 #define MAX_PAYLOAD 1024
 

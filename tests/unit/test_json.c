@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "json.h"
+#include "proto/json.h"
 
 static int valid(const char *s) { return json_valid(s, strlen(s)); }
 

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "metrics.h"
+#include "core/metrics.h"
 
 /* The value of the first line starting with name (followed by a space). */
 static double value_of(const char *text, const char *name)

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "msg.h"
+#include "core/msg.h"
 
 /* A msg of len bytes (len >= 4) whose first four bytes hold tag. */
 static struct msg *tagged(uint32_t tag, size_t len)

@@ -6,7 +6,7 @@
 #include <cJSON.h>
 
 #include "check.h"
-#include "proto.h"
+#include "proto/v1.h"
 
 /* J("{'op':'ping'}") -> {"op":"ping"}: single quotes become double quotes,
  * to keep frames readable. Rotating static buffers; NUL-terminated. */

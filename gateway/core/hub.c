@@ -1,12 +1,12 @@
 /* hub.c - see hub.h. */
-#include "hub.h"
+#include "core/hub.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
+#include "core/clock.h"
 #include "log.h"
-#include "proto.h"
+#include "proto/v1.h"
 
 #define RESUBSCRIBE_BATCH 256
 

@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker.h"
-#include "msg.h"
+#include "broker/broker.h"
+#include "core/msg.h"
 
 struct sub;
 

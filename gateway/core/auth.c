@@ -1,6 +1,6 @@
 /* auth.c - see auth.h. */
-#include "auth.h"
-#include "channel.h"
+#include "core/auth.h"
+#include "core/channel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#include "json.h"
+#include "proto/json.h"
 
 #define SIG_LEN 32                     /* HMAC-SHA256 */
 #define NUMERIC_DATE_MAX 9007199254740992.0 /* 2^53: exact in a double */

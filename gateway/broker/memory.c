@@ -2,7 +2,7 @@
  * back to the hub of this process. See broker.h for the contract. */
 #include <stdlib.h>
 
-#include "broker.h"
+#include "broker/broker.h"
 
 static int mem_subscribe(struct broker *b, const char *const *chs,
                          const size_t *lens, size_t n)

@@ -1,5 +1,5 @@
 /* json.c - see json.h. */
-#include "json.h"
+#include "proto/json.h"
 
 #include <stdint.h>
 #include <string.h>

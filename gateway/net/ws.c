@@ -1,16 +1,16 @@
 /* ws.c - see ws.h. */
-#include "ws.h"
+#include "net/ws.h"
 
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
-#include "app.h"
-#include "http_api.h"
+#include "core/app.h"
+#include "net/http_api.h"
 #include "log.h"
-#include "loop.h"
-#include "proto.h"
-#include "session.h"
+#include "net/loop.h"
+#include "proto/v1.h"
+#include "core/client.h"
 
 /* lws per-session data: zeroed by lws, freed after LWS_CALLBACK_WSI_DESTROY
  * (and replaced, zeroed again, when an HTTP connection upgrades). */

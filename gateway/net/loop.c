@@ -1,5 +1,5 @@
 /* loop.c - see loop.h. */
-#include "loop.h"
+#include "net/loop.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

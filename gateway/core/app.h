@@ -8,9 +8,9 @@
 
 #include <stdint.h>
 
-#include "auth.h"
+#include "core/auth.h"
 #include "config.h"
-#include "metrics.h"
+#include "core/metrics.h"
 
 struct event_base;
 struct lws_context;

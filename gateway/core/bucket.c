@@ -1,5 +1,5 @@
 /* bucket.c - see bucket.h. */
-#include "bucket.h"
+#include "core/bucket.h"
 
 void bucket_init(struct bucket *b, unsigned burst, uint64_t now_us)
 {

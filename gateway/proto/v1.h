@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "msg.h"
+#include "core/msg.h"
 
-#include "channel.h"
+#include "core/channel.h"
 
 #define PROTO_CHANNEL_MAX CHANNEL_MAX
 

@@ -1,5 +1,5 @@
 /* session.c - see session.h. */
-#include "session.h"
+#include "core/client.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -9,13 +9,13 @@
 
 #include <libwebsockets.h>
 
-#include "broker.h"
-#include "bucket.h"
-#include "clock.h"
+#include "broker/broker.h"
+#include "core/bucket.h"
+#include "core/clock.h"
 #include "log.h"
-#include "loop.h"
-#include "msg.h"
-#include "proto.h"
+#include "net/loop.h"
+#include "core/msg.h"
+#include "proto/v1.h"
 
 struct session {
     struct hub_client hc;  /* the hub's view of this client */

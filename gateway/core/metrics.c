@@ -1,5 +1,5 @@
 /* metrics.c - see metrics.h. */
-#include "metrics.h"
+#include "core/metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>

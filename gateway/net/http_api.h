@@ -12,7 +12,7 @@
 
 #include <libwebsockets.h>
 
-#include "app.h"
+#include "core/app.h"
 
 struct http_ticket;
 

@@ -1,5 +1,5 @@
 /* msg.c - see msg.h. */
-#include "msg.h"
+#include "core/msg.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -16,9 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "app.h"
-#include "hub.h"
-#include "metrics.h"
+#include "core/app.h"
+#include "core/hub.h"
+#include "core/metrics.h"
 
 struct lws;
 struct session;

@@ -1,5 +1,5 @@
 /* http_api.c - see http_api.h. */
-#include "http_api.h"
+#include "net/http_api.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -10,12 +10,12 @@
 
 #include <openssl/crypto.h>
 
-#include "broker.h"
-#include "hub.h"
+#include "broker/broker.h"
+#include "core/hub.h"
 #include "log.h"
-#include "metrics.h"
-#include "loop.h"
-#include "proto.h"
+#include "core/metrics.h"
+#include "net/loop.h"
+#include "proto/v1.h"
 
 struct http_ticket {
     struct app *app;

@@ -15,7 +15,7 @@
 #include <async.h>
 #include <adapters/libevent.h>
 
-#include "broker.h"
+#include "broker/broker.h"
 #include "config.h"
 #include "log.h"
 

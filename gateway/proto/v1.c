@@ -1,5 +1,5 @@
 /* proto.c - see proto.h. */
-#include "proto.h"
+#include "proto/v1.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,8 +8,8 @@
 
 #include <cJSON.h>
 
-#include "channel.h"
-#include "json.h"
+#include "core/channel.h"
+#include "proto/json.h"
 
 /* Ids travel as JSON numbers: only integers a double holds exactly. */
 #define ID_LIMIT 9007199254740991.0 /* 2^53 - 1 */
