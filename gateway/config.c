@@ -303,7 +303,7 @@ static int set_uint_in(unsigned *dst, const char *v, unsigned lo, unsigned hi,
 
 static int set_drain(struct config *c, const char *v, char *why, size_t n)
 {
-    return set_double_in(&c->shutdown_seconds, v, 0, 3600, "seconds", why, n);
+    return set_double_in(&c->drain_seconds, v, 0, 3600, "seconds", why, n);
 }
 
 static int set_max_connections(struct config *c, const char *v, char *why, size_t n)

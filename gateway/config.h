@@ -35,7 +35,7 @@ struct config {
     enum log_format log_format;
     size_t max_message_size; /* inbound frame, HTTP body and payload cap */
     size_t max_queue_bytes;  /* per-client send queue before "slow consumer" */
-    double shutdown_seconds; /* SIGTERM: window over which clients are closed */
+    double drain_seconds; /* SIGTERM: window over which clients are closed */
     unsigned max_connections;  /* WebSocket sessions per node */
     unsigned max_channels;     /* subscriptions per connection */
     double publish_rate;       /* publishes/s per connection; 0: unlimited */

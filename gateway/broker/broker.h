@@ -5,17 +5,26 @@
  * names; an engine adds its own prefix on the wire.
  *
  * Contract:
- * - subscribe() sends one request for n channels; each channel is confirmed
- *   by one events.subscribed() call, in request order, once messages on it
- *   will be delivered (the embedded engine confirms before returning). No confirmation arrives for requests pending when the
- *   broker goes down (events.state(0) comes instead).
- * - publish() returns 0 and later calls done(arg, ok) exactly once (it may
- *   be called before publish() returns), or returns -1 when the broker is
- *   unavailable and never calls done.
- * - events.state(1) is reported each time the broker becomes available after
- *   having been unavailable; every subscription was lost with the outage and
- *   must be requested again. events.state(0) reports the loss.
- * - Payload and channel pointers are valid only during the callback.
+ * - An engine serves its channels from one or more shards (a Redis
+ *   connection, a cluster node); shard_of() says which one serves a
+ *   channel, and each shard comes and goes on its own.
+ * - subscribe() sends one request for n channels of one shard; each channel
+ *   is confirmed by one events.subscribed() call, in request order, once
+ *   messages on it will be delivered (the embedded engine confirms before
+ *   returning). No confirmation arrives for requests pending when their
+ *   shard goes down (events.state(shard, 0) comes instead).
+ * - publish() returns 0 and later calls done(arg, ok, pos) exactly once (it
+ *   may be called before publish() returns), or returns -1 when the shard
+ *   is unavailable and never calls done. pos is the message's position in
+ *   its channel's history, or NULL when the channel keeps none.
+ * - events.message() carries the message's position, or NULL when it has
+ *   none (history off, or a plain PUBLISH from a backend).
+ * - events.state(shard, 1) is reported each time a shard becomes available
+ *   after having been unavailable; every subscription it served was lost
+ *   with the outage and must be requested again. state(shard, 0) reports
+ *   the loss.
+ * - Payload, channel and position pointers are valid only during the
+ *   callback.
  * - The engine is owned by whoever created it and freed with broker_free(),
  *   which completes pending publishes with ok = 0. */
 #ifndef WSGATE_BROKER_H
@@ -23,15 +32,18 @@
 
 #include <stddef.h>
 
+#include "core/delivery.h"
+
 struct broker_events {
     void *ctx;
     void (*message)(void *ctx, const char *channel, size_t channel_len,
-                    const char *payload, size_t payload_len);
+                    const char *payload, size_t payload_len,
+                    const struct position *pos);
     void (*subscribed)(void *ctx, const char *channel, size_t channel_len);
-    void (*state)(void *ctx, int up);
+    void (*state)(void *ctx, unsigned shard, int up);
 };
 
-typedef void (*broker_done_fn)(void *arg, int ok);
+typedef void (*broker_done_fn)(void *arg, int ok, const struct position *pos);
 
 struct broker;
 
@@ -42,7 +54,9 @@ struct broker_ops {
     int (*publish)(struct broker *b, const char *channel, size_t channel_len,
                    const char *payload, size_t payload_len,
                    broker_done_fn done, void *arg);
-    int (*is_up)(const struct broker *b);
+    unsigned (*shards)(const struct broker *b);
+    unsigned (*shard_of)(const struct broker *b, const char *channel, size_t len);
+    int (*shard_up)(const struct broker *b, unsigned shard);
     void (*destroy)(struct broker *b);
 };
 
@@ -66,7 +80,19 @@ static inline int broker_publish(struct broker *b, const char *ch, size_t chlen,
 {
     return b->ops->publish(b, ch, chlen, payload, len, done, arg);
 }
-static inline int broker_is_up(const struct broker *b) { return b->ops->is_up(b); }
+static inline unsigned broker_shards(const struct broker *b)
+{
+    return b->ops->shards(b);
+}
+static inline unsigned broker_shard_of(const struct broker *b, const char *ch,
+                                       size_t len)
+{
+    return b->ops->shard_of(b, ch, len);
+}
+static inline int broker_shard_up(const struct broker *b, unsigned shard)
+{
+    return b->ops->shard_up(b, shard);
+}
 static inline void broker_free(struct broker *b)
 {
     if (b)

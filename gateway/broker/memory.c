@@ -21,14 +21,27 @@ static int mem_publish(struct broker *b, const char *ch, size_t chlen,
                        const char *payload, size_t len, broker_done_fn done,
                        void *arg)
 {
-    b->ev.message(b->ev.ctx, ch, chlen, payload, len);
-    done(arg, 1);
+    b->ev.message(b->ev.ctx, ch, chlen, payload, len, NULL);
+    done(arg, 1, NULL);
     return 0;
 }
 
-static int mem_is_up(const struct broker *b)
+/* One shard, always up. */
+static unsigned mem_shards(const struct broker *b)
 {
     (void)b;
+    return 1;
+}
+
+static unsigned mem_shard_of(const struct broker *b, const char *ch, size_t len)
+{
+    (void)b, (void)ch, (void)len;
+    return 0;
+}
+
+static int mem_shard_up(const struct broker *b, unsigned shard)
+{
+    (void)b, (void)shard;
     return 1;
 }
 
@@ -38,7 +51,9 @@ static const struct broker_ops memory_ops = {
     .subscribe = mem_subscribe,
     .unsubscribe = mem_unsubscribe,
     .publish = mem_publish,
-    .is_up = mem_is_up,
+    .shards = mem_shards,
+    .shard_of = mem_shard_of,
+    .shard_up = mem_shard_up,
     .destroy = mem_destroy,
 };
 

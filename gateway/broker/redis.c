@@ -17,6 +17,7 @@
 
 #include "broker/broker.h"
 #include "config.h"
+#include "core/channel.h"
 #include "log.h"
 
 #define CONNECT_TIMEOUT_MS 2000
@@ -65,7 +66,7 @@ static void drop_ctx(redisAsyncContext **p)
     redisAsyncFree(ac);
 }
 
-static void fail(struct rbroker *b, const char *why)
+static void connection_lost(struct rbroker *b, const char *why)
 {
     int was_up = b->phase == UP;
     b->phase = WAITING;
@@ -82,7 +83,7 @@ static void fail(struct rbroker *b, const char *why)
     arm(b, delay);
     if (was_up) {
         log_warn("broker down: redis %s:%d: %s", b->addr.host, b->addr.port, why);
-        b->base.ev.state(b->base.ev.ctx, 0);
+        b->base.ev.state(b->base.ev.ctx, 0, 0);
     } else {
         log_warn("redis %s:%d unavailable: %s (retry in %u ms)", b->addr.host,
                  b->addr.port, why, delay);
@@ -99,11 +100,11 @@ static void became_ready(struct rbroker *b)
     evtimer_del(b->timer);
     arm(b, HEALTH_MS);
     log_info("broker up: redis %s:%d", b->addr.host, b->addr.port);
-    b->base.ev.state(b->base.ev.ctx, 1);
+    b->base.ev.state(b->base.ev.ctx, 0, 1);
 }
 
-/* Setup replies (AUTH, PING): an error reply fails the attempt; the PING
- * reply (the last one) marks its connection ready. */
+/* Setup replies (AUTH, SELECT, PING): an error reply fails the attempt;
+ * the PING reply (the last one) marks its connection ready. */
 static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct rbroker *b = ac->data;
@@ -113,10 +114,10 @@ static void on_setup_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (r->type == REDIS_REPLY_ERROR) {
         char why[256];
         snprintf(why, sizeof why, "setup command failed: %s", r->str);
-        fail(b, why);
+        connection_lost(b, why);
         return;
     }
-    if (!priv) /* AUTH accepted */
+    if (!priv) /* AUTH or SELECT accepted */
         return;
     if (ac == b->pub)
         b->pub_ready = 1;
@@ -143,7 +144,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         b->pub = NULL;
     if (ac == b->sub)
         b->sub = NULL;
-    fail(b, ac->errstr[0] ? ac->errstr : "connect failed");
+    connection_lost(b, ac->errstr[0] ? ac->errstr : "connect failed");
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -156,7 +157,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         b->pub = NULL;
     if (ac == b->sub)
         b->sub = NULL;
-    fail(b, ac->errstr[0] ? ac->errstr : "connection closed");
+    connection_lost(b, ac->errstr[0] ? ac->errstr : "connection closed");
 }
 
 static redisAsyncContext *open_ctx(struct rbroker *b)
@@ -179,6 +180,9 @@ static redisAsyncContext *open_ctx(struct rbroker *b)
                           b->addr.password);
     else if (b->addr.password[0])
         redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", b->addr.password);
+    /* Pub/sub ignores the database, but the history keys live in it. */
+    if (b->addr.db)
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", b->addr.db);
     redisAsyncCommand(ac, on_setup_reply, b, "PING");
     return ac;
 }
@@ -193,17 +197,17 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         b->pub = open_ctx(b);
         b->sub = b->pub ? open_ctx(b) : NULL;
         if (!b->pub || !b->sub) {
-            fail(b, "cannot create a connection");
+            connection_lost(b, "cannot create a connection");
             return;
         }
         arm(b, CONNECT_TIMEOUT_MS);
         break;
     case CONNECTING:
-        fail(b, "connect timed out");
+        connection_lost(b, "connect timed out");
         break;
     case UP:
         if (b->ping_out && ++b->ping_ticks >= 2) {
-            fail(b, "no reply to PING within 1 s");
+            connection_lost(b, "no reply to PING within 1 s");
             return;
         }
         if (!b->ping_out &&
@@ -216,7 +220,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Redis channel names: prefix + name, written into one buffer. */
+/* Redis channel names: prefix + name, written into one buffer of
+ * REDIS_NAME_MAX bytes: callers pass valid channel names only. */
+#define REDIS_NAME_MAX (sizeof ((struct rbroker *)0)->prefix + CHANNEL_MAX)
+
 static char *prefixed(const struct rbroker *b, const char *name, size_t len,
                       char *out)
 {
@@ -240,7 +247,7 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
     size_t len = ch->len - b->prefix_len;
     if (!strcmp(kind->str, "message") && r->element[2]->type == REDIS_REPLY_STRING)
         b->base.ev.message(b->base.ev.ctx, name, len, r->element[2]->str,
-                           r->element[2]->len);
+                           r->element[2]->len, NULL);
     else if (!strcmp(kind->str, "subscribe"))
         b->base.ev.subscribed(b->base.ev.ctx, name, len);
 }
@@ -281,7 +288,9 @@ static void rb_unsubscribe(struct broker *base, const char *ch, size_t len)
     struct rbroker *b = (struct rbroker *)base;
     if (b->phase != UP)
         return;
-    char name[sizeof b->prefix + 256];
+    char name[REDIS_NAME_MAX];
+    if (len > CHANNEL_MAX)
+        return;
     const char *argv[2] = {"UNSUBSCRIBE", prefixed(b, ch, len, name)};
     size_t argl[2] = {11, b->prefix_len + len};
     /* hiredis routes the confirmation to the channel's SUBSCRIBE callback */
@@ -293,7 +302,7 @@ static void on_pub_reply(redisAsyncContext *ac, void *reply, void *priv)
     (void)ac;
     struct pubreq *req = priv;
     redisReply *r = reply;
-    req->done(req->arg, r && r->type == REDIS_REPLY_INTEGER);
+    req->done(req->arg, r && r->type == REDIS_REPLY_INTEGER, NULL);
     free(req);
 }
 
@@ -303,11 +312,11 @@ static int rb_publish(struct broker *base, const char *ch, size_t chlen,
 {
     struct rbroker *b = (struct rbroker *)base;
     struct pubreq *req;
-    if (b->phase != UP || !(req = malloc(sizeof *req)))
+    if (b->phase != UP || chlen > CHANNEL_MAX || !(req = malloc(sizeof *req)))
         return -1;
     req->done = done;
     req->arg = arg;
-    char name[sizeof b->prefix + 256];
+    char name[REDIS_NAME_MAX];
     const char *argv[3] = {"PUBLISH", prefixed(b, ch, chlen, name), payload};
     size_t argl[3] = {7, b->prefix_len + chlen, len};
     if (redisAsyncCommandArgv(b->pub, on_pub_reply, req, 3, argv, argl) != REDIS_OK) {
@@ -317,8 +326,22 @@ static int rb_publish(struct broker *base, const char *ch, size_t chlen,
     return 0;
 }
 
-static int rb_is_up(const struct broker *base)
+/* One shard: the two connections live and die together. */
+static unsigned rb_shards(const struct broker *base)
 {
+    (void)base;
+    return 1;
+}
+
+static unsigned rb_shard_of(const struct broker *base, const char *ch, size_t len)
+{
+    (void)base, (void)ch, (void)len;
+    return 0;
+}
+
+static int rb_shard_up(const struct broker *base, unsigned shard)
+{
+    (void)shard;
     return ((const struct rbroker *)base)->phase == UP;
 }
 
@@ -335,7 +358,9 @@ static const struct broker_ops redis_ops = {
     .subscribe = rb_subscribe,
     .unsubscribe = rb_unsubscribe,
     .publish = rb_publish,
-    .is_up = rb_is_up,
+    .shards = rb_shards,
+    .shard_of = rb_shard_of,
+    .shard_up = rb_shard_up,
     .destroy = rb_destroy,
 };
 

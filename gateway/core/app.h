@@ -8,33 +8,28 @@
 
 #include <stdint.h>
 
-#include "core/auth.h"
 #include "config.h"
+#include "core/auth.h"
 #include "core/metrics.h"
 
-struct event_base;
-struct lws_context;
-struct loop;
 struct hub;
 struct broker;
-struct session;
+struct client;
+struct msg;
 
 #define APP_BATCH_MAX 65536 /* bytes of one batched frame (?batch=1) */
 
 struct app {
     struct config cfg;
     const char *node_id;          /* cfg.node_id, or hostname:port */
-    struct event_base *base;
-    struct lws_context *lws;
-    struct loop *loop;
     struct hub *hub;
     struct broker *broker;
-    struct session *sessions;     /* every open WebSocket session (session.c) */
-    unsigned nsessions;
+    struct client *clients;       /* every open client (client.c) */
+    unsigned nclients;
     uint32_t session_salt;        /* random per process: ids differ across nodes */
     uint32_t session_seq;
     int draining;                 /* SIGTERM seen: not ready, closing clients */
-    unsigned char *batch_buf;     /* LWS_PRE + APP_BATCH_MAX scratch for batching */
+    struct msg *batch;            /* APP_BATCH_MAX scratch frame for batching */
     struct metrics metrics;
     struct auth_key *auth;        /* NULL: --auth off */
     struct auth_grants anonymous; /* grants of clients without a token */

@@ -404,13 +404,14 @@ int auth_claims_expired(const struct auth_key *k, const struct auth_claims *c,
 
 /* ---- key and verification ---------------------------------------------- */
 
-struct auth_key *auth_key_new(const void *secret, size_t len)
+struct auth_key *auth_key_new(const void *secret, size_t len, unsigned leeway)
 {
-    if (len == 0 || len > AUTH_SECRET_MAX)
+    if (len == 0 || len > AUTH_SECRET_MAX || leeway > AUTH_LEEWAY_MAX)
         return NULL;
     struct auth_key *k = calloc(1, sizeof *k);
     if (!k)
         return NULL;
+    k->leeway = leeway;
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
@@ -432,14 +433,6 @@ void auth_key_free(struct auth_key *k)
         return;
     EVP_MAC_CTX_free(k->mac); /* clears the key material it holds */
     free(k);
-}
-
-int auth_key_set_leeway(struct auth_key *k, unsigned seconds)
-{
-    if (seconds > AUTH_LEEWAY_MAX)
-        return -1;
-    k->leeway = seconds;
-    return 0;
 }
 
 /* HMAC-SHA256 of len bytes under k's secret. Returns 0 or -1. */

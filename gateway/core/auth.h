@@ -105,14 +105,13 @@ struct auth_claims {
 const char *auth_status_code(enum auth_status status);
 
 /* A verifier for tokens signed with secret (len bytes, any content; the
- * caller reads --jwt-secret-file). NULL when len is 0 or more than
- * AUTH_SECRET_MAX, or out of memory. The caller may wipe its copy after. */
-struct auth_key *auth_key_new(const void *secret, size_t len);
+ * caller reads --jwt-secret-file), tolerating leeway seconds of clock skew
+ * on exp and nbf. NULL when len is 0 or more than AUTH_SECRET_MAX, leeway
+ * more than AUTH_LEEWAY_MAX, or out of memory. The caller may wipe its copy
+ * after. */
+struct auth_key *auth_key_new(const void *secret, size_t len, unsigned leeway);
 /* Frees k and wipes its secret; NULL is fine. */
 void auth_key_free(struct auth_key *k);
-/* Tolerance for clock skew on exp and nbf (default 0). Returns 0, or -1
- * (unchanged) when seconds > AUTH_LEEWAY_MAX. */
-int auth_key_set_leeway(struct auth_key *k, unsigned seconds);
 
 /* Verifies the len bytes at token (need not be NUL-terminated) at time now
  * (Unix seconds). Returns 0 with *out set to new claims, or a negative

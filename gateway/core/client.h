@@ -1,57 +1,98 @@
-/* session.h - one WebSocket client: its send queue, its requests, its close.
+/* client.h - one connected client, whatever its wire protocol: its send
+ * queue, grants, publish bucket, limits and close reasons.
  *
- * ws.c creates a session on LWS_CALLBACK_ESTABLISHED and forwards RECEIVE,
- * SERVER_WRITEABLE and CLOSED to it. The session answers requests, talks to
- * the hub and the broker, and queues outbound frames (bounded by
- * --max-queue-bytes; a client over the bound is closed as a slow consumer).
- * It writes only in sess_writable(), one lws_write() per call.
+ * The network layer opens a client when a connection is established (with
+ * the codec its route chose and a struct conn to write through), hands it
+ * every complete inbound message (client_receive), tells it when the peer
+ * can take more (client_writable) and when the connection is gone
+ * (client_gone). The codec parses what arrives and calls the request
+ * functions below; the client applies grants and limits, talks to the hub
+ * and the broker, and queues what the codec encodes (bounded by
+ * --max-queue-bytes: a client over the bound is cut off as a slow consumer).
  *
- * Ownership: the session is owned by its connection until sess_closed(),
+ * Ownership: the client is owned by its connection until client_gone(),
  * and also by each of its publishes still awaiting the broker; it is freed
- * when the last of these lets go. After sess_closed() it never touches the
- * wsi again. */
-#ifndef WSGATE_SESSION_H
-#define WSGATE_SESSION_H
+ * when the last of these lets go. After client_gone() it never touches the
+ * conn again. */
+#ifndef WSGATE_CLIENT_H
+#define WSGATE_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/app.h"
+#include "core/conn.h"
 #include "core/hub.h"
 #include "core/metrics.h"
+#include "proto/codec.h"
 
-struct lws;
-struct session;
+struct client;
 
-/* The callbacks the hub uses to reach sessions. */
-extern const struct hub_callbacks sess_hub_callbacks;
+/* The callbacks the hub uses to reach clients. */
+extern const struct hub_callbacks client_hub_callbacks;
 
-/* claims: the verified token's, or NULL for an anonymous client; the
- * session takes them over on success. Returns NULL when out of memory (the
- * caller refuses the connection and keeps the claims). */
-struct session *sess_open(struct app *app, struct lws *wsi, int batch,
-                          struct auth_claims *claims);
+/* Options of a new connection, decided by the network layer. */
+struct client_opts {
+    const struct codec *codec;
+    struct conn *conn;
+    const struct conn_ops *ops;
+    const char *peer;            /* remote address, for logs; copied */
+    int batch;                   /* joins queued frames (codec->batch_sep) */
+    struct auth_claims *claims;  /* verified token's, or NULL: anonymous */
+};
 
-/* One fragment of an inbound message. Returns -1 to close the connection
- * (a close reason has been set). */
-int sess_receive(struct session *s, const void *in, size_t len);
+/* Opens a client and queues the codec's welcome. The client takes over
+ * o->claims on success. Returns NULL when out of memory (the caller refuses
+ * the connection and keeps the claims). */
+struct client *client_open(struct app *app, const struct client_opts *o);
 
-/* Writes the next queued frame (or batch). Returns -1 to close. */
-int sess_writable(struct session *s);
+/* One complete inbound message, handed to the codec. */
+void client_receive(struct client *c, const char *buf, size_t len, int binary);
+
+/* The peer can take more: writes the next queued frame (or batch). Returns
+ * -1 when the connection must now close (its close frame has been set
+ * through conn_ops.close, or it failed), else 0. */
+int client_writable(struct client *c);
 
 /* The connection is gone: drops subscriptions and the queue. */
-void sess_closed(struct session *s);
+void client_gone(struct client *c);
 
-/* Asks for a close, with the code and reason of why, once the queue has
- * been written. */
-void sess_close(struct session *s, enum disconnect_reason why);
+/* The inbound message being received is over --max-message-size: records
+ * why and sets the 1009 close frame; the caller closes now. */
+void client_too_large(struct client *c);
 
-/* sess_close() on up to n sessions not already closing; returns how many. */
-unsigned sess_close_some(struct app *app, enum disconnect_reason why, unsigned n);
+/* Asks for a graceful close, with the code and reason of why, once the
+ * queue has been written. */
+void client_close(struct client *c, enum disconnect_reason why);
+
+/* client_close() on up to n clients not already closing; returns how many. */
+unsigned client_close_some(struct app *app, enum disconnect_reason why, unsigned n);
 
 /* The once-a-second sweep: cuts off clients whose queue stayed over
  * --queue-soft-bytes for --queue-soft-seconds, and closes those whose token
  * has expired (4001). */
-void sess_sweep(struct app *app);
+void client_sweep(struct app *app);
+
+/* ---- requests: called by codecs ---------------------------------------- */
+
+/* Queues a frame the codec built (its reference is taken over; NULL is
+ * logged as out of memory). */
+void client_send(struct client *c, struct msg *m);
+
+/* Queues the codec's reply to id: an ack when code is NULL, else an error. */
+void client_reply(struct client *c, const struct req_id *id, const char *code,
+                  const char *message);
+
+/* Each answers through client_reply() exactly once, now or when the broker
+ * has answered. channel: a valid name of len bytes. */
+void client_subscribe(struct client *c, const char *channel, size_t len,
+                      const struct req_id *id);
+void client_unsubscribe(struct client *c, const char *channel, size_t len,
+                        const struct req_id *id);
+void client_publish(struct client *c, const char *channel, size_t len,
+                    const char *data, size_t data_len, const struct req_id *id);
+
+/* 1 while the client takes no new requests (closing or cut off). */
+int client_closing(const struct client *c);
 
 #endif

@@ -6,7 +6,7 @@
 
 #include "core/clock.h"
 #include "log.h"
-#include "proto/v1.h"
+#include "proto/json.h"
 
 #define RESUBSCRIBE_BATCH 256
 
@@ -28,9 +28,8 @@ struct sub {
     struct sub *snext, *sprev;
     struct channel *ch;
     struct hub_client *client;
-    int64_t ack_id;
+    struct req_id ack_id;
     unsigned char waiting; /* subscribe not yet answered */
-    unsigned char has_id;
 };
 
 struct hub {
@@ -39,7 +38,8 @@ struct hub {
     struct channel **buckets;
     size_t nbuckets; /* power of two */
     size_t max_payload;
-    int up;
+    unsigned char *shard_up; /* per broker shard */
+    unsigned shards, shards_up;
     struct hub_stats stats;
 };
 
@@ -108,11 +108,17 @@ static void channel_remove(struct hub *h, struct channel *c)
 
 /* Drops a channel nobody wants any more, unless a confirmation is still on
  * its way (on_subscribed finishes the job then). */
+/* 1 when the broker shard serving the channel is up. */
+static int shard_up(const struct hub *h, const char *name, size_t len)
+{
+    return h->broker && h->shard_up[broker_shard_of(h->broker, name, len)];
+}
+
 static void channel_release_if_idle(struct hub *h, struct channel *c)
 {
     if (c->nsubs || c->inflight)
         return;
-    if (h->up && h->broker)
+    if (shard_up(h, c->name, c->len))
         broker_unsubscribe(h->broker, c->name, c->len);
     channel_remove(h, c);
 }
@@ -146,9 +152,9 @@ static struct sub *find_sub(const struct channel *c, const struct hub_client *cl
 }
 
 int hub_subscribe(struct hub *h, struct hub_client *cl, const char *name,
-                  size_t len, int has_id, int64_t id)
+                  size_t len, const struct req_id *id)
 {
-    if (!h->up)
+    if (!shard_up(h, name, len))
         return HUB_EUNAVAILABLE;
     uint32_t hash = hash_name(name, len);
     struct channel *c = lookup(h, name, len, hash);
@@ -174,12 +180,11 @@ int hub_subscribe(struct hub *h, struct hub_client *cl, const char *name,
     h->stats.subscriptions++;
 
     if (c->live) {
-        h->cb.subscribe_done(cl, has_id, id, NULL);
+        h->cb.subscribe_done(cl, id, NULL);
         return 0;
     }
     s->waiting = 1;
-    s->has_id = (unsigned char)has_id;
-    s->ack_id = id;
+    s->ack_id = *id;
     if (c->inflight == 0) {
         c->inflight = 1;
         const char *names[1] = {c->name};
@@ -203,7 +208,7 @@ int hub_unsubscribe(struct hub *h, struct hub_client *cl, const char *name,
     if (!s)
         return HUB_ENOTSUB;
     if (s->waiting) /* its subscribe still gets its answer, first */
-        h->cb.subscribe_done(cl, s->has_id, s->ack_id, NULL);
+        h->cb.subscribe_done(cl, &s->ack_id, NULL);
     sub_unlink(h, s);
     channel_release_if_idle(h, c);
     return 0;
@@ -219,31 +224,27 @@ void hub_drop_client(struct hub *h, struct hub_client *cl)
 }
 
 static void on_message(void *ctx, const char *name, size_t len,
-                       const char *payload, size_t plen)
+                       const char *payload, size_t plen,
+                       const struct position *pos)
 {
     struct hub *h = ctx;
     h->stats.messages_in++;
     struct channel *c = lookup(h, name, len, hash_name(name, len));
     if (!c || !c->nsubs)
         return;
-    if (plen > h->max_payload || !proto_json_valid(payload, plen)) {
+    if (plen > h->max_payload || !json_valid(payload, plen)) {
         h->stats.dropped_invalid++;
         log_debug("dropped an invalid payload of %zu bytes on %s", plen, c->name);
         return;
     }
-    struct msg *m = proto_encode_message(c->name, c->len, payload, plen);
-    if (!m) {
-        log_error("out of memory encoding a message for %s", c->name);
-        return;
-    }
-    m->born_us = clock_us();
-    for (struct sub *s = c->subs; s; s = s->cnext) {
-        if (!s->waiting) {
-            h->cb.deliver(s->client, m);
-            h->stats.deliveries++;
-        }
-    }
-    msg_unref(m);
+    struct delivery d = {.channel = c->name, .channel_len = c->len,
+                         .payload = payload, .payload_len = plen,
+                         .pos = pos, .born_us = clock_us()};
+    for (struct sub *s = c->subs; s; s = s->cnext)
+        if (!s->waiting)
+            h->cb.deliver(s->client, &d);
+    for (size_t i = 0; i < DELIVERY_CODECS; i++)
+        msg_unref(d.frames[i]);
 }
 
 static void on_subscribed(void *ctx, const char *name, size_t len)
@@ -256,19 +257,22 @@ static void on_subscribed(void *ctx, const char *name, size_t len)
     for (struct sub *s = c->subs; s; s = s->cnext) {
         if (s->waiting) {
             s->waiting = 0;
-            h->cb.subscribe_done(s->client, s->has_id, s->ack_id, NULL);
+            h->cb.subscribe_done(s->client, &s->ack_id, NULL);
         }
     }
     channel_release_if_idle(h, c);
 }
 
-static void resubscribe_all(struct hub *h)
+/* Asks the shard that came back for every channel it serves. */
+static void resubscribe_shard(struct hub *h, unsigned shard)
 {
     const char *names[RESUBSCRIBE_BATCH];
     size_t lens[RESUBSCRIBE_BATCH];
     size_t n = 0, total = 0;
     for (size_t i = 0; i < h->nbuckets; i++) {
         for (struct channel *c = h->buckets[i]; c; c = c->next) {
+            if (broker_shard_of(h->broker, c->name, c->len) != shard)
+                continue;
             c->inflight = 1;
             names[n] = c->name;
             lens[n++] = c->len;
@@ -285,28 +289,35 @@ static void resubscribe_all(struct hub *h)
         log_info("resubscribing %zu channels", total);
 }
 
-static void on_state(void *ctx, int up)
+static void on_state(void *ctx, unsigned shard, int up)
 {
     struct hub *h = ctx;
-    h->up = up;
+    if (shard >= h->shards || h->shard_up[shard] == !!up)
+        return;
+    h->shard_up[shard] = (unsigned char)!!up;
     if (up) {
+        h->shards_up++;
         h->stats.broker_ups++;
-        resubscribe_all(h);
+        resubscribe_shard(h, shard);
         return;
     }
-    /* Everything pending fails; established subscribers stay and are
-     * resubscribed when the broker returns. */
+    h->shards_up--;
+    /* Everything pending on the shard fails; established subscribers stay
+     * and are resubscribed when it returns. */
     for (size_t i = 0; i < h->nbuckets; i++) {
         struct channel *c = h->buckets[i];
         while (c) {
             struct channel *next = c->next;
+            if (broker_shard_of(h->broker, c->name, c->len) != shard) {
+                c = next;
+                continue;
+            }
             c->live = 0;
             c->inflight = 0;
             for (struct sub *s = c->subs, *sn; s; s = sn) {
                 sn = s->cnext;
                 if (s->waiting) {
-                    h->cb.subscribe_done(s->client, s->has_id, s->ack_id,
-                                         "broker_unavailable");
+                    h->cb.subscribe_done(s->client, &s->ack_id, "broker_unavailable");
                     sub_unlink(h, s);
                 }
             }
@@ -325,10 +336,21 @@ struct broker_events hub_broker_events(struct hub *h)
                                   .state = on_state};
 }
 
-void hub_set_broker(struct hub *h, struct broker *b)
+int hub_set_broker(struct hub *h, struct broker *b)
 {
+    unsigned n = broker_shards(b);
+    unsigned char *up = calloc(n ? n : 1, 1);
+    if (!up)
+        return HUB_ENOMEM;
+    free(h->shard_up);
     h->broker = b;
-    h->up = broker_is_up(b);
+    h->shard_up = up;
+    h->shards = n;
+    h->shards_up = 0;
+    for (unsigned i = 0; i < n; i++)
+        if ((up[i] = (unsigned char)!!broker_shard_up(b, i)))
+            h->shards_up++;
+    return 0;
 }
 
 struct hub *hub_new(const struct hub_callbacks *cb, size_t max_payload)
@@ -363,9 +385,10 @@ void hub_free(struct hub *h)
         }
     }
     free(h->buckets);
+    free(h->shard_up);
     free(h);
 }
 
-int hub_broker_up(const struct hub *h) { return h->up; }
+int hub_broker_up(const struct hub *h) { return h->shards && h->shards_up == h->shards; }
 
 const struct hub_stats *hub_stats(const struct hub *h) { return &h->stats; }

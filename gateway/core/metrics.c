@@ -80,7 +80,8 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
     metric(&o, "wsgate_connections_total", "counter", "WebSocket connections accepted.",
            m->connections_total);
     metric(&o, "wsgate_connections_refused_total", "counter",
-           "WebSocket upgrades refused (connection limit, draining).", m->refused_total);
+           "WebSocket upgrades refused (connection limit, draining, origin, token).",
+           m->refused_total);
     metric(&o, "wsgate_subscriptions", "gauge", "Client subscriptions on this node.",
            g->subscriptions);
     metric(&o, "wsgate_channels", "gauge", "Channels with local subscribers.", g->channels);
@@ -95,6 +96,8 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
            (unsigned long long)g->broker_up);
     metric(&o, "wsgate_broker_reconnects_total", "counter",
            "Times the broker came back after an outage.", g->broker_reconnects);
+    metric(&o, "wsgate_broker_messages_total", "counter",
+           "Messages the broker delivered to this node.", g->broker_messages);
     metric(&o, "wsgate_dropped_invalid_total", "counter",
            "Broker payloads dropped as invalid JSON or too large.", g->dropped_invalid);
     metric(&o, "wsgate_queue_bytes", "gauge", "Bytes waiting in client send queues.",

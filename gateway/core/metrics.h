@@ -25,7 +25,7 @@ enum disconnect_reason {
 
 struct metrics {
     uint64_t connections_total;  /* WebSocket sessions opened */
-    uint64_t refused_total;      /* upgrades refused: connection limit, draining */
+    uint64_t refused_total;      /* upgrades refused: limit, draining, origin, token */
     uint64_t published_total;    /* publishes the broker accepted from this node */
     uint64_t delivered_total;    /* message frames written to clients */
     uint64_t bytes_sent_total;   /* WebSocket payload bytes written */
@@ -39,7 +39,7 @@ struct metrics {
 struct metrics_gauges {
     unsigned connections, subscriptions, channels;
     int broker_up;
-    uint64_t broker_reconnects, dropped_invalid;
+    uint64_t broker_reconnects, broker_messages, dropped_invalid;
 };
 
 /* The label value of a reason: "slow_consumer", "drain", ... */

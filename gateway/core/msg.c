@@ -11,12 +11,20 @@ struct msg *msg_new(size_t len)
 {
     if (len > UINT32_MAX)
         return NULL;
-    struct msg *m = malloc(sizeof *m + LWS_PRE + len);
+    struct msg *m = malloc(sizeof *m + MSG_HEADROOM + len);
     if (!m)
         return NULL;
     m->refs = 1;
     m->len = (uint32_t)len;
     m->born_us = 0;
+    return m;
+}
+
+struct msg *msg_from_text(const char *text, size_t len)
+{
+    struct msg *m = msg_new(len);
+    if (m)
+        memcpy(msg_data(m), text, len);
     return m;
 }
 

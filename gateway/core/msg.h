@@ -1,8 +1,8 @@
 /* msg.h - refcounted, encoded-once outbound frames and per-client queues.
  *
- * A struct msg holds one complete server frame (JSON text) behind LWS_PRE
- * bytes of headroom, so lws_write() can prepend the WebSocket header in
- * place. The fan-out path builds one msg per broker message and queues the
+ * A struct msg holds one complete server frame (JSON text) behind
+ * MSG_HEADROOM bytes of headroom, so the network layer can prepend the
+ * WebSocket header in place (it checks that its library's need fits). The fan-out path builds one msg per broker message and queues the
  * same pointer on every subscriber: each queue holds one reference, and the
  * msg is freed when the last queue drops it. Single-threaded: plain counts.
  *
@@ -14,21 +14,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <libwebsockets.h>
+/* Room for the longest server frame header (10 bytes), rounded up as
+ * libwebsockets' LWS_PRE is. */
+#define MSG_HEADROOM 16
 
 struct msg {
     uint32_t refs;
     uint32_t len;          /* frame bytes after the headroom */
     uint64_t born_us;      /* message frames: broker receipt (monotonic us);
                               0 for replies */
-    unsigned char buf[];   /* LWS_PRE headroom, then len bytes */
+    unsigned char buf[];   /* MSG_HEADROOM bytes, then len bytes */
 };
 
 /* A msg with one reference and len bytes of uninitialised frame; NULL when
  * out of memory. */
 struct msg *msg_new(size_t len);
 
-static inline unsigned char *msg_data(struct msg *m) { return m->buf + LWS_PRE; }
+/* A msg holding a copy of the len bytes at text; NULL when out of memory. */
+struct msg *msg_from_text(const char *text, size_t len);
+
+static inline unsigned char *msg_data(struct msg *m) { return m->buf + MSG_HEADROOM; }
 static inline struct msg *msg_ref(struct msg *m) { m->refs++; return m; }
 void msg_unref(struct msg *m);
 

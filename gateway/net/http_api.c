@@ -12,8 +12,8 @@
 
 #include "broker/broker.h"
 #include "core/hub.h"
-#include "log.h"
 #include "core/metrics.h"
+#include "log.h"
 #include "net/loop.h"
 #include "proto/v1.h"
 
@@ -55,7 +55,7 @@ static int send_reply(struct lws *wsi, unsigned status, const char *ctype,
 static int send_json_error(struct lws *wsi, unsigned status, const char *code,
                            const char *message, int close_after)
 {
-    struct msg *m = proto_encode_http_error(code, message);
+    struct msg *m = v1_encode_http_error(code, message);
     if (!m)
         return -1;
     int rc = send_reply(wsi, status, "application/json", (char *)msg_data(m),
@@ -82,14 +82,15 @@ void http_release(struct http_state *st)
         st->pending->wsi = NULL;
     st->pending = NULL;
     free_body(st);
-    free(st->reply);
+    msg_unref(st->reply);
     st->reply = NULL;
     st->status = 0;
 }
 
 /* The broker answered a publish: reply from the next HTTP_WRITEABLE. */
-static void on_published(void *arg, int ok)
+static void on_published(void *arg, int ok, const struct position *pos)
 {
+    (void)pos; /* the reply carries no position yet */
     struct http_ticket *t = arg;
     if (ok)
         t->app->metrics.published_total++;
@@ -97,11 +98,9 @@ static void on_published(void *arg, int ok)
         struct http_state *st = t->st;
         st->pending = NULL;
         st->status = ok ? 200 : 503;
-        const char *body = ok ? "{\"ok\":true}\n"
-                              : "{\"error\":\"broker_unavailable\",\"message\":"
-                                "\"the broker did not accept the message\"}\n";
-        st->reply = strdup(body);
-        st->reply_len = st->reply ? strlen(body) : 0;
+        st->reply = ok ? msg_from_text("{\"ok\":true}", 11)
+                       : v1_encode_http_error("broker_unavailable",
+                                              "the broker did not accept the message");
         loop_want_write(t->wsi);
     }
     free(t);
@@ -109,11 +108,11 @@ static void on_published(void *arg, int ok)
 
 static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
 {
-    struct proto_req req;
-    struct proto_error err;
+    struct v1_req req;
+    struct v1_error err;
     int rc;
     struct http_ticket *t = NULL;
-    if (proto_parse_publish_body(st->body ? st->body : "", st->body_len, &req, &err) < 0) {
+    if (v1_parse_publish_body(st->body ? st->body : "", st->body_len, &req, &err) < 0) {
         rc = send_json_error(wsi, 400, err.code, err.message, 0);
     } else if (!(t = malloc(sizeof *t))) {
         rc = send_json_error(wsi, 500, "internal", "out of memory", 1);
@@ -151,11 +150,12 @@ static int serve_metrics(struct app *app, struct lws *wsi)
 {
     const struct hub_stats *hs = hub_stats(app->hub);
     struct metrics_gauges g = {
-        .connections = app->nsessions,
+        .connections = app->nclients,
         .subscriptions = hs->subscriptions,
         .channels = hs->channels,
         .broker_up = hub_broker_up(app->hub),
         .broker_reconnects = hs->broker_ups ? hs->broker_ups - 1 : 0,
+        .broker_messages = hs->messages_in,
         .dropped_invalid = hs->dropped_invalid,
     };
     size_t len;
@@ -264,13 +264,13 @@ static int on_writable(struct lws *wsi, struct http_state *st)
     if (!st->status)
         return 0;
     unsigned status = st->status;
-    char *reply = st->reply;
+    struct msg *reply = st->reply;
     st->status = 0;
     st->reply = NULL;
-    int rc = reply ? send_reply(wsi, status, "application/json", reply,
-                                st->reply_len, 0)
+    int rc = reply ? send_reply(wsi, status, "application/json",
+                                (const char *)msg_data(reply), reply->len, 0)
                    : -1;
-    free(reply);
+    msg_unref(reply);
     return rc;
 }
 

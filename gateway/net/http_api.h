@@ -13,6 +13,7 @@
 #include <libwebsockets.h>
 
 #include "core/app.h"
+#include "core/msg.h"
 
 struct http_ticket;
 
@@ -21,8 +22,7 @@ struct http_state {
     size_t body_len;
     struct http_ticket *pending; /* /api/publish awaiting the broker */
     unsigned short status;       /* reply waiting for HTTP_WRITEABLE */
-    char *reply;                 /* its JSON body (malloc'd) */
-    size_t reply_len;
+    struct msg *reply;           /* its JSON body (one reference) */
 };
 
 /* Returns 1 when reason is an HTTP reason this module handles, with *rc set

@@ -3,23 +3,76 @@
 
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "core/app.h"
-#include "net/http_api.h"
+#include "core/client.h"
+#include "core/conn.h"
 #include "log.h"
+#include "net/http_api.h"
 #include "net/loop.h"
 #include "proto/v1.h"
-#include "core/client.h"
+#include "proto/v1_codec.h"
 
-/* lws per-session data: zeroed by lws, freed after LWS_CALLBACK_WSI_DESTROY
- * (and replaced, zeroed again, when an HTTP connection upgrades). */
-struct pss {
-    struct session *sess;
-    struct http_state http;
-    struct auth_claims *claims; /* from the upgrade until the session takes it */
-    unsigned char batch;
+_Static_assert(LWS_PRE <= MSG_HEADROOM, "struct msg headroom cannot hold LWS_PRE");
+
+/* The upgrade paths, each with the codec that speaks on it. */
+static const struct route {
+    const char *path;
+    const struct codec *codec;
+} routes[] = {
+    {"/ws", &codec_v1},
 };
+
+/* lws per-session data: zeroed by lws, freed after LWS_CALLBACK_WSI_DESTROY. */
+struct pss {
+    struct client *client;
+    const struct codec *codec;  /* the route's, from the upgrade on */
+    struct http_state http;
+    struct auth_claims *claims; /* from the upgrade until the client takes them */
+    unsigned char batch;
+    char *rx;                   /* reassembly of a fragmented inbound message */
+    size_t rx_len, rx_cap;
+};
+
+/* ---- struct conn over lws: a conn is its wsi ---------------------------- */
+
+static struct lws *wsi_of(struct conn *c) { return (struct lws *)c; }
+
+static int conn_write(struct conn *c, unsigned char *buf, size_t len)
+{
+    return lws_write(wsi_of(c), buf, len, LWS_WRITE_TEXT) < 0 ? -1 : 0;
+}
+
+static void conn_want_write(struct conn *c)
+{
+    loop_want_write(wsi_of(c));
+}
+
+static void conn_close(struct conn *c, uint16_t code, const char *reason)
+{
+    lws_close_reason(wsi_of(c), (enum lws_close_status)code,
+                     (unsigned char *)reason, strlen(reason));
+    loop_want_write(wsi_of(c)); /* lws sends the close frame on the next POLLOUT */
+}
+
+/* Killed on the next lws service, its socket reset (SO_LINGER 0). */
+static void conn_abort(struct conn *c)
+{
+    struct linger lg = {1, 0};
+    setsockopt(lws_get_socket_fd(wsi_of(c)), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static const struct conn_ops lws_conn_ops = {
+    .write = conn_write,
+    .want_write = conn_want_write,
+    .close = conn_close,
+    .abort = conn_abort,
+};
+
+/* ---- upgrade ----------------------------------------------------------- */
 
 /* 1 when the Origin header (sent by browsers) is absent or in the
  * comma-separated --allowed-origins list (empty: any). */
@@ -52,7 +105,7 @@ static int reject(struct lws *wsi, unsigned status, const char *code)
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
         if (texts[i].status == status)
             text = texts[i].text;
-    struct msg *body = proto_encode_http_error(code, text);
+    struct msg *body = v1_encode_http_error(code, text);
     unsigned char buf[LWS_PRE + 512];
     char *p = (char *)buf + LWS_PRE;
     int n = body ? snprintf(p, sizeof buf - LWS_PRE,
@@ -75,7 +128,7 @@ static int refuse(struct app *app, struct lws *wsi, unsigned status,
     return reject(wsi, status, code);
 }
 
-/* Verifies ?token= and keeps its claims for the session; a client without
+/* Verifies ?token= and keeps its claims for the client; a client without
  * one is anonymous unless --auth required. A bad token is refused in either
  * mode: it is a client error worth seeing. */
 static int authenticate(struct app *app, struct lws *wsi, struct pss *pss)
@@ -93,19 +146,29 @@ static int authenticate(struct app *app, struct lws *wsi, struct pss *pss)
     return 0;
 }
 
-/* Accepts the upgrade only on /ws, from an allowed origin, while not
+static const struct codec *route_of(struct lws *wsi)
+{
+    char uri[64];
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+        return NULL;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (!strcmp(uri, routes[i].path))
+            return routes[i].codec;
+    return NULL;
+}
+
+/* Accepts the upgrade only on a route, from an allowed origin, while not
  * draining and under the connection limit. */
 static int filter(struct app *app, struct lws *wsi, struct pss *pss)
 {
-    char uri[64], arg[8];
-    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
-        strcmp(uri, "/ws") != 0)
+    char arg[8];
+    if (!(pss->codec = route_of(wsi)))
         return reject(wsi, HTTP_STATUS_NOT_FOUND, "not_found");
     if (!origin_allowed(app, wsi))
         return refuse(app, wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed");
     if (app->draining)
         return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
-    if (app->nsessions >= app->cfg.max_connections)
+    if (app->nclients >= app->cfg.max_connections)
         return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection_limit");
     if (app->auth && authenticate(app, wsi, pss) < 0)
         return -1;
@@ -114,15 +177,75 @@ static int filter(struct app *app, struct lws *wsi, struct pss *pss)
     return 0;
 }
 
-static void end_session(struct pss *pss)
+static int established(struct app *app, struct lws *wsi, struct pss *pss)
+{
+    char peer[48] = "";
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    struct client_opts o = {.codec = pss->codec, .conn = (struct conn *)wsi,
+                            .ops = &lws_conn_ops, .peer = peer,
+                            .batch = pss->batch, .claims = pss->claims};
+    if (!(pss->client = client_open(app, &o)))
+        return -1;
+    pss->claims = NULL; /* the client owns them now */
+    return 0;
+}
+
+/* ---- inbound messages: lws hands them over in fragments ----------------- */
+
+static void rx_reset(struct pss *pss)
+{
+    free(pss->rx);
+    pss->rx = NULL;
+    pss->rx_len = pss->rx_cap = 0;
+}
+
+static int receive(struct app *app, struct lws *wsi, struct pss *pss,
+                   const void *in, size_t len)
+{
+    struct client *c = pss->client;
+    size_t still = lws_remaining_packet_payload(wsi);
+    if (pss->rx_len + len + still > app->cfg.max_message_size) {
+        client_too_large(c);
+        return -1;
+    }
+    int final = lws_is_final_fragment(wsi), binary = lws_frame_is_binary(wsi);
+    if (final && pss->rx_len == 0) { /* whole message in one piece: no copy */
+        client_receive(c, in, len, binary);
+        return 0;
+    }
+    if (pss->rx_len + len > pss->rx_cap) {
+        size_t cap = pss->rx_cap ? pss->rx_cap : 4096;
+        while (cap < pss->rx_len + len)
+            cap *= 2;
+        char *rx = realloc(pss->rx, cap);
+        if (!rx) {
+            log_error("out of memory reassembling a message");
+            return -1;
+        }
+        pss->rx = rx;
+        pss->rx_cap = cap;
+    }
+    memcpy(pss->rx + pss->rx_len, in, len);
+    pss->rx_len += len;
+    if (final) {
+        client_receive(c, pss->rx, pss->rx_len, binary);
+        pss->rx_len = 0;
+        if (pss->rx_cap > 65536) /* do not keep a big buffer per idle client */
+            rx_reset(pss);
+    }
+    return 0;
+}
+
+static void end_client(struct pss *pss)
 {
     if (!pss)
         return;
-    if (pss->sess) {
-        sess_closed(pss->sess);
-        pss->sess = NULL;
+    if (pss->client) {
+        client_gone(pss->client);
+        pss->client = NULL;
     }
-    auth_claims_free(pss->claims); /* an upgrade that never got its session */
+    rx_reset(pss);
+    auth_claims_free(pss->claims); /* an upgrade that never got its client */
     pss->claims = NULL;
 }
 
@@ -137,16 +260,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return filter(app, wsi, pss);
     case LWS_CALLBACK_ESTABLISHED:
-        pss->sess = sess_open(app, wsi, pss->batch, pss->claims);
-        if (pss->sess)
-            pss->claims = NULL; /* the session owns them now */
-        return pss->sess ? 0 : -1;
+        return established(app, wsi, pss);
     case LWS_CALLBACK_RECEIVE:
-        return pss->sess ? sess_receive(pss->sess, in, len) : -1;
+        return pss->client ? receive(app, wsi, pss, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return pss->sess ? sess_writable(pss->sess) : -1;
+        return pss->client ? client_writable(pss->client) : -1;
     case LWS_CALLBACK_CLOSED:
-        end_session(pss);
+        end_client(pss);
         loop_wsi_closed(wsi);
         return 0;
     case LWS_CALLBACK_CLOSED_HTTP:
@@ -157,7 +277,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
             http_release(&pss->http);
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
-        end_session(pss);
+        end_client(pss);
         if (pss)
             http_release(&pss->http);
         loop_wsi_destroyed(wsi);
@@ -171,7 +291,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 
 const struct lws_protocols ws_protocols[] = {
     /* rx_buffer_size: lws allocates it per connection; bigger messages
-     * arrive in several RECEIVE callbacks and session.c joins them.
+     * arrive in several RECEIVE callbacks and are joined above.
      * tx_packet_size: lws sends at most this much per send() and buffers the
      * rest; left at 0 it would follow rx_buffer_size and cut every batch
      * into 1 KiB pieces. */

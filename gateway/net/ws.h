@@ -1,12 +1,16 @@
-/* ws.h - the lws protocol table: every lws callback enters wsgate here and
- * is dispatched to session.c (WebSocket), http_api.c (HTTP) and loop.c
- * (fd lifetime). The lws context user pointer must be the struct app. */
+/* ws.h - the lws protocol table: every lws callback enters wsgate here.
+ *
+ * Upgrades are routed by path to a codec (/ws: protocol v1) and become
+ * clients (core/client.h) that write through a struct conn implemented
+ * here over lws; inbound fragments are joined into whole messages here.
+ * HTTP reasons go to http_api.c and fd lifetime to loop.c. The lws context
+ * user pointer must be the struct app. */
 #ifndef WSGATE_WS_H
 #define WSGATE_WS_H
 
 #include <libwebsockets.h>
 
-/* Terminated by an all-zero entry; handles both HTTP and /ws upgrades. */
+/* Terminated by an all-zero entry; handles HTTP and every upgrade route. */
 extern const struct lws_protocols ws_protocols[];
 
 #endif

@@ -7,6 +7,10 @@
 struct scan {
     const unsigned char *p, *end;
     int depth;
+    /* json_object(): spans of the top-level members named keys[i] */
+    const char *const *keys;
+    struct json_span *out;
+    size_t nkeys;
 };
 
 static void skip_ws(struct scan *s)
@@ -123,12 +127,31 @@ static int literal(struct scan *s, const char *word)
 }
 
 static int value(struct scan *s);
+static long decode_ascii(const unsigned char *p, char *out, size_t cap);
+
+/* At the top level of json_object(): keeps the span of value v when the
+ * member's name is one of the wanted keys and was not seen before (the
+ * first member wins, as with cJSON). */
+static void capture(struct scan *s, const unsigned char *key,
+                    const unsigned char *v)
+{
+    char name[32];
+    long n = decode_ascii(key, name, sizeof name);
+    for (size_t i = 0; n >= 0 && i < s->nkeys; i++) {
+        if (!s->out[i].text && strlen(s->keys[i]) == (size_t)n &&
+            !strcmp(name, s->keys[i])) {
+            s->out[i].text = (const char *)v;
+            s->out[i].len = (size_t)(s->p - v);
+        }
+    }
+}
 
 /* Object or array: open, members separated by commas, close. */
 static int container(struct scan *s, unsigned char close)
 {
     if (++s->depth > JSON_MAX_DEPTH)
         return 0;
+    int top = s->depth == 1 && close == '}' && s->nkeys;
     s->p++;
     skip_ws(s);
     if (s->p < s->end && *s->p == close) {
@@ -137,6 +160,7 @@ static int container(struct scan *s, unsigned char close)
         return 1;
     }
     for (;;) {
+        const unsigned char *key = s->p;
         if (close == '}') {
             if (s->p == s->end || *s->p != '"' || !string(s))
                 return 0;
@@ -146,8 +170,11 @@ static int container(struct scan *s, unsigned char close)
             s->p++;
             skip_ws(s);
         }
+        const unsigned char *v = s->p;
         if (!value(s))
             return 0;
+        if (top)
+            capture(s, key, v);
         skip_ws(s);
         if (s->p == s->end)
             return 0;
@@ -179,14 +206,35 @@ static int value(struct scan *s)
     }
 }
 
+static int document(struct scan *s)
+{
+    skip_ws(s);
+    if (!value(s))
+        return 0;
+    skip_ws(s);
+    return s->p == s->end;
+}
+
 int json_valid(const char *buf, size_t len)
 {
-    struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len, 0};
-    skip_ws(&s);
-    if (!value(&s))
-        return 0;
-    skip_ws(&s);
-    return s.p == s.end;
+    struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len, 0,
+                     NULL, NULL, 0};
+    return document(&s);
+}
+
+int json_object(const char *buf, size_t len, const char *const *keys,
+                struct json_span *out, size_t nkeys)
+{
+    struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len, 0,
+                     keys, out, nkeys};
+    for (size_t i = 0; i < nkeys; i++)
+        out[i] = (struct json_span){NULL, 0};
+    if (!document(&s))
+        return JSON_INVALID;
+    const unsigned char *p = (const unsigned char *)buf;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return *p == '{' ? 0 : JSON_NOT_OBJECT;
 }
 
 /* Decodes a valid JSON string token (p at its opening quote) into out as
@@ -224,40 +272,4 @@ long json_string_ascii(const struct json_span *span, char *out, size_t cap)
     if (!span->text || span->text[0] != '"')
         return -1;
     return decode_ascii((const unsigned char *)span->text, out, cap);
-}
-
-int json_members(const char *buf, size_t len, const char *const *keys,
-                 struct json_span *out, size_t nkeys)
-{
-    struct scan s = {(const unsigned char *)buf, (const unsigned char *)buf + len, 0};
-    for (size_t i = 0; i < nkeys; i++)
-        out[i] = (struct json_span){NULL, 0};
-    skip_ws(&s);
-    if (s.p == s.end || *s.p != '{')
-        return -1;
-    s.p++;
-    skip_ws(&s);
-    while (s.p < s.end && *s.p == '"') {
-        const unsigned char *key = s.p;
-        string(&s);
-        skip_ws(&s);
-        s.p++; /* ':' */
-        skip_ws(&s);
-        const unsigned char *v = s.p;
-        value(&s);
-        char name[32];
-        long n = decode_ascii(key, name, sizeof name);
-        for (size_t i = 0; i < nkeys; i++) {
-            if (!out[i].text && n >= 0 && !strcmp(name, keys[i]) &&
-                strlen(keys[i]) == (size_t)n) {
-                out[i].text = (const char *)v;
-                out[i].len = (size_t)(s.p - v);
-            }
-        }
-        skip_ws(&s);
-        if (s.p < s.end && *s.p == ',')
-            s.p++;
-        skip_ws(&s);
-    }
-    return 0;
 }

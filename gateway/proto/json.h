@@ -1,4 +1,5 @@
-/* json.h - strict RFC 8259 validation and top-level member spans.
+/* json.h - strict RFC 8259 validation and top-level member spans, in one
+ * pass.
  *
  * cJSON (used to read request fields) is lenient: it takes leading zeros,
  * raw control bytes in strings and more. wsgate forwards payloads byte for
@@ -21,12 +22,16 @@ struct json_span {
     size_t len;
 };
 
-/* For a buf that json_valid() accepted and whose value is an object: fills
- * out[i] with the source text of the first member named keys[i] (names are
- * compared after decoding escapes, as cJSON does). Returns 0, or -1 when the
- * value is not an object. Keys are at most 31 bytes. */
-int json_members(const char *buf, size_t len, const char *const *keys,
-                 struct json_span *out, size_t nkeys);
+#define JSON_INVALID -1    /* not one strict JSON value in UTF-8 */
+#define JSON_NOT_OBJECT -2 /* valid, but not an object */
+
+/* One pass over buf: validates it as json_valid() does and, when its value
+ * is an object, fills out[i] with the source text of the first top-level
+ * member named keys[i] (names compared after decoding escapes, as cJSON
+ * does; keys are at most 31 bytes). Returns 0, JSON_INVALID or
+ * JSON_NOT_OBJECT; out is only meaningful on 0. */
+int json_object(const char *buf, size_t len, const char *const *keys,
+                struct json_span *out, size_t nkeys);
 
 /* Decodes a span holding a JSON string into out, NUL-terminated. Returns
  * its length (an escaped NUL is kept and counted), or -1 when the span is

@@ -1,4 +1,4 @@
-/* proto.c - see proto.h. */
+/* v1.c - see v1.h. */
 #include "proto/v1.h"
 
 #include <math.h>
@@ -8,182 +8,165 @@
 
 #include <cJSON.h>
 
-#include "core/channel.h"
 #include "proto/json.h"
 
 /* Ids travel as JSON numbers: only integers a double holds exactly. */
 #define ID_LIMIT 9007199254740991.0 /* 2^53 - 1 */
 
-int proto_json_valid(const char *buf, size_t len)
-{
-    return json_valid(buf, len);
-}
-
-int proto_channel_valid(const char *name, size_t len)
-{
-    return channel_name_valid(name, len);
-}
-
-static int fail(struct proto_error *err, const char *code, const char *message)
+static int reject(struct v1_error *err, const char *code, const char *message)
 {
     err->code = code;
     err->message = message;
     return -1;
 }
 
-/* Publish and channel fields are taken from the source text: data travels
- * exactly as the client wrote it (cJSON would round large integers and
- * reformat numbers), and the channel is decoded with its length, so an
- * escaped NUL cannot cut it short past the name check. */
-static int take_fields(const char *buf, size_t len, struct proto_req *req,
-                       struct proto_error *err)
+enum member { M_OP, M_ID, M_CHANNEL, M_DATA, M_COUNT };
+static const char *const member_names[M_COUNT] = {"op", "id", "channel", "data"};
+
+/* One pass: strict validation and the members a request uses. */
+static int scan(const char *buf, size_t len, struct json_span *m,
+                struct v1_error *err)
 {
-    static const char *const keys[] = {"channel", "data"};
-    struct json_span span[2];
-    json_members(buf, len, keys, span, 2);
-    const struct json_span *ch = &span[0], *data = &span[1];
+    switch (json_object(buf, len, member_names, m, M_COUNT)) {
+    case 0:
+        return 0;
+    case JSON_NOT_OBJECT:
+        return reject(err, "bad_request", "must be a JSON object");
+    default:
+        return reject(err, "bad_json", "not valid JSON (RFC 8259, UTF-8)");
+    }
+}
+
+/* An id is a JSON number holding an integer (7.0 and 1e3 count) that a
+ * double represents exactly. */
+static int take_id(const struct json_span *span, struct v1_req *req,
+                   struct v1_error *err)
+{
+    if (!span->text)
+        return 0;
+    char num[64]; /* as cJSON reads numbers */
+    char c = span->text[0];
+    double d = 0.5;
+    if ((c == '-' || (c >= '0' && c <= '9')) && span->len < sizeof num) {
+        memcpy(num, span->text, span->len);
+        num[span->len] = '\0';
+        d = strtod(num, NULL);
+    }
+    if (d != floor(d) || fabs(d) > ID_LIMIT)
+        return reject(err, "bad_request", "\"id\" must be an integer");
+    req->id = err->id = (struct req_id){1, (int64_t)d};
+    return 0;
+}
+
+static int take_op(const struct json_span *span, struct v1_req *req,
+                   struct v1_error *err)
+{
+    static const struct { const char *name; enum v1_op op; } ops[] = {
+        {"subscribe", OP_SUBSCRIBE}, {"unsubscribe", OP_UNSUBSCRIBE},
+        {"publish", OP_PUBLISH}, {"ping", OP_PING},
+    };
+    if (!span->text || span->text[0] != '"')
+        return reject(err, "bad_request", "\"op\" must be a string");
+    char name[16];
+    long n = json_string_ascii(span, name, sizeof name);
+    for (size_t i = 0; n >= 0 && i < sizeof ops / sizeof ops[0]; i++) {
+        if ((size_t)n == strlen(ops[i].name) && !strcmp(name, ops[i].name)) {
+            req->op = ops[i].op;
+            return 0;
+        }
+    }
+    return reject(err, "unknown_op", "op must be subscribe, unsubscribe, publish or ping");
+}
+
+/* Publish and channel fields are taken from the source text: data travels
+ * exactly as the client wrote it (a JSON library would round large integers
+ * and reformat numbers), and the channel is decoded with its length, so an
+ * escaped NUL cannot cut it short past the name check. */
+static int take_fields(const struct json_span *m, struct v1_req *req,
+                       struct v1_error *err)
+{
+    const struct json_span *ch = &m[M_CHANNEL], *data = &m[M_DATA];
     if (!ch->text || ch->text[0] != '"')
-        return fail(err, "bad_request", "\"channel\" must be a string");
+        return reject(err, "bad_request", "\"channel\" must be a string");
     long n = json_string_ascii(ch, req->channel, sizeof req->channel);
-    if (n < 0 || !proto_channel_valid(req->channel, (size_t)n))
-        return fail(err, "bad_channel",
-                    "channel names are 1-200 bytes of A-Z a-z 0-9 _ - . : @ /");
+    if (n < 0 || !channel_name_valid(req->channel, (size_t)n))
+        return reject(err, "bad_channel",
+                      "channel names are 1-200 bytes of A-Z a-z 0-9 _ - . : @ /");
     req->channel_len = (size_t)n;
     if (req->op != OP_PUBLISH)
         return 0;
     if (!data->text)
-        return fail(err, "bad_request", "publish needs a \"data\" member");
+        return reject(err, "bad_request", "publish needs a \"data\" member");
     req->data = data->text;
     req->data_len = data->len;
     return 0;
 }
 
-static cJSON *parse_object(const char *buf, size_t len, struct proto_error *err)
+int v1_parse_request(const char *buf, size_t len, struct v1_req *req,
+                     struct v1_error *err)
 {
-    if (!json_valid(buf, len)) {
-        fail(err, "bad_json", "not valid JSON (RFC 8259, UTF-8)");
-        return NULL;
-    }
-    cJSON *root = cJSON_ParseWithLength(buf, len);
-    if (!root) {
-        fail(err, "bad_json", "not valid JSON");
-        return NULL;
-    }
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        fail(err, "bad_request", "must be a JSON object");
-        return NULL;
-    }
-    return root;
-}
-
-int proto_parse_request(const char *buf, size_t len, struct proto_req *req,
-                        struct proto_error *err)
-{
+    struct json_span m[M_COUNT];
     memset(req, 0, sizeof *req);
     memset(err, 0, sizeof *err);
-    cJSON *root = parse_object(buf, len, err);
-    if (!root)
+    if (scan(buf, len, m, err) < 0 || take_id(&m[M_ID], req, err) < 0 ||
+        take_op(&m[M_OP], req, err) < 0)
         return -1;
-
-    int rc = -1;
-    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
-    if (id) {
-        double d = cJSON_IsNumber(id) ? id->valuedouble : 0.5;
-        if (d != floor(d) || fabs(d) > ID_LIMIT) {
-            fail(err, "bad_request", "\"id\" must be an integer");
-            goto out;
-        }
-        req->has_id = err->has_id = 1;
-        req->id = err->id = (int64_t)d;
-    }
-
-    const cJSON *op = cJSON_GetObjectItemCaseSensitive(root, "op");
-    if (!cJSON_IsString(op)) {
-        fail(err, "bad_request", "\"op\" must be a string");
-        goto out;
-    }
-    const char *o = op->valuestring;
-    if (!strcmp(o, "subscribe"))
-        req->op = OP_SUBSCRIBE;
-    else if (!strcmp(o, "unsubscribe"))
-        req->op = OP_UNSUBSCRIBE;
-    else if (!strcmp(o, "publish"))
-        req->op = OP_PUBLISH;
-    else if (!strcmp(o, "ping"))
-        req->op = OP_PING;
-    else {
-        fail(err, "unknown_op", "op must be subscribe, unsubscribe, publish or ping");
-        goto out;
-    }
-
-    if (req->op != OP_PING && take_fields(buf, len, req, err) < 0)
-        goto out;
-    rc = 0;
-out:
-    cJSON_Delete(root);
-    return rc;
+    return req->op == OP_PING ? 0 : take_fields(m, req, err);
 }
 
-int proto_parse_publish_body(const char *buf, size_t len,
-                             struct proto_req *req, struct proto_error *err)
+int v1_parse_publish_body(const char *buf, size_t len, struct v1_req *req,
+                          struct v1_error *err)
 {
+    struct json_span m[M_COUNT];
     memset(req, 0, sizeof *req);
     memset(err, 0, sizeof *err);
     req->op = OP_PUBLISH;
-    cJSON *root = parse_object(buf, len, err);
-    if (!root)
+    if (scan(buf, len, m, err) < 0)
         return -1;
-    cJSON_Delete(root);
-    return take_fields(buf, len, req, err);
+    return take_fields(m, req, err);
 }
 
-struct msg *proto_encode_message(const char *channel, size_t channel_len,
-                                 const char *data, size_t data_len)
+struct msg *v1_encode_message(const struct delivery *d)
 {
     static const char a[] = "{\"op\":\"message\",\"channel\":\"";
     static const char b[] = "\",\"data\":";
-    size_t len = sizeof a - 1 + channel_len + sizeof b - 1 + data_len + 1;
+    char pos[96] = "";
+    size_t poslen = 0;
+    if (d->pos && d->pos->offset)
+        poslen = (size_t)snprintf(pos, sizeof pos, "\",\"offset\":%llu,\"epoch\":\"%s",
+                                  (unsigned long long)d->pos->offset, d->pos->epoch);
+    size_t len = sizeof a - 1 + d->channel_len + poslen + sizeof b - 1 +
+                 d->payload_len + 1;
     struct msg *m = msg_new(len);
     if (!m)
         return NULL;
     unsigned char *p = msg_data(m);
     memcpy(p, a, sizeof a - 1), p += sizeof a - 1;
-    memcpy(p, channel, channel_len), p += channel_len;
+    memcpy(p, d->channel, d->channel_len), p += d->channel_len;
+    memcpy(p, pos, poslen), p += poslen;
     memcpy(p, b, sizeof b - 1), p += sizeof b - 1;
-    memcpy(p, data, data_len);
+    memcpy(p, d->payload, d->payload_len);
     /* A raw newline in valid JSON is whitespace: blank it so batched frames
      * (objects joined by '\n') still split cleanly. */
-    for (unsigned char *nl = p; (nl = memchr(nl, '\n', data_len - (size_t)(nl - p)));)
+    size_t n = d->payload_len;
+    for (unsigned char *nl = p; (nl = memchr(nl, '\n', n - (size_t)(nl - p)));)
         *nl = ' ';
-    p[data_len] = '}';
+    p[n] = '}';
     return m;
 }
 
-static struct msg *msg_from_text(const char *text, size_t len)
-{
-    struct msg *m = msg_new(len);
-    if (m)
-        memcpy(msg_data(m), text, len);
-    return m;
-}
-
-static struct msg *encode_reply(const char *op, int has_id, int64_t id)
+static struct msg *encode_simple(const char *op, const struct req_id *id)
 {
     char buf[64];
-    int n = has_id ? snprintf(buf, sizeof buf, "{\"op\":\"%s\",\"id\":%lld}", op, (long long)id)
-                   : snprintf(buf, sizeof buf, "{\"op\":\"%s\"}", op);
+    int n = id->has ? snprintf(buf, sizeof buf, "{\"op\":\"%s\",\"id\":%lld}", op,
+                               (long long)id->v)
+                    : snprintf(buf, sizeof buf, "{\"op\":\"%s\"}", op);
     return msg_from_text(buf, (size_t)n);
 }
 
-struct msg *proto_encode_ack(int has_id, int64_t id)
+struct msg *v1_encode_pong(const struct req_id *id)
 {
-    return encode_reply("ack", has_id, id);
-}
-
-struct msg *proto_encode_pong(int has_id, int64_t id)
-{
-    return encode_reply("pong", has_id, id);
+    return encode_simple("pong", id);
 }
 
 /* Rare frames carrying free text: cJSON does the escaping. */
@@ -196,14 +179,16 @@ static struct msg *msg_from_json(cJSON *obj)
     return m;
 }
 
-struct msg *proto_encode_error(int has_id, int64_t id, const char *code,
-                               const char *message)
+struct msg *v1_encode_reply(const struct req_id *id, const char *code,
+                            const char *message)
 {
+    if (!code)
+        return encode_simple("ack", id);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "op", "error");
-    if (has_id) { /* raw, so a large id is not printed in exponent form */
+    if (id->has) { /* raw, so a large id is not printed in exponent form */
         char num[24];
-        snprintf(num, sizeof num, "%lld", (long long)id);
+        snprintf(num, sizeof num, "%lld", (long long)id->v);
         cJSON_AddRawToObject(o, "id", num);
     }
     cJSON_AddStringToObject(o, "code", code);
@@ -211,7 +196,7 @@ struct msg *proto_encode_error(int has_id, int64_t id, const char *code,
     return msg_from_json(o);
 }
 
-struct msg *proto_encode_http_error(const char *code, const char *message)
+struct msg *v1_encode_http_error(const char *code, const char *message)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "error", code);
@@ -219,7 +204,7 @@ struct msg *proto_encode_http_error(const char *code, const char *message)
     return msg_from_json(o);
 }
 
-struct msg *proto_encode_welcome(const char *node, const char *session)
+struct msg *v1_encode_welcome(const char *node, const char *session)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "op", "welcome");

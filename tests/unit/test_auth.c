@@ -113,10 +113,7 @@ static const char *enc(const char *text, int url)
 
 static struct auth_key *key(unsigned leeway)
 {
-    struct auth_key *k = auth_key_new(SECRET, strlen(SECRET));
-    if (k && leeway)
-        auth_key_set_leeway(k, leeway);
-    return k;
+    return auth_key_new(SECRET, strlen(SECRET), leeway);
 }
 
 /* Verifies token at now with a fresh key and the given leeway; returns
@@ -233,13 +230,12 @@ static void test_valid(void)
 
 static void test_key(void)
 {
-    CHECK_NULL(auth_key_new("", 0));
+    CHECK_NULL(auth_key_new("", 0, 0));
     static char big[AUTH_SECRET_MAX + 1];
-    CHECK_NULL(auth_key_new(big, sizeof big));
-    struct auth_key *k = auth_key_new(big, AUTH_SECRET_MAX);
+    CHECK_NULL(auth_key_new(big, sizeof big, 0));
+    CHECK_NULL(auth_key_new(big, AUTH_SECRET_MAX, AUTH_LEEWAY_MAX + 1));
+    struct auth_key *k = auth_key_new(big, AUTH_SECRET_MAX, AUTH_LEEWAY_MAX);
     CHECK_NOT_NULL(k);
-    CHECK_EQ_INT(auth_key_set_leeway(k, AUTH_LEEWAY_MAX), 0);
-    CHECK_EQ_INT(auth_key_set_leeway(k, AUTH_LEEWAY_MAX + 1), -1);
     auth_key_free(k);
     auth_key_free(NULL);
 
@@ -253,12 +249,12 @@ static void test_key(void)
     char t[128];
     char *p = t + sprintf(t, "%s.", hp);
     b64(p, mac, maclen, 1);
-    k = auth_key_new(bin, sizeof bin);
+    k = auth_key_new(bin, sizeof bin, 0);
     struct auth_claims *c = NULL;
     CHECK_EQ_INT(auth_verify(k, t, strlen(t), NOW, &c, NULL), 0);
     auth_claims_free(c);
     auth_key_free(k);
-    k = auth_key_new(bin, 1); /* a different secret */
+    k = auth_key_new(bin, 1, 0); /* a different secret */
     CHECK_EQ_INT(auth_verify(k, t, strlen(t), NOW, &c, NULL), AUTH_ESIGNATURE);
     auth_key_free(k);
 }

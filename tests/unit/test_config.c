@@ -340,7 +340,7 @@ static void test_load_defaults(void)
     CHECK_EQ_INT(c.log_level, LOG_INFO);
     CHECK_EQ_UINT(c.max_message_size, 64 * 1024);
     CHECK_EQ_UINT(c.max_queue_bytes, 1024 * 1024);
-    CHECK(c.shutdown_seconds == 10.0);
+    CHECK(c.drain_seconds == 10.0);
 }
 
 static void test_load_env(void)
@@ -372,7 +372,7 @@ static void test_load_env(void)
     CHECK_EQ_INT(c.log_level, LOG_DEBUG);
     CHECK_EQ_UINT(c.max_message_size, 1024);
     CHECK_EQ_UINT(c.max_queue_bytes, 2u << 20);
-    CHECK(c.shutdown_seconds == 2.5);
+    CHECK(c.drain_seconds == 2.5);
     env_clear();
 }
 
@@ -437,7 +437,7 @@ static void test_load_flag_forms(void)
         CHECK_EQ_INT(c.log_level, LOG_WARN);
         CHECK_EQ_UINT(c.max_message_size, 300);
         CHECK_EQ_UINT(c.max_queue_bytes, 4096);
-        CHECK(c.shutdown_seconds == 0.0);
+        CHECK(c.drain_seconds == 0.0);
     }
     /* A value may contain '=' after the first one, and the last flag wins. */
     CHECK_EQ_INT(load(&c, err, sizeof err,
@@ -591,9 +591,9 @@ static void test_load_value_bounds(void)
     CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--max-queue-bytes", "1024m")), CONFIG_OK);
     CHECK_EQ_UINT(c.max_queue_bytes, 1u << 30);
     CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--drain-seconds", "3600")), CONFIG_OK);
-    CHECK(c.shutdown_seconds == 3600.0);
+    CHECK(c.drain_seconds == 3600.0);
     CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--drain-seconds", "0.25")), CONFIG_OK);
-    CHECK(c.shutdown_seconds == 0.25);
+    CHECK(c.drain_seconds == 0.25);
 
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     for (int i = 0; i < 4; i++) {

@@ -51,20 +51,32 @@ static void test_depth_limit(void)
     }
 }
 
-static void test_members(void)
+static void test_object(void)
 {
     const char *doc = "{ \"x\" : {\"data\":0}, \"d\\u0061ta\" : [1, \"}\"] ,"
                       "\"channel\":\"c\",\"data\":2 }";
     static const char *const keys[] = {"data", "channel", "missing"};
     struct json_span sp[3];
-    CHECK(json_valid(doc, strlen(doc)));
-    CHECK_EQ_INT(json_members(doc, strlen(doc), keys, sp, 3), 0);
+    CHECK_EQ_INT(json_object(doc, strlen(doc), keys, sp, 3), 0);
     CHECK_MEM(sp[0].text, sp[0].len, "[1, \"}\"]"); /* first match, escaped key */
     CHECK_MEM(sp[1].text, sp[1].len, "\"c\"");
     CHECK_NULL(sp[2].text);
-    CHECK_EQ_INT(json_members("[1]", 3, keys, sp, 3), -1);
-    CHECK_EQ_INT(json_members("{}", 2, keys, sp, 1), 0);
+    CHECK_EQ_INT(json_object(" [1]", 4, keys, sp, 3), JSON_NOT_OBJECT);
+    CHECK_EQ_INT(json_object("7", 1, keys, sp, 3), JSON_NOT_OBJECT);
+    CHECK_EQ_INT(json_object("{}", 2, keys, sp, 1), 0);
     CHECK_NULL(sp[0].text);
+    /* nested members of the same name are not top-level members */
+    const char *nested = "{\"a\":{\"channel\":\"inner\"}}";
+    CHECK_EQ_INT(json_object(nested, strlen(nested), keys, sp, 3), 0);
+    CHECK_NULL(sp[1].text);
+    /* validation and capture are one pass: any defect fails the whole */
+    const char *bad[] = {"{\"channel\":\"c\",}", "{\"channel\":01}",
+                         "{\"channel\":\"c\"} x", "{\"channel\":\"\x01\"}", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_MSG(json_object(bad[i], strlen(bad[i]), keys, sp, 3) == JSON_INVALID,
+                  "json_object(%s) accepted", bad[i]);
+    /* without keys it is json_valid() plus the object check */
+    CHECK_EQ_INT(json_object("{\"a\":1}", 7, NULL, NULL, 0), 0);
 }
 
 static void test_string_ascii(void)
@@ -89,7 +101,7 @@ int main(void)
     RUN(test_valid_values);
     RUN(test_invalid_values);
     RUN(test_depth_limit);
-    RUN(test_members);
+    RUN(test_object);
     RUN(test_string_ascii);
     return check_summary();
 }

@@ -32,9 +32,9 @@ static void test_msg_refcount(void)
         return;
     CHECK_EQ_UINT(m->refs, 1);
     CHECK_EQ_UINT(m->len, 10);
-    /* the frame sits right after LWS_PRE bytes of headroom */
-    CHECK_EQ_INT(msg_data(m) - m->buf, LWS_PRE);
-    memset(m->buf, 0, LWS_PRE);     /* headroom is writable ... */
+    /* the frame sits right after MSG_HEADROOM bytes of headroom */
+    CHECK_EQ_INT(msg_data(m) - m->buf, MSG_HEADROOM);
+    memset(m->buf, 0, MSG_HEADROOM);     /* headroom is writable ... */
     memcpy(msg_data(m), "0123456789", 10); /* ... and so is the frame */
     CHECK_PTR_EQ(msg_ref(m), m);
     CHECK_EQ_UINT(m->refs, 2);

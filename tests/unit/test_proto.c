@@ -6,6 +6,7 @@
 #include <cJSON.h>
 
 #include "check.h"
+#include "proto/json.h"
 #include "proto/v1.h"
 
 /* J("{'op':'ping'}") -> {"op":"ping"}: single quotes become double quotes,
@@ -24,6 +25,19 @@ static const char *J(const char *s)
     return b;
 }
 
+static struct msg *ack(int has_id, int64_t id)
+{
+    return v1_encode_reply(&(struct req_id){has_id, id}, NULL, NULL);
+}
+
+static struct msg *message(const char *channel, size_t len, const char *data,
+                           size_t data_len)
+{
+    struct delivery d = {.channel = channel, .channel_len = len,
+                         .payload = data, .payload_len = data_len};
+    return v1_encode_message(&d);
+}
+
 static char *repeat(char c, size_t n)
 {
     static char bufs[2][1024];
@@ -34,12 +48,12 @@ static char *repeat(char c, size_t n)
     return b;
 }
 
-/* ---- proto_parse_request: success paths ----------------------------- */
+/* ---- v1_parse_request: success paths ----------------------------- */
 
-static int parse_ok_at(int line, const char *frame, struct proto_req *r)
+static int parse_ok_at(int line, const char *frame, struct v1_req *r)
 {
-    struct proto_error e;
-    int rc = proto_parse_request(frame, strlen(frame), r, &e);
+    struct v1_error e;
+    int rc = v1_parse_request(frame, strlen(frame), r, &e);
     check_record(rc == 0, __FILE__, line, "parse(%s) = %d (%s: %s), want 0",
                  check_show(frame, strlen(frame)), rc, rc ? e.code : "", rc ? e.message : "");
     return rc == 0;
@@ -49,10 +63,10 @@ static int parse_ok_at(int line, const char *frame, struct proto_req *r)
 static void expect_err_at(int line, const char *frame, size_t len,
                           const char *code, int has_id, int64_t id)
 {
-    struct proto_req r;
-    struct proto_error e;
+    struct v1_req r;
+    struct v1_error e;
     memset(&e, 0x5a, sizeof e);
-    int rc = proto_parse_request(frame, len, &r, &e);
+    int rc = v1_parse_request(frame, len, &r, &e);
     if (!check_record(rc == -1, __FILE__, line, "parse(%s) = %d, want -1 (%s)",
                       check_show(frame, len), rc, code))
         return;
@@ -61,11 +75,11 @@ static void expect_err_at(int line, const char *frame, size_t len,
                  e.code ? e.code : "(null)", code);
     check_record(e.message && e.message[0], __FILE__, line,
                  "parse(%s): no message", check_show(frame, len));
-    check_record(e.has_id == has_id, __FILE__, line,
-                 "parse(%s): has_id %d, want %d", check_show(frame, len), e.has_id, has_id);
+    check_record(e.id.has == has_id, __FILE__, line,
+                 "parse(%s): has_id %d, want %d", check_show(frame, len), e.id.has, has_id);
     if (has_id)
-        check_record(e.id == id, __FILE__, line, "parse(%s): id %lld, want %lld",
-                     check_show(frame, len), (long long)e.id, (long long)id);
+        check_record(e.id.v == id, __FILE__, line, "parse(%s): id %lld, want %lld",
+                     check_show(frame, len), (long long)e.id.v, (long long)id);
 }
 #define EXPECT_ERR(frame, code) expect_err_at(__LINE__, frame, strlen(frame), code, 0, 0)
 #define EXPECT_ERR_ID(frame, code, id) expect_err_at(__LINE__, frame, strlen(frame), code, 1, id)
@@ -73,36 +87,36 @@ static void expect_err_at(int line, const char *frame, size_t len,
 
 static void test_parse_ops(void)
 {
-    struct proto_req r;
+    struct v1_req r;
 
     if (PARSE_OK(J("{'op':'subscribe','channel':'news'}"), &r)) {
         CHECK_EQ_INT(r.op, OP_SUBSCRIBE);
-        CHECK_EQ_INT(r.has_id, 0);
+        CHECK_EQ_INT(r.id.has, 0);
         CHECK_STR(r.channel, "news");
         CHECK_EQ_UINT(r.channel_len, 4);
         CHECK_NULL(r.data);
     }
     if (PARSE_OK(J("{'op':'subscribe','channel':'news','id':1}"), &r)) {
         CHECK_EQ_INT(r.op, OP_SUBSCRIBE);
-        CHECK_EQ_INT(r.has_id, 1);
-        CHECK_EQ_INT(r.id, 1);
+        CHECK_EQ_INT(r.id.has, 1);
+        CHECK_EQ_INT(r.id.v, 1);
     }
     if (PARSE_OK(J("{'op':'unsubscribe','channel':'a.b:c'}"), &r)) {
         CHECK_EQ_INT(r.op, OP_UNSUBSCRIBE);
-        CHECK_EQ_INT(r.has_id, 0);
+        CHECK_EQ_INT(r.id.has, 0);
         CHECK_STR(r.channel, "a.b:c");
         CHECK_EQ_UINT(r.channel_len, 5);
     }
     if (PARSE_OK(J("{'id':2,'channel':'x','op':'unsubscribe'}"), &r)) { /* any order */
         CHECK_EQ_INT(r.op, OP_UNSUBSCRIBE);
-        CHECK_EQ_INT(r.has_id, 1);
-        CHECK_EQ_INT(r.id, 2);
+        CHECK_EQ_INT(r.id.has, 1);
+        CHECK_EQ_INT(r.id.v, 2);
         CHECK_STR(r.channel, "x");
     }
     const char *pub = J("{'op':'publish','channel':'c','data':{'a':1}}");
     if (PARSE_OK(pub, &r)) {
         CHECK_EQ_INT(r.op, OP_PUBLISH);
-        CHECK_EQ_INT(r.has_id, 0);
+        CHECK_EQ_INT(r.id.has, 0);
         CHECK_STR(r.channel, "c");
         CHECK_MEM(r.data, r.data_len, J("{'a':1}"));
         /* borrowed: the data points into the frame */
@@ -110,24 +124,24 @@ static void test_parse_ops(void)
     }
     if (PARSE_OK(J("{'op':'publish','channel':'c','data':'hi','id':3}"), &r)) {
         CHECK_EQ_INT(r.op, OP_PUBLISH);
-        CHECK_EQ_INT(r.has_id, 1);
-        CHECK_EQ_INT(r.id, 3);
+        CHECK_EQ_INT(r.id.has, 1);
+        CHECK_EQ_INT(r.id.v, 3);
         CHECK_MEM(r.data, r.data_len, J("'hi'"));
     }
     if (PARSE_OK(J("{'op':'ping'}"), &r)) {
         CHECK_EQ_INT(r.op, OP_PING);
-        CHECK_EQ_INT(r.has_id, 0);
+        CHECK_EQ_INT(r.id.has, 0);
         CHECK_NULL(r.data);
     }
     if (PARSE_OK(J("{'op':'ping','id':4}"), &r)) {
         CHECK_EQ_INT(r.op, OP_PING);
-        CHECK_EQ_INT(r.has_id, 1);
-        CHECK_EQ_INT(r.id, 4);
+        CHECK_EQ_INT(r.id.has, 1);
+        CHECK_EQ_INT(r.id.v, 4);
     }
     /* whitespace around and inside the object is fine */
     if (PARSE_OK(J(" \t\r\n{ 'op' : 'ping' , 'id' : 5 }\n "), &r)) {
         CHECK_EQ_INT(r.op, OP_PING);
-        CHECK_EQ_INT(r.id, 5);
+        CHECK_EQ_INT(r.id.v, 5);
     }
     /* members a request does not use are ignored */
     if (PARSE_OK(J("{'op':'ping','channel':'!!','extra':[1,2]}"), &r))
@@ -135,11 +149,11 @@ static void test_parse_ops(void)
     /* the frame need not be NUL-terminated: only len bytes are read */
     {
         const char *f = J("{'op':'ping','id':6}GARBAGE");
-        struct proto_error e;
-        int rc = proto_parse_request(f, strlen(f) - 7, &r, &e);
+        struct v1_error e;
+        int rc = v1_parse_request(f, strlen(f) - 7, &r, &e);
         CHECK_EQ_INT(rc, 0);
         if (rc == 0)
-            CHECK_EQ_INT(r.id, 6);
+            CHECK_EQ_INT(r.id.v, 6);
     }
 }
 
@@ -155,10 +169,10 @@ static void test_parse_id_echo(void)
         {"{\"op\":\"ping\",\"id\":7.0}", 7},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct proto_req r;
+        struct v1_req r;
         if (PARSE_OK(cases[i].frame, &r)) {
-            CHECK_MSG(r.has_id == 1 && r.id == cases[i].id, "%s: has_id %d id %lld",
-                      cases[i].frame, r.has_id, (long long)r.id);
+            CHECK_MSG(r.id.has == 1 && r.id.v == cases[i].id, "%s: has_id %d id %lld",
+                      cases[i].frame, r.id.has, (long long)r.id.v);
         }
     }
 }
@@ -295,7 +309,7 @@ static void test_parse_channel_embedded_nul(void)
 
 static void test_parse_channel_valid(void)
 {
-    struct proto_req r;
+    struct v1_req r;
     char f[512];
     const char *c200 = repeat('z', 200);
     snprintf(f, sizeof f, "{\"op\":\"subscribe\",\"channel\":\"%s\"}", c200);
@@ -320,19 +334,19 @@ static void test_parse_channel_valid(void)
 
 static void test_channel_valid_fn(void)
 {
-    CHECK_EQ_INT(proto_channel_valid("a", 1), 1);
-    CHECK_EQ_INT(proto_channel_valid("a", 0), 0);
-    CHECK_EQ_INT(proto_channel_valid("ab cd", 2), 1); /* only len bytes count */
-    CHECK_EQ_INT(proto_channel_valid("ab cd", 3), 0);
-    CHECK_EQ_INT(proto_channel_valid("a\0b", 3), 0);
-    CHECK_EQ_INT(proto_channel_valid(repeat('q', 200), 200), 1);
-    CHECK_EQ_INT(proto_channel_valid(repeat('q', 201), 201), 0);
+    CHECK_EQ_INT(channel_name_valid("a", 1), 1);
+    CHECK_EQ_INT(channel_name_valid("a", 0), 0);
+    CHECK_EQ_INT(channel_name_valid("ab cd", 2), 1); /* only len bytes count */
+    CHECK_EQ_INT(channel_name_valid("ab cd", 3), 0);
+    CHECK_EQ_INT(channel_name_valid("a\0b", 3), 0);
+    CHECK_EQ_INT(channel_name_valid(repeat('q', 200), 200), 1);
+    CHECK_EQ_INT(channel_name_valid(repeat('q', 201), 201), 0);
     for (int c = 1; c < 256; c++) {
         char s[2] = {(char)c, 0};
         int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                    (c >= '0' && c <= '9') || strchr("_-.:@/", c) != NULL;
-        int got = proto_channel_valid(s, 1);
-        CHECK_MSG(got == want, "proto_channel_valid(byte 0x%02x) = %d, want %d", c, got, want);
+        int got = channel_name_valid(s, 1);
+        CHECK_MSG(got == want, "channel_name_valid(byte 0x%02x) = %d, want %d", c, got, want);
     }
 }
 
@@ -349,15 +363,15 @@ static void data_exact_at(int line, const char *data)
 {
     char f[4096];
     snprintf(f, sizeof f, "{\"op\":\"publish\",\"channel\":\"c\",\"data\":%s,\"id\":1}", data);
-    struct proto_req r;
+    struct v1_req r;
     if (!parse_ok_at(line, f, &r))
         return;
     check_record(r.data >= f && r.data + r.data_len <= f + strlen(f), __FILE__, line,
                  "data %s: not borrowed from the frame", data);
     check_mem_at(__FILE__, line, "data", data, r.data, r.data_len, data);
-    check_record(proto_json_valid(r.data, r.data_len), __FILE__, line,
+    check_record(json_valid(r.data, r.data_len), __FILE__, line,
                  "data %s: span is not valid JSON", data);
-    check_record(r.has_id && r.id == 1, __FILE__, line, "data %s: id lost", data);
+    check_record(r.id.has && r.id.v == 1, __FILE__, line, "data %s: id lost", data);
 }
 #define DATA_EXACT(data) data_exact_at(__LINE__, data)
 
@@ -397,7 +411,7 @@ static void test_parse_data_types(void)
  * it, and only there. */
 static void data_in_at(int line, const char *frame, const char *want)
 {
-    struct proto_req r;
+    struct v1_req r;
     if (parse_ok_at(line, frame, &r))
         check_mem_at(__FILE__, line, "data", want, r.data, r.data_len, want);
 }
@@ -433,13 +447,13 @@ static void test_parse_err_id(void)
     EXPECT_ERR(J("{'op':'subscribe','channel':'a b'}"), "bad_channel");
 }
 
-/* ---- proto_parse_publish_body ---------------------------------------- */
+/* ---- v1_parse_publish_body ---------------------------------------- */
 
 static void body_err_at(int line, const char *body, const char *code)
 {
-    struct proto_req r;
-    struct proto_error e;
-    int rc = proto_parse_publish_body(body, strlen(body), &r, &e);
+    struct v1_req r;
+    struct v1_error e;
+    int rc = v1_parse_publish_body(body, strlen(body), &r, &e);
     check_record(rc == -1, __FILE__, line, "body %s: rc %d, want -1", body, rc);
     if (rc == 0)
         return;
@@ -451,10 +465,10 @@ static void body_err_at(int line, const char *body, const char *code)
 
 static void test_publish_body(void)
 {
-    struct proto_req r;
-    struct proto_error e;
+    struct v1_req r;
+    struct v1_error e;
     const char *b = J("{'channel':'room/1','data':{'x':[1,'y']}}");
-    int rc = proto_parse_publish_body(b, strlen(b), &r, &e);
+    int rc = v1_parse_publish_body(b, strlen(b), &r, &e);
     CHECK_EQ_INT(rc, 0);
     if (rc == 0) {
         CHECK_EQ_INT(r.op, OP_PUBLISH);
@@ -462,15 +476,15 @@ static void test_publish_body(void)
         CHECK_EQ_UINT(r.channel_len, 6);
         CHECK_MEM(r.data, r.data_len, J("{'x':[1,'y']}"));
         CHECK(r.data > b && r.data < b + strlen(b));
-        CHECK_EQ_INT(r.has_id, 0);
+        CHECK_EQ_INT(r.id.has, 0);
     }
     b = J(" {'data':null,'channel':'c'} \n");
-    rc = proto_parse_publish_body(b, strlen(b), &r, &e);
+    rc = v1_parse_publish_body(b, strlen(b), &r, &e);
     CHECK_EQ_INT(rc, 0);
     if (rc == 0)
         CHECK_MEM(r.data, r.data_len, "null");
     b = J("{'channel':'c','data':12345678901234567890}");
-    rc = proto_parse_publish_body(b, strlen(b), &r, &e);
+    rc = v1_parse_publish_body(b, strlen(b), &r, &e);
     CHECK_EQ_INT(rc, 0);
     if (rc == 0)
         CHECK_MEM(r.data, r.data_len, "12345678901234567890");
@@ -488,12 +502,12 @@ static void test_publish_body(void)
     BODY_ERR(J("{'channel':'c'}"), "bad_request");
 }
 
-/* ---- proto_json_valid ------------------------------------------------- */
+/* ---- json_valid ------------------------------------------------- */
 
 static void json_at(int line, const char *s, size_t len, int want)
 {
-    int got = proto_json_valid(s, len);
-    check_record(got == want, __FILE__, line, "proto_json_valid(\"%s\") = %d, want %d",
+    int got = json_valid(s, len);
+    check_record(got == want, __FILE__, line, "json_valid(\"%s\") = %d, want %d",
                  check_show(s, len), got, want);
 }
 #define VALID(s) json_at(__LINE__, s, strlen(s), 1)
@@ -598,7 +612,7 @@ static void test_json_utf8(void)
 }
 
 /* RFC 8259 grammar. A payload from Redis is forwarded to clients verbatim
- * (hub.c), so whatever proto_json_valid() lets through reaches browsers'
+ * (hub.c), so whatever json_valid() lets through reaches browsers'
  * JSON.parse; cJSON's parser is more lenient than the RFC here. */
 static void test_json_strict_rfc8259(void)
 {
@@ -636,33 +650,33 @@ static void test_parse_strict_rfc8259(void)
 
 static int headroom_ok(struct msg *m)
 {
-    return m && m->refs == 1 && msg_data(m) - m->buf == LWS_PRE;
+    return m && m->refs == 1 && msg_data(m) - m->buf == MSG_HEADROOM;
 }
 
 static void test_encode_message(void)
 {
-    struct msg *m = proto_encode_message("news", 4, "{\"a\":1}", 7);
+    struct msg *m = message("news", 4, "{\"a\":1}", 7);
     CHECK(headroom_ok(m));
     if (m) {
         CHECK_MEM(msg_data(m), m->len, "{\"op\":\"message\",\"channel\":\"news\",\"data\":{\"a\":1}}");
         msg_unref(m);
     }
     /* lengths are honoured: neither argument need be NUL-terminated */
-    m = proto_encode_message("a/b:c@d", 3, "\"xyz\"!!", 5);
+    m = message("a/b:c@d", 3, "\"xyz\"!!", 5);
     if (m) {
         CHECK_MEM(msg_data(m), m->len, "{\"op\":\"message\",\"channel\":\"a/b\",\"data\":\"xyz\"}");
         msg_unref(m);
     }
-    m = proto_encode_message("c", 1, "null", 4);
+    m = message("c", 1, "null", 4);
     if (m) {
         CHECK_MEM(msg_data(m), m->len, "{\"op\":\"message\",\"channel\":\"c\",\"data\":null}");
-        CHECK(proto_json_valid((const char *)msg_data(m), m->len));
+        CHECK(json_valid((const char *)msg_data(m), m->len));
         msg_unref(m);
     }
     /* batch=1 frames are split on '\n': a frame never carries a raw one,
      * and what it carries is still the same JSON */
     const char *pretty = "{\n  \"a\": [1,\n 2],\n  \"s\": \"x\\ny\"\n}\n";
-    m = proto_encode_message("c", 1, pretty, strlen(pretty));
+    m = message("c", 1, pretty, strlen(pretty));
     if (m) {
         CHECK(!memchr(msg_data(m), '\n', m->len));
         cJSON *o = cJSON_ParseWithLength((const char *)msg_data(m), m->len);
@@ -677,10 +691,10 @@ static void test_encode_message(void)
     memset(big, ' ', sizeof big);
     big[0] = '[';
     big[sizeof big - 1] = ']';
-    m = proto_encode_message("c", 1, big, sizeof big);
+    m = message("c", 1, big, sizeof big);
     if (m) {
         CHECK_EQ_UINT(m->len, strlen("{\"op\":\"message\",\"channel\":\"c\",\"data\":}") + sizeof big);
-        CHECK(proto_json_valid((const char *)msg_data(m), m->len));
+        CHECK(json_valid((const char *)msg_data(m), m->len));
         msg_unref(m);
     }
 }
@@ -688,60 +702,60 @@ static void test_encode_message(void)
 static void test_encode_ack_pong(void)
 {
     struct msg *m;
-    m = proto_encode_ack(1, 7);
+    m = ack(1, 7);
     CHECK(headroom_ok(m));
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"ack\",\"id\":7}"); msg_unref(m); }
-    m = proto_encode_ack(0, 7);
+    m = ack(0, 7);
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"ack\"}"); msg_unref(m); }
-    m = proto_encode_ack(1, 0);
+    m = ack(1, 0);
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"ack\",\"id\":0}"); msg_unref(m); }
-    m = proto_encode_ack(1, -42);
+    m = ack(1, -42);
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"ack\",\"id\":-42}"); msg_unref(m); }
-    m = proto_encode_ack(1, 9007199254740991LL);
+    m = ack(1, 9007199254740991LL);
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"ack\",\"id\":9007199254740991}"); msg_unref(m); }
-    m = proto_encode_ack(1, INT64_MIN);
+    m = ack(1, INT64_MIN);
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"ack\",\"id\":-9223372036854775808}"); msg_unref(m); }
 
-    m = proto_encode_pong(1, 4);
+    m = v1_encode_pong(&(struct req_id){1, 4});
     CHECK(headroom_ok(m));
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"pong\",\"id\":4}"); msg_unref(m); }
-    m = proto_encode_pong(0, 4);
+    m = v1_encode_pong(&(struct req_id){0, 4});
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"pong\"}"); msg_unref(m); }
-    m = proto_encode_pong(1, -9007199254740991LL);
+    m = v1_encode_pong(&(struct req_id){1, -9007199254740991LL});
     if (m) { CHECK_MEM(msg_data(m), m->len, "{\"op\":\"pong\",\"id\":-9007199254740991}"); msg_unref(m); }
 }
 
 /* Parses a msg as JSON (NULL if it is not). */
 static cJSON *parse_msg(struct msg *m)
 {
-    if (!m || !proto_json_valid((const char *)msg_data(m), m->len))
+    if (!m || !json_valid((const char *)msg_data(m), m->len))
         return NULL;
     return cJSON_ParseWithLength((const char *)msg_data(m), m->len);
 }
 
 static void test_encode_error(void)
 {
-    struct msg *m = proto_encode_error(1, 5, "bad_json", "frame is not valid JSON");
+    struct msg *m = v1_encode_reply(&(struct req_id){1, 5}, "bad_json", "frame is not valid JSON");
     CHECK(headroom_ok(m));
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
                   "{\"op\":\"error\",\"id\":5,\"code\":\"bad_json\",\"message\":\"frame is not valid JSON\"}");
         msg_unref(m);
     }
-    m = proto_encode_error(0, 5, "unknown_op", "no such op");
+    m = v1_encode_reply(&(struct req_id){0, 5}, "unknown_op", "no such op");
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
                   "{\"op\":\"error\",\"code\":\"unknown_op\",\"message\":\"no such op\"}");
         msg_unref(m);
     }
     /* a large id is printed as an integer, never in exponent form */
-    m = proto_encode_error(1, 9007199254740991LL, "bad_request", "x");
+    m = v1_encode_reply(&(struct req_id){1, 9007199254740991LL}, "bad_request", "x");
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
                   "{\"op\":\"error\",\"id\":9007199254740991,\"code\":\"bad_request\",\"message\":\"x\"}");
         msg_unref(m);
     }
-    m = proto_encode_error(1, -3, "bad_request", "x");
+    m = v1_encode_reply(&(struct req_id){1, -3}, "bad_request", "x");
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
                   "{\"op\":\"error\",\"id\":-3,\"code\":\"bad_request\",\"message\":\"x\"}");
@@ -749,7 +763,7 @@ static void test_encode_error(void)
     }
     /* free text is escaped: the frame parses back to the same strings */
     const char *text = "say \"hi\" \\ back\n\ttab \x01 caf\xc3\xa9 </script>";
-    m = proto_encode_error(1, 77, "too_large", text);
+    m = v1_encode_reply(&(struct req_id){1, 77}, "too_large", text);
     cJSON *o = parse_msg(m);
     CHECK_NOT_NULL(o);
     if (o) {
@@ -771,20 +785,20 @@ static void test_encode_error(void)
 
 static void test_encode_welcome(void)
 {
-    struct msg *m = proto_encode_welcome("node-1", "s3ss10n");
+    struct msg *m = v1_encode_welcome("node-1", "s3ss10n");
     CHECK(headroom_ok(m));
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
                   "{\"op\":\"welcome\",\"node\":\"node-1\",\"session\":\"s3ss10n\"}");
         msg_unref(m);
     }
-    m = proto_encode_welcome("host:8080", "");
+    m = v1_encode_welcome("host:8080", "");
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
                   "{\"op\":\"welcome\",\"node\":\"host:8080\",\"session\":\"\"}");
         msg_unref(m);
     }
-    m = proto_encode_welcome("we\"ird\\", "a\nb");
+    m = v1_encode_welcome("we\"ird\\", "a\nb");
     cJSON *o = parse_msg(m);
     CHECK_NOT_NULL(o);
     if (o) {
@@ -799,7 +813,7 @@ static void test_encode_welcome(void)
 
 static void test_encode_http_error(void)
 {
-    struct msg *m = proto_encode_http_error("bad_channel", "no such channel");
+    struct msg *m = v1_encode_http_error("bad_channel", "no such channel");
     CHECK(headroom_ok(m));
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
@@ -807,7 +821,7 @@ static void test_encode_http_error(void)
         msg_unref(m);
     }
     const char *text = "a \"quoted\" \\ line\nbreak";
-    m = proto_encode_http_error("too_large", text);
+    m = v1_encode_http_error("too_large", text);
     cJSON *o = parse_msg(m);
     CHECK_NOT_NULL(o);
     if (o) {
@@ -824,16 +838,16 @@ static void test_encode_http_error(void)
 /* A frame parsed and answered: the reply texts are what a client expects. */
 static void test_parse_then_encode(void)
 {
-    struct proto_req r;
-    struct proto_error e;
+    struct v1_req r;
+    struct v1_error e;
     const char *f = J("{'op':'publish','channel':'chat','data':{'t':'hi'},'id':31}");
-    if (proto_parse_request(f, strlen(f), &r, &e) == 0) {
-        struct msg *m = proto_encode_message(r.channel, r.channel_len, r.data, r.data_len);
+    if (v1_parse_request(f, strlen(f), &r, &e) == 0) {
+        struct msg *m = message(r.channel, r.channel_len, r.data, r.data_len);
         if (m) {
             CHECK_MEM(msg_data(m), m->len, J("{'op':'message','channel':'chat','data':{'t':'hi'}}"));
             msg_unref(m);
         }
-        m = proto_encode_ack(r.has_id, r.id);
+        m = ack(r.id.has, r.id.v);
         if (m) {
             CHECK_MEM(msg_data(m), m->len, J("{'op':'ack','id':31}"));
             msg_unref(m);
@@ -842,8 +856,8 @@ static void test_parse_then_encode(void)
         CHECK_MSG(0, "parse failed: %s", e.code);
     }
     f = J("{'op':'subscribe','channel':'a b','id':32}");
-    if (proto_parse_request(f, strlen(f), &r, &e) < 0) {
-        struct msg *m = proto_encode_error(e.has_id, e.id, e.code, e.message);
+    if (v1_parse_request(f, strlen(f), &r, &e) < 0) {
+        struct msg *m = v1_encode_reply(&(struct req_id){e.id.has, e.id.v}, e.code, e.message);
         cJSON *o = parse_msg(m);
         CHECK_NOT_NULL(o);
         if (o) {

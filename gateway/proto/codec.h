@@ -1,0 +1,57 @@
+/* codec.h - what a wire protocol provides to the rest of the gateway.
+ *
+ * A client (core/client.h) knows nothing of any wire format: it hands each
+ * complete inbound message to its codec's receive(), which parses it and
+ * drives the client through client.h, and it asks the codec for the frames
+ * it sends (replies, deliveries). The HTTP router (net/ws.c) maps a path to
+ * a codec, so a new protocol is one file plus one route.
+ *
+ * Frames are struct msg with one reference owned by the caller (NULL when
+ * out of memory). Codecs hold no per-client state of their own: what a
+ * protocol must remember per connection lives in the client. */
+#ifndef WSGATE_CODEC_H
+#define WSGATE_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/delivery.h"
+#include "core/msg.h"
+
+struct client;
+
+/* The id a client gave a request, echoed in its reply. */
+struct req_id {
+    int has;
+    int64_t v;
+};
+
+struct codec {
+    const char *name; /* "v1": in logs and metrics */
+    unsigned slot;    /* its frame slot in struct delivery, < DELIVERY_CODECS */
+    /* The separator of batched frames (several objects in one frame), or 0
+     * when the protocol cannot batch. */
+    char batch_sep;
+    /* One complete inbound message; binary: it came as a binary frame. */
+    void (*receive)(struct client *c, const char *buf, size_t len, int binary);
+    /* The first frame of a connection. */
+    struct msg *(*welcome)(const char *node, const char *session);
+    /* The answer to request id: an ack when code is NULL, else an error
+     * with a snake_case code and one human sentence. */
+    struct msg *(*reply)(const struct req_id *id, const char *code,
+                         const char *message);
+    /* A delivery, encoded once for every subscriber of this protocol. */
+    struct msg *(*delivery)(const struct delivery *d);
+};
+
+/* The codec's frame for d, encoded on first use; borrowed from d. */
+static inline struct msg *codec_frame(const struct codec *codec,
+                                      struct delivery *d)
+{
+    struct msg **slot = &d->frames[codec->slot];
+    if (!*slot && (*slot = codec->delivery(d)))
+        (*slot)->born_us = d->born_us;
+    return *slot;
+}
+
+#endif

@@ -1,0 +1,46 @@
+/* v1_codec.c - protocol v1 as a codec (proto/codec.h): each inbound frame
+ * is parsed once (proto/v1.h) and turned into client requests; replies,
+ * welcome and deliveries are v1 frames; batched frames join with '\n'. */
+#include "proto/v1_codec.h"
+
+#include "core/client.h"
+#include "proto/v1.h"
+
+static void receive(struct client *c, const char *buf, size_t len, int binary)
+{
+    struct v1_req req;
+    struct v1_error err;
+    if (binary) {
+        client_reply(c, &(struct req_id){0, 0}, "bad_request",
+                     "binary frames are not supported");
+        return;
+    }
+    if (v1_parse_request(buf, len, &req, &err) < 0) {
+        client_reply(c, &err.id, err.code, err.message);
+        return;
+    }
+    switch (req.op) {
+    case OP_PING:
+        client_send(c, v1_encode_pong(&req.id));
+        break;
+    case OP_SUBSCRIBE:
+        client_subscribe(c, req.channel, req.channel_len, &req.id);
+        break;
+    case OP_UNSUBSCRIBE:
+        client_unsubscribe(c, req.channel, req.channel_len, &req.id);
+        break;
+    case OP_PUBLISH:
+        client_publish(c, req.channel, req.channel_len, req.data, req.data_len, &req.id);
+        break;
+    }
+}
+
+const struct codec codec_v1 = {
+    .name = "v1",
+    .slot = 0,
+    .batch_sep = '\n',
+    .receive = receive,
+    .welcome = v1_encode_welcome,
+    .reply = v1_encode_reply,
+    .delivery = v1_encode_message,
+};
