@@ -1,5 +1,6 @@
 /* config.c - see config.h. */
 #include "config.h"
+#include "core/channel.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -205,14 +206,12 @@ static int set_redis(struct config *c, const char *v, char *why, size_t n)
     return -1;
 }
 
-/* Channel names allow A-Z a-z 0-9 _ - . : @ /; a prefix may use the same. */
+/* The prefix is glued to channel names, so it obeys the same rule. */
 static int set_prefix(struct config *c, const char *v, char *why, size_t n)
 {
-    for (const char *p = v; *p; p++) {
-        if (!isalnum((unsigned char)*p) && !strchr("_-.:@/", *p)) {
-            snprintf(why, n, "only A-Z a-z 0-9 _ - . : @ / are allowed");
-            return -1;
-        }
+    if (!channel_chars(v, strlen(v))) {
+        snprintf(why, n, "only A-Z a-z 0-9 _ - . : @ / are allowed");
+        return -1;
     }
     return set_str(c->channel_prefix, sizeof c->channel_prefix, v, why, n);
 }

@@ -1,4 +1,4 @@
-// wsgate.js: a browser client for the wsgate protocol v1 (see DESIGN.md).
+// wsgate.js: a browser client for the wsgate protocol v1 (the README's "Protocol" section).
 // A plain ES module with no dependencies and no build step:
 //
 //   import { connect } from "./wsgate.js";
@@ -27,7 +27,9 @@
 // options.setTimeout/clearTimeout, options.random, options.base), so the logic
 // runs in Node under a fake socket and a fake clock (tests/browser/unit/).
 
-/** Channel names: 1-200 bytes of A-Z a-z 0-9 _ - . : @ / (all ASCII). */
+/** Channel names: 1-200 bytes of A-Z a-z 0-9 _ - . : @ / (all ASCII); the
+ *  same rule as channel_name_valid in gateway/core/channel.h, checked here so a
+ *  bad name fails before a round trip. */
 const CHANNEL_RE = /^[A-Za-z0-9_\-.:@/]{1,200}$/;
 
 export function isValidChannel(channel) {

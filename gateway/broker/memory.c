@@ -1,4 +1,4 @@
-/* broker_memory.c - the embedded engine: publish hands the payload straight
+/* memory.c - the embedded engine: publish hands the payload straight
  * back to the hub of this process. See broker.h for the contract. */
 #include <stdlib.h>
 

@@ -1,4 +1,4 @@
-/* broker_redis.c - the Redis engine (hiredis async on the libevent loop).
+/* redis.c - the Redis engine (hiredis async on the libevent loop).
  *
  * Two connections: one in SUBSCRIBE mode, one for PUBLISH and health PINGs.
  * They live and die together: losing either tears both down, reports the

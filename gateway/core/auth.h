@@ -32,7 +32,7 @@
  * the other claims are checked after the times.
  *
  * A grant is an exact channel name (1-200 bytes of A-Z a-z 0-9 _ - . : @ /,
- * the rule of proto_channel_valid) or a prefix: 0-200 of those bytes
+ * the rule of channel_name_valid in core/channel.h) or a prefix: 0-200 of those bytes
  * followed by one '*', which matches every name that starts with the
  * prefix ("public.*" matches "public.a" and "public." but not "public").
  * A lone "*" matches every name. '*' anywhere but last is refused.
@@ -130,7 +130,7 @@ void auth_claims_free(struct auth_claims *c);
 
 /* 1 when some grant in g matches the channel name (len bytes), else 0.
  * NULL g allows nothing. The name is compared byte for byte: validate it
- * as a channel name first (proto_channel_valid). */
+ * as a channel name first (channel_name_valid). */
 int auth_grants_allow(const struct auth_grants *g, const char *channel,
                       size_t len);
 
