@@ -54,6 +54,8 @@ struct broker_ops {
     int (*publish)(struct broker *b, const char *channel, size_t channel_len,
                    const char *payload, size_t payload_len,
                    broker_done_fn done, void *arg);
+    /* Optional: an engine without shards leaves these NULL and serves every
+     * channel from one shard, 0, which shard_up (NULL: always up) reports. */
     unsigned (*shards)(const struct broker *b);
     unsigned (*shard_of)(const struct broker *b, const char *channel, size_t len);
     int (*shard_up)(const struct broker *b, unsigned shard);
@@ -82,16 +84,16 @@ static inline int broker_publish(struct broker *b, const char *ch, size_t chlen,
 }
 static inline unsigned broker_shards(const struct broker *b)
 {
-    return b->ops->shards(b);
+    return b->ops->shards ? b->ops->shards(b) : 1;
 }
 static inline unsigned broker_shard_of(const struct broker *b, const char *ch,
                                        size_t len)
 {
-    return b->ops->shard_of(b, ch, len);
+    return b->ops->shard_of ? b->ops->shard_of(b, ch, len) : 0;
 }
 static inline int broker_shard_up(const struct broker *b, unsigned shard)
 {
-    return b->ops->shard_up(b, shard);
+    return b->ops->shard_up ? b->ops->shard_up(b, shard) : 1;
 }
 static inline void broker_free(struct broker *b)
 {

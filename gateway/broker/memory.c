@@ -26,34 +26,12 @@ static int mem_publish(struct broker *b, const char *ch, size_t chlen,
     return 0;
 }
 
-/* One shard, always up. */
-static unsigned mem_shards(const struct broker *b)
-{
-    (void)b;
-    return 1;
-}
-
-static unsigned mem_shard_of(const struct broker *b, const char *ch, size_t len)
-{
-    (void)b, (void)ch, (void)len;
-    return 0;
-}
-
-static int mem_shard_up(const struct broker *b, unsigned shard)
-{
-    (void)b, (void)shard;
-    return 1;
-}
-
 static void mem_destroy(struct broker *b) { free(b); }
 
 static const struct broker_ops memory_ops = {
     .subscribe = mem_subscribe,
     .unsubscribe = mem_unsubscribe,
     .publish = mem_publish,
-    .shards = mem_shards,
-    .shard_of = mem_shard_of,
-    .shard_up = mem_shard_up,
     .destroy = mem_destroy,
 };
 

@@ -326,19 +326,8 @@ static int rb_publish(struct broker *base, const char *ch, size_t chlen,
     return 0;
 }
 
-/* One shard: the two connections live and die together. */
-static unsigned rb_shards(const struct broker *base)
-{
-    (void)base;
-    return 1;
-}
-
-static unsigned rb_shard_of(const struct broker *base, const char *ch, size_t len)
-{
-    (void)base, (void)ch, (void)len;
-    return 0;
-}
-
+/* One shard (shards and shard_of left NULL): the two connections live and
+ * die together. */
 static int rb_shard_up(const struct broker *base, unsigned shard)
 {
     (void)shard;
@@ -358,8 +347,6 @@ static const struct broker_ops redis_ops = {
     .subscribe = rb_subscribe,
     .unsubscribe = rb_unsubscribe,
     .publish = rb_publish,
-    .shards = rb_shards,
-    .shard_of = rb_shard_of,
     .shard_up = rb_shard_up,
     .destroy = rb_destroy,
 };
