@@ -4,7 +4,7 @@ per frame; plain clients always get exactly one JSON object per frame
 
 import json
 
-from wsgate_helpers import NO_PUBLISH_RATE, async_test
+from wsgate_testing import NO_PUBLISH_RATE, async_test
 
 
 async def burst(pub, channel, n):

@@ -3,7 +3,7 @@ subscribe-ack semantics, channel prefix, unsubscribe bookkeeping."""
 
 import json
 
-from wsgate_helpers import RespConn, async_test
+from wsgate_testing import RespConn, async_test
 
 
 @async_test(20)

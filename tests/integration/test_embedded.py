@@ -1,6 +1,6 @@
 """Embedded mode (no --redis): a single process is a complete pub/sub server."""
 
-from wsgate_helpers import async_test
+from wsgate_testing import async_test
 
 
 def test_readyz_and_healthz(gw):

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from wsgate_helpers import async_test, run_wsgate
+from wsgate_testing import async_test, run_wsgate
 
 FLAGS = ["--listen", "--redis", "--channel-prefix", "--node-id", "--web-root", "--log-level",
          "--max-message-size", "--max-queue-bytes"]

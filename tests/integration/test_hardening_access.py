@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import websockets
 
-from wsgate_helpers import WsClient, ascrape_metrics, async_test, raw_upgrade
+from wsgate_testing import WsClient, ascrape_metrics, async_test, raw_upgrade
 
 KEY = "s3cr3t-Key_0123456789"
 

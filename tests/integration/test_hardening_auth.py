@@ -18,7 +18,7 @@ import time
 import pytest
 import websockets
 
-from wsgate_helpers import WsClient, ascrape_metrics, async_test, raw_upgrade, run_wsgate
+from wsgate_testing import WsClient, ascrape_metrics, async_test, raw_upgrade, run_wsgate
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 

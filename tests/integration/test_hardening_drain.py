@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from wsgate_helpers import ascrape_metrics, async_test, raw_upgrade
+from wsgate_testing import ascrape_metrics, async_test, raw_upgrade
 
 
 async def closed_at(c, timeout):

@@ -5,7 +5,7 @@ WSGATE_* variables work for them."""
 
 import pytest
 
-from wsgate_helpers import async_test, run_wsgate
+from wsgate_testing import async_test, run_wsgate
 
 NEW_FLAGS = ["--publish-rate", "--publish-burst", "--max-channels", "--max-connections",
              "--queue-soft-bytes", "--queue-soft-seconds", "--api-key", "--api-key-file",

@@ -14,7 +14,7 @@ import time
 import pytest
 import websockets
 
-from wsgate_helpers import (NO_PUBLISH_RATE, WsClient, ascrape_metrics, async_test, await_metrics,
+from wsgate_testing import (NO_PUBLISH_RATE, WsClient, ascrape_metrics, async_test, await_metrics,
                             raw_upgrade)
 
 

@@ -12,7 +12,7 @@ import json
 import pytest
 import websockets
 
-from wsgate_helpers import (WsClient, ascrape_metrics, async_test, await_metrics, parse_prometheus)
+from wsgate_testing import (WsClient, ascrape_metrics, async_test, await_metrics, parse_prometheus)
 
 COUNTERS = ["wsgate_connections_total", "wsgate_connections_refused_total",
             "wsgate_messages_published_total", "wsgate_messages_delivered_total", "wsgate_bytes_sent_total",

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from wsgate_helpers import NO_PUBLISH_RATE, ascrape_metrics, async_test
+from wsgate_testing import NO_PUBLISH_RATE, ascrape_metrics, async_test
 
 SOFT = 65536
 SECONDS = 2.0

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from wsgate_helpers import async_test, await_metrics
+from wsgate_testing import async_test, await_metrics
 
 HEALTHY = 200
 MESSAGES = 150

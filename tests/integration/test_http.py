@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from wsgate_helpers import REPO, async_test
+from wsgate_testing import REPO, async_test
 
 
 def test_healthz(gw):

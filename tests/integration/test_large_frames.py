@@ -15,7 +15,7 @@ import asyncio
 import time
 
 
-from wsgate_helpers import NO_PUBLISH_RATE, async_test
+from wsgate_testing import NO_PUBLISH_RATE, async_test
 
 PAUSE_MS = 50
 ALLOWED_PAUSES = 3

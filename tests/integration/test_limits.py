@@ -7,7 +7,7 @@ import json
 import pytest
 import websockets
 
-from wsgate_helpers import NO_PUBLISH_RATE, async_test
+from wsgate_testing import NO_PUBLISH_RATE, async_test
 
 
 def padded_publish(size, rid=1):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from wsgate_helpers import MANY_CHANNELS, NO_PUBLISH_RATE, async_test, is_message
+from wsgate_testing import MANY_CHANNELS, NO_PUBLISH_RATE, async_test, is_message
 
 ABSENT = object()   # reply must not carry an id
 ANY = object()      # id not checked (request id itself was invalid)

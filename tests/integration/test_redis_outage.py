@@ -7,7 +7,7 @@ without doing anything."""
 import asyncio
 import time
 
-from wsgate_helpers import MANY_CHANNELS, async_test
+from wsgate_testing import MANY_CHANNELS, async_test
 
 READYZ_DEADLINE = 1.0    # product requirement: 503 within 1 s of losing Redis
 POLL_SLACK = 0.25        # allowance for the poll interval and HTTP round trip

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from wsgate_helpers import async_test
+from wsgate_testing import async_test
 
 
 @pytest.mark.parametrize("sig,mode", [(signal.SIGTERM, "embedded"), (signal.SIGINT, "embedded"),

@@ -1,12 +1,4 @@
-"""Helpers for the cluster tests: run deploy/local-cluster.sh, read its state,
-query HAProxy's stats socket, and drive protocol-v1 WebSocket clients.
-
-Everything waits on an event (a line printed, a frame received, a state seen)
-with a bounded deadline; nothing sleeps in place of an event. Processes are
-stopped by PID only.
-"""
-import asyncio
-import json
+"""Owns the local cluster: deploy/local-cluster.sh (N gateways + HAProxy + Redis), its state and HAProxy's stats."""
 import os
 import re
 import signal
@@ -16,50 +8,16 @@ import threading
 import time
 from pathlib import Path
 
-import websockets
+from .procs import REPO, WSGATE_BIN, free_port, pid_alive
 
-REPO = Path(__file__).resolve().parents[2]
 LOCAL_CLUSTER = REPO / "deploy" / "local-cluster.sh"
 
 
 def wsgate_bin():
-    return Path(os.environ.get("WSGATE_BIN", REPO / "build" / "wsgate"))
+    return Path(WSGATE_BIN)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not reaped yet) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_until(pred, timeout, what, interval=0.05):
-    """Poll pred() until it is truthy; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-class Proc:
+class ClusterProc:
     def __init__(self, role, name, pid, addr):
         self.role, self.name, self.pid, self.addr = role, name, int(pid) if pid != "-" else None, addr
 
@@ -103,7 +61,7 @@ class LocalCluster:
                 continue  # another process took the free port in between: pick another
             raise AssertionError("local-cluster.sh failed: " + "".join(self.lines))
         self.state_file = Path(self.await_line(r"^state file: ", 1).split(": ", 1)[1].strip())
-        self.procs = [Proc(*l.split(None, 3)) for l in self.state_file.read_text().splitlines() if l.strip()]
+        self.procs = [ClusterProc(*l.split(None, 3)) for l in self.state_file.read_text().splitlines() if l.strip()]
         return self
 
     def _read(self):
@@ -189,102 +147,3 @@ class LocalCluster:
             if f.get("pxname") == "gateways" and f.get("svname") not in ("BACKEND", None):
                 out[f["svname"]] = f["status"]
         return out
-
-
-class Client:
-    """A protocol-v1 client: a reader task files acks by id and queues messages."""
-
-    def __init__(self, url, label=""):
-        self.url, self.label = url, label
-        self.ws = None
-        self.node = None
-        self.messages = asyncio.Queue()
-        self.acks = {}
-        self.closed = None  # asyncio.Future -> (code, reason)
-        self._ids = 0
-        self._reader = None
-
-    async def connect(self, timeout=10):
-        loop = asyncio.get_running_loop()
-        self.ws = await asyncio.wait_for(websockets.connect(self.url, close_timeout=2), timeout)
-        self.closed = loop.create_future()
-        welcome = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-        assert welcome.get("op") == "welcome", welcome
-        self.node = welcome["node"]
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self):
-        try:
-            async for raw in self.ws:
-                for line in raw.split("\n"):
-                    if not line:
-                        continue
-                    frame = json.loads(line)
-                    op = frame.get("op")
-                    if op in ("ack", "error", "pong") and frame.get("id") in self.acks:
-                        fut = self.acks.pop(frame["id"])
-                        if not fut.done():
-                            fut.set_result(frame)
-                    elif op == "message":
-                        self.messages.put_nowait(frame)
-        except websockets.ConnectionClosed:
-            pass
-        finally:
-            if not self.closed.done():
-                self.closed.set_result((self.ws.close_code, self.ws.close_reason))
-            for fut in self.acks.values():
-                if not fut.done():
-                    fut.set_exception(ConnectionError("closed"))
-
-    async def request(self, frame, timeout=10):
-        self._ids += 1
-        frame = dict(frame, id=self._ids)
-        fut = asyncio.get_running_loop().create_future()
-        self.acks[self._ids] = fut
-        await self.ws.send(json.dumps(frame))
-        reply = await asyncio.wait_for(fut, timeout)
-        assert reply.get("op") == "ack", f"{self.label}: {frame} -> {reply}"
-        return reply
-
-    async def subscribe(self, channel):
-        return await self.request({"op": "subscribe", "channel": channel})
-
-    async def publish(self, channel, data):
-        return await self.request({"op": "publish", "channel": channel, "data": data})
-
-    async def expect(self, predicate, timeout=10):
-        """Return the first queued message for which predicate(data) holds."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                raise AssertionError(f"{self.label} on {self.node}: no matching message in {timeout}s")
-            try:
-                msg = await asyncio.wait_for(self.messages.get(), left)
-            except asyncio.TimeoutError:
-                continue
-            if predicate(msg["data"]):
-                return msg
-
-    async def close(self):
-        if self.ws is not None:
-            await self.ws.close()
-        if self._reader is not None:
-            await asyncio.wait_for(self._reader, 5)
-
-
-async def connect_retrying(url, label, timeout=15):
-    """Connect like a real client after losing its gateway: retry with a short,
-    growing backoff until a welcome arrives or timeout passes."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            return await Client(url, label).connect(timeout=max(0.5, deadline - time.monotonic()))
-        except (OSError, asyncio.TimeoutError, websockets.WebSocketException, AssertionError) as e:
-            last = e
-        await asyncio.sleep(delay)  # client backoff between attempts, not a wait for an event
-        delay = min(delay * 2, 1.0)
-    raise AssertionError(f"{label}: could not reconnect through the LB in {timeout}s: {last!r}")

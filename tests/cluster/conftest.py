@@ -1,0 +1,1 @@
+"""The cluster tests import the harness from tests/pylib (see pytest.ini)."""
