@@ -51,6 +51,14 @@ def spread(clients):
     return collections.Counter(c.node for c in clients)
 
 
+def pick_victim(cluster, clients):
+    """The gateway with the most clients: (its name, its process, its
+    clients, the other clients)."""
+    victim = spread(clients).most_common(1)[0][0]
+    return (victim, cluster.gateway(victim), [c for c in clients if c.node == victim],
+            [c for c in clients if c.node != victim])
+
+
 @async_test(120)
 async def test_clients_spread_and_every_message_reaches_all(cluster):
     clients = await connect_all(cluster)
@@ -66,12 +74,8 @@ async def test_clients_spread_and_every_message_reaches_all(cluster):
 @async_test(120)
 async def test_sigkill_gateway_clients_reconnect_elsewhere(cluster):
     clients = await connect_all(cluster)
-    nodes = spread(clients)
-    victim = nodes.most_common(1)[0][0]
-    gw = cluster.gateway(victim)
-    orphans = [c for c in clients if c.node == victim]
-    others = [c for c in clients if c.node != victim]
-    print(f"SIGKILL {gw}; clients per node before: {dict(nodes)}")
+    victim, gw, orphans, others = pick_victim(cluster, clients)
+    print(f"SIGKILL {gw}; clients per node before: {dict(spread(clients))}")
     mark = cluster.mark()
     os.kill(gw.pid, signal.SIGKILL)
     cluster.await_line(rf"gateway {victim} \(pid {gw.pid}\) exited with status 137", 10, mark)
@@ -100,12 +104,8 @@ async def test_sigkill_gateway_clients_reconnect_elsewhere(cluster):
 async def test_sigterm_gateway_drains_and_gets_no_new_clients(cluster):
     clients = await connect_all(cluster)
     fresh = []
-    nodes = spread(clients)
-    victim = nodes.most_common(1)[0][0]
-    gw = cluster.gateway(victim)
-    drained = [c for c in clients if c.node == victim]
-    others = [c for c in clients if c.node != victim]
-    print(f"SIGTERM {gw}; clients per node before: {dict(nodes)}")
+    victim, gw, drained, others = pick_victim(cluster, clients)
+    print(f"SIGTERM {gw}; clients per node before: {dict(spread(clients))}")
     mark = cluster.mark()
     os.kill(gw.pid, signal.SIGTERM)
 

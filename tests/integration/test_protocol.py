@@ -1,6 +1,8 @@
 """Client protocol v1 on a single gateway: welcome, ping, subscribe /
 unsubscribe / publish replies, id echo, error codes, channel names, data
-round trips, ordering, robustness against bad frames and vanishing clients."""
+round trips, ordering, fan-out over many clients and channels, robustness
+against bad frames and vanishing clients. Tests taking `anygw` run in both
+broker modes (embedded and Redis)."""
 
 import asyncio
 import json
@@ -9,11 +11,10 @@ import pytest
 
 from wsgate_testing import MANY_CHANNELS, NO_PUBLISH_RATE, async_test, is_message
 
+
 ABSENT = object()   # reply must not carry an id
 ANY = object()      # id not checked (request id itself was invalid)
 
-
-# ---------------------------------------------------------------- welcome
 
 @async_test(20)
 async def test_welcome_node_and_session(gw):
@@ -30,8 +31,6 @@ async def test_welcome_on_batch_connection(gw):
     assert c.welcome["node"] == "n1"
     await c.ping()
 
-
-# ---------------------------------------------------------------- ping / ids
 
 @async_test(20)
 async def test_ping_echoes_id(gw):
@@ -78,8 +77,6 @@ async def test_pipelined_requests_each_get_their_reply(gw):
         assert r == {"op": "pong", "id": i}, f"reply {i} out of order or wrong: {r!r}"
 
 
-# ---------------------------------------------------------------- subscribe / unsubscribe
-
 @async_test(20)
 async def test_subscribe_ack_and_delivery(anygw):
     sub = await anygw.connect()
@@ -121,9 +118,10 @@ async def test_unsubscribe_not_subscribed(gw):
 
 
 @async_test(20)
-async def test_unsubscribe_stops_delivery_and_resubscribe_works(anygw):
-    c = await anygw.connect()
-    pub = await anygw.connect()
+async def test_unsubscribe_stops_delivery_and_resubscribe_works(pubsub):
+    s, p = pubsub
+    c = await s.connect()
+    pub = await p.connect()
     await c.subscribe("a")
     await c.subscribe("keep")
     await pub.publish("a", 1)
@@ -133,6 +131,7 @@ async def test_unsubscribe_stops_delivery_and_resubscribe_works(anygw):
     await pub.publish("keep", "sentinel")
     before = await c.before_sentinel("keep", "sentinel")
     assert not [o for o in before if o.get("channel") == "a"], f"message after unsubscribe: {before!r}"
+    # last local subscriber gone and back: a Redis subscription is re-made
     await c.subscribe("a")
     await pub.publish("a", 3)
     assert await c.next_message("a") == 3
@@ -153,9 +152,10 @@ async def test_only_subscribed_channels_are_delivered(anygw):
 
 
 @async_test(20)
-async def test_publisher_not_subscribed_gets_only_ack(anygw):
-    pub = await anygw.connect()
-    sub = await anygw.connect()
+async def test_publisher_not_subscribed_gets_only_ack(pubsub):
+    s, p = pubsub
+    pub = await p.connect()
+    sub = await s.connect()
     await sub.subscribe("one")
     await pub.publish("one", "m")
     assert await sub.next_message("one") == "m"
@@ -177,28 +177,37 @@ async def test_client_receives_own_message_when_subscribed(anygw):
 
 
 @async_test(20)
-async def test_many_subscribers_each_get_one_copy(anygw):
-    subs = [await anygw.connect() for _ in range(5)]
-    for s in subs:
-        await s.subscribe("fan")
-    pub = await anygw.connect()
+async def test_many_subscribers_each_get_one_copy(pubsub):
+    s, p = pubsub
+    subs = [await s.connect() for _ in range(5)]
+    for c in subs:
+        await c.subscribe("fan")
+    pub = await p.connect()
     await pub.publish("fan", "m1")
     await pub.publish("fan", "sentinel")
-    for s in subs:
-        before = await s.before_sentinel("fan", "sentinel")
+    for c in subs:
+        before = await c.before_sentinel("fan", "sentinel")
         assert before == [{"op": "message", "channel": "fan", "data": "m1"}], before
 
 
 @async_test(20)
-async def test_unsubscribe_of_one_client_keeps_others(anygw):
-    a = await anygw.connect()
-    b = await anygw.connect()
-    pub = await anygw.connect()
+async def test_unsubscribe_of_one_client_keeps_others(pubsub):
+    s, p = pubsub
+    a = await s.connect()
+    b = await s.connect()
+    pub = await p.connect()
     await a.subscribe("shared")
     await b.subscribe("shared")
     await a.unsubscribe("shared")
     await pub.publish("shared", "after")
     assert await b.next_message("shared") == "after"
+    # a disconnect (no unsubscribe) must not drop the other's subscription either
+    c = await s.connect()
+    await c.subscribe("shared")
+    await c.ws.close()
+    await b.ping()
+    await pub.publish("shared", "again")
+    assert await b.next_message("shared") == "again"
 
 
 @async_test(20)
@@ -241,8 +250,6 @@ async def test_abrupt_disconnect_does_not_hurt_gateway(gw):
         assert await s.next_message("vanish") == i
     assert gw.proc.alive()
 
-
-# ---------------------------------------------------------------- data round trip
 
 DATA = [
     {"title": "hi"},
@@ -287,8 +294,6 @@ async def test_data_round_trip_with_ascii_escapes(gw):
     assert await sub.next_message("esc") == "\u00e9\U0001F600"
 
 
-# ---------------------------------------------------------------- ordering
-
 @async_test(30)
 async def test_order_preserved_single_publisher(mkgw):
     anygw = mkgw(*NO_PUBLISH_RATE)
@@ -304,8 +309,6 @@ async def test_order_preserved_single_publisher(mkgw):
     got = [await sub.next_message("ord", 10) for _ in range(n)]
     assert got == list(range(n))
 
-
-# ---------------------------------------------------------------- error codes
 
 ERROR_CASES = [
     # (raw frame, expected code, expected id)
@@ -385,8 +388,6 @@ async def test_many_errors_then_normal_use(gw):
     assert await c.next_message("after-errors") == "ok"
 
 
-# ---------------------------------------------------------------- channel names
-
 BAD_CHANNELS = ["", "a" * 201, "has space", "semi;colon", "caf\u00e9", "a#b", "star*", "new\nline",
                 "tab\t", 'quote"', "back\\slash", "percent%", "comma,", "pl+us", "q?", "\u2603"]
 
@@ -416,8 +417,6 @@ async def test_good_channel(anygw, channel):
     assert await c.next_message(channel) == {"ch": channel}
     await c.unsubscribe(channel)
 
-
-# ---------------------------------------------------------------- robustness
 
 @pytest.mark.parametrize("depth", [1000, 30000])
 @async_test(20)
@@ -487,3 +486,18 @@ async def test_many_subscriptions_then_disconnect(mkgw):
     await pub.publish("m5", "x")
     assert await other.next_message("m5") == "x"
     assert anygw.proc.alive()
+
+
+@async_test(30)
+async def test_many_clients_many_channels(gw):
+    clients = [await gw.connect() for _ in range(20)]
+    for i, c in enumerate(clients):
+        await c.subscribe(f"ch{i % 4}")
+        await c.subscribe("all")
+    p = await gw.connect()
+    for k in range(4):
+        await p.publish(f"ch{k}", k)
+    await p.publish("all", "sentinel")
+    for i, c in enumerate(clients):
+        before = await c.before_sentinel("all", "sentinel")
+        assert before == [{"op": "message", "channel": f"ch{i % 4}", "data": i % 4}], (i, before)

@@ -64,3 +64,18 @@ def cluster(procs, redis):
     a = procs.gateway(redis=redis, node_id="a")
     b = procs.gateway(redis=redis, node_id="b")
     return redis, a, b
+
+
+@pytest.fixture(params=["embedded", "redis", "two-nodes"])
+def pubsub(request, procs):
+    """(subscriber side, publisher side): one embedded gateway, one Redis
+    gateway, or two gateways on one Redis with subscribers on node a and
+    publishers on node b (the test runs three times)."""
+    if request.param == "embedded":
+        g = procs.gateway(node_id="n1")
+        return g, g
+    redis = procs.redis()
+    if request.param == "redis":
+        g = procs.gateway(redis=redis, node_id="n1")
+        return g, g
+    return procs.gateway(redis=redis, node_id="a"), procs.gateway(redis=redis, node_id="b")

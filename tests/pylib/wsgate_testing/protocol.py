@@ -95,24 +95,32 @@ class WsClient:
                 raise AssertionError(f"no frame within {timeout}s") from None
         return self.pending.popleft()
 
-    async def expect(self, pred, timeout=REPLY_TIMEOUT, what="a matching object"):
-        for i, o in enumerate(self.pending):
-            if pred(o):
-                del self.pending[i]
-                return o
+    async def _frames(self, timeout, what, seen):
+        """Yields the objects of each frame arriving within `timeout`; fails
+        naming `what` and the last of `seen` on timeout or a close."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
-                                     f"buffered (last 10): {list(self.pending)[-10:]!r}")
+                                     f"seen (last 10): {list(seen)[-10:]!r}")
             try:
                 objs = await self._read(remaining)
             except asyncio.TimeoutError:
                 continue
             except websockets.ConnectionClosed as e:
                 raise AssertionError(f"connection closed ({e}) while waiting for {what}; "
-                                     f"buffered (last 10): {list(self.pending)[-10:]!r}") from None
+                                     f"seen (last 10): {list(seen)[-10:]!r}") from None
+            yield objs
+
+    async def expect(self, pred, timeout=REPLY_TIMEOUT, what="a matching object"):
+        """The first buffered or arriving object matching `pred`; the others
+        stay buffered, in order."""
+        for i, o in enumerate(self.pending):
+            if pred(o):
+                del self.pending[i]
+                return o
+        async for objs in self._frames(timeout, what, self.pending):
             found = None
             for o in objs:
                 if found is None and pred(o):
@@ -131,16 +139,7 @@ class WsClient:
             if pred(o):
                 return before
             before.append(o)
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}; "
-                                     f"received before it: {before[-10:]!r}")
-            try:
-                objs = await self._read(remaining)
-            except asyncio.TimeoutError:
-                continue
+        async for objs in self._frames(timeout, what, before):
             for i, o in enumerate(objs):
                 if pred(o):
                     self.pending.extend(objs[i + 1:])

@@ -130,8 +130,6 @@ def test_api_publish_wrong_method(gw):
     assert r.status == 405, r
 
 
-# ---------------------------------------------------------------- static files
-
 def test_index_served_from_default_web_root(gw):
     index = REPO / "web" / "index.html"
     assert index.is_file(), f"{index} missing"
