@@ -235,7 +235,8 @@ async def test_broker_up_and_reconnects(procs, redis):
         assert m1.value("wsgate_broker_reconnects_total") == outage - 1
         redis.restart()
         m2 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 1, 10, "wsgate_broker_up 1")
-        assert m2.value("wsgate_broker_reconnects_total") == outage, m2.value("wsgate_broker_reconnects_total")
+        reconnects = m2.value("wsgate_broker_reconnects_total")
+        assert reconnects == outage, reconnects
         # the subscription is back: a publish straight into Redis arrives
         await await_metrics(gw, lambda m: m.value("wsgate_subscriptions") == 1, 5, "subscription restored")
         for _ in range(50):
@@ -254,8 +255,7 @@ async def test_dropped_invalid(procs, redis):
     assert redis.publish("wsgate:d", "{not json") == 1
     assert redis.publish("wsgate:d", "[1,") == 1
     assert redis.publish("wsgate:d", '"ok"') == 1
-    before = await c.before_sentinel("d", "ok")
-    assert before == [], f"invalid payloads delivered: {before!r}"
+    await c.only_before_sentinel("d", "ok")
     m1 = await ascrape_metrics(gw)
     check(m1, m0, {"wsgate_dropped_invalid_total": 2, "wsgate_messages_delivered_total": 1,
                    "wsgate_messages_published_total": 0}, "after 2 invalid and 1 valid payload from Redis")

@@ -1,4 +1,4 @@
-"""Owns the local cluster: deploy/local-cluster.sh (N gateways + HAProxy + Redis), its state and HAProxy's stats."""
+"""Owns the local cluster: deploy/local-cluster.sh (gateways, HAProxy, Redis) and HAProxy's stats."""
 import os
 import re
 import signal

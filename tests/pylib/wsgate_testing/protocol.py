@@ -208,6 +208,13 @@ class WsClient:
             lambda o: o.get("op") == "message" and o.get("channel") == channel and o.get("data") == data,
             timeout, what=f"sentinel {data!r} on {channel!r}")
 
+    async def only_before_sentinel(self, channel, data, expected=(), timeout=REPLY_TIMEOUT):
+        """Asserts that exactly the objects `expected` arrive before the
+        sentinel message (channel, data)."""
+        before = await self.before_sentinel(channel, data, timeout)
+        assert before == list(expected), \
+            f"before sentinel {data!r} on {channel!r}: expected {list(expected)!r}, got {before!r}"
+
     async def wait_closed(self, timeout=REPLY_TIMEOUT):
         """Wait until the server closes; return the close code seen."""
         try:
