@@ -193,8 +193,7 @@ async def check_api_key(gw, key):
     """Every wrong variant is refused and not delivered; the right one is
     accepted and delivered; other endpoints and WebSocket publishing do not
     need the key."""
-    c = await gw.connect()
-    await c.subscribe("k")
+    c = await gw.subscriber("k")
     m0 = await ascrape_metrics(gw)
     for what, headers in WRONG:
         assert_unauthorized(await post(gw, headers, data=what), what)
@@ -241,8 +240,7 @@ async def test_api_key_file(procs, tmp_path, ending):
 @async_test(30)
 async def test_no_api_key_means_open(procs):
     gw = procs.gateway(node_id="n1")
-    c = await gw.connect()
-    await c.subscribe("k")
+    c = await gw.subscriber("k")
     r = await post(gw, None, data="open")
     assert r.status == 200 and r.json() == {"ok": True}, r
     r = await post(gw, {"Authorization": "Bearer whatever"}, data="open2")
@@ -271,8 +269,7 @@ async def test_allowed_origins(procs):
     # no Origin header: a non-browser client
     r = await asyncio.to_thread(raw_upgrade, gw.port)
     assert r.status == 101, f"upgrade without Origin answered {r.line!r}"
-    c = await gw.connect()
-    await c.subscribe("o")
+    c = await gw.subscriber("o")
     await c.publish("o", 1)
     assert await c.next_message("o") == 1
     # plain HTTP with a foreign Origin is not an upgrade: unaffected

@@ -141,8 +141,7 @@ async def test_cluster_recovers_after_redis_restart(procs, redis):
 @async_test(60)
 async def test_repeated_outages(procs, redis):
     gw = procs.gateway(redis=redis, node_id="n1")
-    sub = await gw.connect()
-    await sub.subscribe("r")
+    sub = await gw.subscriber("r")
     for round_ in range(3):
         await go_down(redis, gw)
         mark = gw.proc.mark()

@@ -27,8 +27,7 @@ async def test_cross_node_both_directions(cluster):
 @async_test(20)
 async def test_http_publish_on_other_node(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    await ca.subscribe("hp")
+    ca = await a.subscriber("hp")
     r = await b.publish_http("hp", {"via": "http"})
     assert r.status == 200, r
     assert r.json() == {"ok": True}, r
@@ -38,10 +37,8 @@ async def test_http_publish_on_other_node(cluster):
 @async_test(20)
 async def test_own_message_exactly_once_in_cluster(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    cb = await b.connect()
-    await ca.subscribe("own")
-    await cb.subscribe("own")
+    ca = await a.subscriber("own")
+    cb = await b.subscriber("own")
     await ca.publish("own", "m")
     await ca.publish("own", "sentinel")
     for c in (ca, cb):
@@ -89,10 +86,8 @@ async def test_subscribe_ack_live_for_fresh_connections(cluster):
 @async_test(20)
 async def test_redis_publish_reaches_subscribers(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    cb = await b.connect()
-    await ca.subscribe("news")
-    await cb.subscribe("news")
+    ca = await a.subscriber("news")
+    cb = await b.subscriber("news")
     n = redis.publish("wsgate:news", '{"title":"hi"}')
     assert n == 2, f"PUBLISH wsgate:news reached {n} Redis subscribers, expected 2 (one per gateway)"
     for c in (ca, cb):
@@ -141,8 +136,7 @@ async def test_http_publish_payload_on_redis(cluster):
 @async_test(20)
 async def test_non_json_redis_payload_is_dropped(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    await ca.subscribe("news")
+    ca = await a.subscriber("news")
     for bad in ["not json", "{", "", '{"a":1} trailing', b"\xff\xfe"]:
         redis.publish("wsgate:news", bad)
     redis.publish("wsgate:news", '{"sentinel":true}')
@@ -156,8 +150,7 @@ async def test_invalid_utf8_redis_payload_is_dropped(cluster):
     """JSON text must be UTF-8 (RFC 8259); forwarding invalid UTF-8 in a text
     frame would make clients fail the connection (1007)."""
     redis, a, b = cluster
-    ca = await a.connect()
-    await ca.subscribe("utf")
+    ca = await a.subscriber("utf")
     redis.publish("wsgate:utf", b'"\xff\xfe"')
     redis.publish("wsgate:utf", b'{"k":"\xc3"}')
     redis.publish("wsgate:utf", '"sentinel"')
@@ -168,8 +161,7 @@ async def test_invalid_utf8_redis_payload_is_dropped(cluster):
 @async_test(20)
 async def test_redis_scalar_payloads(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    await ca.subscribe("scalars")
+    ca = await a.subscriber("scalars")
     cases = [("1", 1), ('"s"', "s"), ("null", None), ("true", True), ("[1,2]", [1, 2]), ("  {\"w\": 1}  ", {"w": 1})]
     for payload, _ in cases:
         redis.publish("wsgate:scalars", payload)
@@ -181,8 +173,7 @@ async def test_redis_scalar_payloads(cluster):
 @async_test(20)
 async def test_channel_prefix_flag(procs, redis):
     gw = procs.gateway("--channel-prefix", "custom:", redis=redis, node_id="p")
-    c = await gw.connect()
-    await c.subscribe("news")
+    c = await gw.subscriber("news")
     assert redis.publish("custom:news", '"via custom"') >= 1
     assert await c.next_message("news") == "via custom"
     assert redis.publish("wsgate:news", '"via default"') == 0, "subscribed with the default prefix too"
@@ -203,10 +194,8 @@ async def test_channel_prefix_flag(procs, redis):
 async def test_gateways_with_different_prefixes_are_isolated(procs, redis):
     g1 = procs.gateway(redis=redis, node_id="g1")
     g2 = procs.gateway("--channel-prefix", "other:", redis=redis, node_id="g2")
-    c1 = await g1.connect()
-    c2 = await g2.connect()
-    await c1.subscribe("room")
-    await c2.subscribe("room")
+    c1 = await g1.subscriber("room")
+    c2 = await g2.subscriber("room")
     await c2.publish("room", "from g2")
     assert await c2.next_message("room") == "from g2"
     await c1.publish("room", "sentinel")

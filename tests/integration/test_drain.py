@@ -51,8 +51,7 @@ async def test_shutdown_with_no_clients(procs):
 @async_test(30)
 async def test_shutdown_while_redis_is_down(procs, redis):
     gw = procs.gateway(redis=redis, node_id="n1")
-    c = await gw.connect()
-    await c.subscribe("x")
+    c = await gw.subscriber("x")
     mark = gw.proc.mark()
     redis.kill()
     await gw.await_line(r"broker down", timeout=5, start=mark)

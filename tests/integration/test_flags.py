@@ -120,16 +120,14 @@ async def test_good_values_start(procs, args):
 @async_test(20)
 async def test_max_channels_from_env(procs):
     gw = procs.gateway(node_id="n1", env={"WSGATE_MAX_CHANNELS": "1"})
-    c = await gw.connect()
-    await c.subscribe("a")
+    c = await gw.subscriber("a")
     await c.error({"op": "subscribe", "channel": "b"}, "too_many_channels")
 
 
 @async_test(20)
 async def test_max_channels_flag_beats_env(procs):
     gw = procs.gateway("--max-channels", "2", node_id="n1", env={"WSGATE_MAX_CHANNELS": "1"})
-    c = await gw.connect()
-    await c.subscribe("a")
+    c = await gw.subscriber("a")
     await c.subscribe("b")
     await c.error({"op": "subscribe", "channel": "c"}, "too_many_channels")
 
@@ -166,8 +164,7 @@ async def test_listen_from_env(procs):
 async def test_redis_from_env(procs, redis):
     gw = procs.gateway(node_id="n1", env={"WSGATE_REDIS": redis.url}, wait_broker=False)
     await gw.await_line(r"broker up", timeout=10)
-    c = await gw.connect()
-    await c.subscribe("envredis")
+    c = await gw.subscriber("envredis")
     assert redis.publish("wsgate:envredis", "1") >= 1
     assert await c.next_message("envredis") == 1
 

@@ -28,8 +28,7 @@ def test_readyz_redis_connected(rgw):
 
 @async_test(20)
 async def test_api_publish_delivers(anygw):
-    c = await anygw.connect()
-    await c.subscribe("h")
+    c = await anygw.subscriber("h")
     for data in [{"title": "hi"}, [1, 2], "s", 5, None, True]:
         r = await anygw.publish_http("h", data)
         assert r.status == 200, r
@@ -47,8 +46,7 @@ async def test_api_publish_to_channel_without_subscribers(anygw):
 @async_test(20)
 async def test_api_publish_keepalive_connection(gw):
     """Several POSTs on one keep-alive HTTP/1.1 connection."""
-    c = await gw.connect()
-    await c.subscribe("ka")
+    c = await gw.subscriber("ka")
 
     def posts():
         conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
@@ -103,8 +101,7 @@ def test_api_publish_bad_input(gw, body, status, code):
 
 @async_test(20)
 async def test_api_publish_bad_input_delivers_nothing(gw):
-    c = await gw.connect()
-    await c.subscribe("c")
+    c = await gw.subscriber("c")
     for body, _, _ in BAD_BODIES:
         await gw.ahttp("POST", "/api/publish", body=body.encode())
     await gw.publish_http("c", "sentinel")

@@ -52,8 +52,7 @@ async def assert_closed_with(c, code, timeout=5):
 @async_test(20)
 async def test_max_message_size_boundary(procs):
     gw = procs.gateway("--max-message-size", "1024", node_id="n1")
-    c = await gw.connect()
-    await c.subscribe("big")
+    c = await gw.subscriber("big")
     await c.send_raw(padded_publish(1024, rid=1))
     r = await c.expect(lambda o: o.get("id") == 1)
     assert r == {"op": "ack", "id": 1}, f"message of exactly max size rejected: {r!r}"
@@ -156,8 +155,7 @@ async def test_burst_then_rate_limited_then_closed(procs, mode):
     "rate limited". Only accepted publishes are delivered."""
     redis = procs.redis() if mode == "redis" else None
     gw = procs.gateway("--publish-rate", "1", "--publish-burst", "5", redis=redis, node_id="n1")
-    sub = await gw.connect()
-    await sub.subscribe("r")
+    sub = await gw.subscriber("r")
     other = await gw.connect()
     m0 = await ascrape_metrics(gw)
     c = await gw.connect()
@@ -281,8 +279,7 @@ async def test_default_rate_and_burst(procs):
     200 acks, refusals are rate_limited errors, the connection stays open and
     exactly the accepted publishes are delivered."""
     gw = procs.gateway(node_id="n1")
-    sub = await gw.connect()
-    await sub.subscribe("r")
+    sub = await gw.subscriber("r")
     c = await gw.connect()
     t0 = time.monotonic()
     ids = list(range(1, 301))

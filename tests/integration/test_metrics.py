@@ -222,8 +222,7 @@ async def test_counters_follow_activity(procs, mode):
 @async_test(40)
 async def test_broker_up_and_reconnects(procs, redis):
     gw = procs.gateway(redis=redis, node_id="n1")
-    c = await gw.connect()
-    await c.subscribe("x")
+    c = await gw.subscriber("x")
     m0 = await ascrape_metrics(gw)
     assert m0.value("wsgate_broker_up") == 1
     assert m0.value("wsgate_broker_reconnects_total") == 0
@@ -249,8 +248,7 @@ async def test_broker_up_and_reconnects(procs, redis):
 @async_test(30)
 async def test_dropped_invalid(procs, redis):
     gw = procs.gateway(redis=redis, node_id="n1")
-    c = await gw.connect()
-    await c.subscribe("d")
+    c = await gw.subscriber("d")
     m0 = await ascrape_metrics(gw)
     assert redis.publish("wsgate:d", "{not json") == 1
     assert redis.publish("wsgate:d", "[1,") == 1

@@ -91,8 +91,7 @@ async def test_subscribe_ack_and_delivery(anygw):
 
 @async_test(20)
 async def test_already_subscribed(gw):
-    c = await gw.connect()
-    await c.subscribe("dup")
+    c = await gw.subscriber("dup")
     e = await c.error({"op": "subscribe", "channel": "dup", "id": 99}, "already_subscribed")
     assert e["id"] == 99
     await c.ping()
@@ -154,8 +153,7 @@ async def test_only_subscribed_channels_are_delivered(anygw):
 async def test_publisher_not_subscribed_gets_only_ack(pubsub):
     s, p = pubsub
     pub = await p.connect()
-    sub = await s.connect()
-    await sub.subscribe("one")
+    sub = await s.subscriber("one")
     await pub.publish("one", "m")
     assert await sub.next_message("one") == "m"
     # pub is not subscribed: nothing but the pong for its ping
@@ -166,8 +164,7 @@ async def test_publisher_not_subscribed_gets_only_ack(pubsub):
 
 @async_test(20)
 async def test_client_receives_own_message_when_subscribed(anygw):
-    c = await anygw.connect()
-    await c.subscribe("self")
+    c = await anygw.subscriber("self")
     await c.publish("self", {"me": True})
     assert await c.next_message("self") == {"me": True}
     await c.publish("self", "sentinel")
@@ -200,8 +197,7 @@ async def test_unsubscribe_of_one_client_keeps_others(pubsub):
     await pub.publish("shared", "after")
     assert await b.next_message("shared") == "after"
     # a disconnect (no unsubscribe) must not drop the other's subscription either
-    c = await s.connect()
-    await c.subscribe("shared")
+    c = await s.subscriber("shared")
     await c.ws.close()
     await b.ping()
     await pub.publish("shared", "again")
@@ -210,10 +206,8 @@ async def test_unsubscribe_of_one_client_keeps_others(pubsub):
 
 @async_test(20)
 async def test_disconnected_subscriber_is_forgotten(anygw):
-    a = await anygw.connect()
-    b = await anygw.connect()
-    await a.subscribe("gone")
-    await b.subscribe("gone")
+    a = await anygw.subscriber("gone")
+    b = await anygw.subscriber("gone")
     await a.ws.close()
     pub = await anygw.connect()
     for i in range(20):
@@ -239,8 +233,7 @@ async def test_abrupt_disconnect_does_not_hurt_gateway(gw):
     raws[1].close()
     raws[2].sock.shutdown(2)
     raws[2].close()
-    s = await gw.connect()
-    await s.subscribe("vanish")
+    s = await gw.subscriber("vanish")
     pub = await gw.connect()
     for i in range(50):
         await pub.publish("vanish", i)
@@ -409,8 +402,7 @@ GOOD_CHANNELS = ["a", "a" * 200, "AZaz09_-.:@/", "user@example.com/room:1", ".."
 @pytest.mark.parametrize("channel", GOOD_CHANNELS, ids=[c[:20] for c in GOOD_CHANNELS])
 @async_test(20)
 async def test_good_channel(anygw, channel):
-    c = await anygw.connect()
-    await c.subscribe(channel)
+    c = await anygw.subscriber(channel)
     await c.publish(channel, {"ch": channel})
     assert await c.next_message(channel) == {"ch": channel}
     await c.unsubscribe(channel)
@@ -479,8 +471,7 @@ async def test_many_subscriptions_then_disconnect(mkgw):
     await pub.publish("m299", "last")
     assert await c.next_message("m299") == "last"
     await c.ws.close()
-    other = await anygw.connect()
-    await other.subscribe("m5")
+    other = await anygw.subscriber("m5")
     await pub.publish("m5", "x")
     assert await other.next_message("m5") == "x"
     assert anygw.proc.alive()

@@ -230,8 +230,7 @@ async def test_hard_queue_limit_releases_the_socket(procs):
     assert slow.recv_json().get("op") == "welcome"
     slow.send_json({"op": "subscribe", "channel": "flood", "id": 1})
     assert slow.recv_json() == {"op": "ack", "id": 1}
-    sub = await gw.connect()
-    await sub.subscribe("flood")
+    sub = await gw.subscriber("flood")
     pub = await gw.connect()
     m0 = await ascrape_metrics(gw)
 

@@ -59,5 +59,12 @@ class Gateway:
     async def connect(self, batch=False, **kw):
         return await WsClient.connect(self.ws_url(batch=batch), batch=batch, **kw)
 
+    async def subscriber(self, *channels, batch=False):
+        """A protocol client connected and subscribed to `channels`."""
+        c = await self.connect(batch=batch)
+        for ch in channels:
+            await c.subscribe(ch)
+        return c
+
     def raw(self, **kw):
         return RawWs(self.port, **kw)
