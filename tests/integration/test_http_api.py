@@ -29,7 +29,7 @@ def test_readyz_redis_connected(rgw):
 @async_test(20)
 async def test_api_publish_delivers(anygw):
     c = await anygw.subscriber("h")
-    for data in [{"title": "hi"}, [1, 2], "s", 5, None, True]:
+    for data in [{"title": "hi"}, [1, 2], [1, {"two": 2}], "s", 5, None, True]:
         r = await anygw.publish_http("h", data)
         assert r.status == 200, r
         assert r.json() == {"ok": True}, r
