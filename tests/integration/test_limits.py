@@ -39,16 +39,6 @@ def padded_publish(size, rid=1):
     return text
 
 
-async def assert_closed_with(c, code, timeout=5):
-    try:
-        r = await c.recv(timeout)
-        raise AssertionError(f"expected close {code}, got a frame: {r!r}")
-    except websockets.ConnectionClosed:
-        pass
-    got = await c.wait_closed(timeout)
-    assert got == code, f"expected close code {code}, got {got} (reason {c.ws.close_reason!r})"
-
-
 @async_test(20)
 async def test_max_message_size_boundary(procs):
     gw = procs.gateway("--max-message-size", "1024", node_id="n1")
@@ -58,7 +48,7 @@ async def test_max_message_size_boundary(procs):
     assert r == {"op": "ack", "id": 1}, f"message of exactly max size rejected: {r!r}"
     await c.next_message("big")
     await c.send_raw(padded_publish(1025, rid=2))
-    await assert_closed_with(c, 1009)
+    await c.expect_close(1009)
     # others unaffected
     other = await gw.connect()
     await other.ping()
@@ -72,7 +62,7 @@ async def test_max_message_size_fragmented(procs):
     c = await gw.connect()
     text = padded_publish(1500)
     await c.ws.send([text[:500], text[500:1000], text[1000:]])
-    await assert_closed_with(c, 1009)
+    await c.expect_close(1009)
     # a fragmented message under the limit is fine
     c2 = await gw.connect()
     text = padded_publish(900, rid=5)
@@ -88,7 +78,7 @@ async def test_default_max_message_size(gw):
     r = await c.expect(lambda o: o.get("id") == 1)
     assert r == {"op": "ack", "id": 1}, r
     await c.send_raw(padded_publish(70000, rid=2))
-    await assert_closed_with(c, 1009)
+    await c.expect_close(1009)
 
 
 @async_test(20)
@@ -96,7 +86,7 @@ async def test_binary_too_large_also_closes(procs):
     gw = procs.gateway("--max-message-size", "1024", node_id="n1")
     c = await gw.connect()
     await c.send_raw(b"\0" * 2000)
-    await assert_closed_with(c, 1009)
+    await c.expect_close(1009)
 
 
 def pub(i, channel="r"):
@@ -116,29 +106,6 @@ def assert_rate_limited(r, i):
     assert r.get("op") == "error" and r.get("code") == "rate_limited" and r.get("id") == i, \
         f"publish {i}: expected a rate_limited error, got {r!r}"
     assert isinstance(r.get("message"), str), f"error without a message: {r!r}"
-
-
-async def expect_closed(c, code, reason, timeout=5, allowed=lambda o: False):
-    """Reads until the server closes; frames must satisfy `allowed`. Checks
-    the close code and reason."""
-    seen = list(c.pending)
-    c.pending.clear()
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"connection not closed within {timeout}s; frames: {seen[-10:]!r}")
-        try:
-            seen.extend(await c._read(remaining))
-        except asyncio.TimeoutError:
-            continue
-        except websockets.ConnectionClosed:
-            break
-    bad = [o for o in seen if not allowed(o)]
-    assert not bad, f"unexpected frames before the close: {bad[:10]!r}"
-    await c.wait_closed(3)
-    assert (c.ws.close_code, c.ws.close_reason) == (code, reason), \
-        f"closed with {c.ws.close_code} {c.ws.close_reason!r}, expected {code} {reason!r}"
 
 
 async def delivered_before_sentinel(sub, channel):
@@ -180,9 +147,9 @@ async def test_burst_then_rate_limited_then_closed(procs, mode):
 
     # the (B+1)th refusal in a row closes the connection
     await c.send(pub(11))
-    await expect_closed(c, 1008, "rate limited",
-                        allowed=lambda o: o.get("op") == "error" and o.get("id") == 11
-                        and o.get("code") == "rate_limited")
+    await c.expect_close(1008, "rate limited",
+                         allowed=lambda o: o.get("op") == "error" and o.get("id") == 11
+                         and o.get("code") == "rate_limited")
     # nothing of it was delivered, the others are unaffected
     await other.publish("r", "sentinel")
     got = await delivered_before_sentinel(sub, "r")
@@ -227,8 +194,8 @@ async def test_accepted_publish_resets_the_refusal_count(procs):
     await c.ping()                      # 3 refusals since the accepted one: open
     assert time.monotonic() - t_token < 0.8, "test too slow for an exact count at 1/s"
     await c.send(pub(11))
-    await expect_closed(c, 1008, "rate limited",
-                        allowed=lambda o: o.get("op") == "error" and o.get("id") == 11)
+    await c.expect_close(1008, "rate limited",
+                         allowed=lambda o: o.get("op") == "error" and o.get("id") == 11)
 
 
 @async_test(30)

@@ -1,4 +1,5 @@
 """Owns the local cluster: deploy/local-cluster.sh (gateways, HAProxy, Redis) and HAProxy's stats."""
+
 import os
 import re
 import signal

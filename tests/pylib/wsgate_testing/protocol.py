@@ -215,6 +215,30 @@ class WsClient:
         assert before == list(expected), \
             f"before sentinel {data!r} on {channel!r}: expected {list(expected)!r}, got {before!r}"
 
+    async def expect_close(self, code, reason=None, allowed=lambda o: False, timeout=REPLY_TIMEOUT):
+        """Reads until the server closes; every frame before the close (the
+        buffered ones too) must satisfy `allowed`. Checks the close code and,
+        unless None, the reason."""
+        seen = list(self.pending)
+        self.pending.clear()
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"connection not closed within {timeout}s; frames: {seen[-10:]!r}")
+            try:
+                seen.extend(await self._read(remaining))
+            except asyncio.TimeoutError:
+                continue
+            except websockets.ConnectionClosed:
+                break
+        bad = [o for o in seen if not allowed(o)]
+        assert not bad, f"unexpected frames before the close: {bad[:10]!r}"
+        await self.wait_closed(3)
+        got = (self.ws.close_code, self.ws.close_reason)
+        assert got[0] == code and reason in (None, got[1]), \
+            f"closed with {got[0]} {got[1]!r}, expected {code} {reason!r}"
+
     async def wait_closed(self, timeout=REPLY_TIMEOUT):
         """Wait until the server closes; return the close code seen."""
         try:
