@@ -1,1 +1,0 @@
-"""The cluster tests import the harness from tests/pylib (see pytest.ini)."""
