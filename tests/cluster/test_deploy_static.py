@@ -24,7 +24,8 @@ import threading
 import pytest
 import yaml
 
-from clusterlib import REPO, free_port, wsgate_bin
+from wsgate_testing import REPO, free_port
+from wsgate_testing.cluster import wsgate_bin
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"

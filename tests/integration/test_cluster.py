@@ -1,9 +1,11 @@
 """Two gateways on one Redis: cross-node delivery, the Redis wire format,
-subscribe-ack semantics, channel prefix, unsubscribe bookkeeping."""
+subscribe-ack semantics, channel prefix. Unsubscribe bookkeeping and fan-out
+across two nodes run in test_protocol.py (the `pubsub` fixture's two-nodes
+mode); deploy/local-cluster.sh behind HAProxy is tests/cluster/."""
 
 import json
 
-from wsgate_helpers import RespConn, async_test
+from wsgate_testing import RespConn, async_test
 
 
 @async_test(20)
@@ -23,23 +25,9 @@ async def test_cross_node_both_directions(cluster):
 
 
 @async_test(20)
-async def test_publisher_on_other_node_not_subscribed(cluster):
-    redis, a, b = cluster
-    ca = await a.connect()
-    pb = await b.connect()
-    await ca.subscribe("only-a")
-    await pb.publish("only-a", 1)
-    assert await ca.next_message("only-a") == 1
-    await pb.send({"op": "ping", "id": 555})
-    before = await pb.collect_until(lambda o: o.get("op") == "pong" and o.get("id") == 555)
-    assert before == [], f"unsubscribed publisher received: {before!r}"
-
-
-@async_test(20)
 async def test_http_publish_on_other_node(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    await ca.subscribe("hp")
+    ca = await a.subscriber("hp")
     r = await b.publish_http("hp", {"via": "http"})
     assert r.status == 200, r
     assert r.json() == {"ok": True}, r
@@ -49,69 +37,12 @@ async def test_http_publish_on_other_node(cluster):
 @async_test(20)
 async def test_own_message_exactly_once_in_cluster(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    cb = await b.connect()
-    await ca.subscribe("own")
-    await cb.subscribe("own")
+    ca = await a.subscriber("own")
+    cb = await b.subscriber("own")
     await ca.publish("own", "m")
     await ca.publish("own", "sentinel")
     for c in (ca, cb):
-        before = await c.before_sentinel("own", "sentinel")
-        assert before == [{"op": "message", "channel": "own", "data": "m"}], before
-
-
-@async_test(20)
-async def test_several_local_subscribers_one_copy_each(cluster):
-    redis, a, b = cluster
-    subs = [await a.connect() for _ in range(3)]
-    for s in subs:
-        await s.subscribe("multi")
-    pb = await b.connect()
-    await pb.publish("multi", 1)
-    await pb.publish("multi", "sentinel")
-    for s in subs:
-        before = await s.before_sentinel("multi", "sentinel")
-        assert before == [{"op": "message", "channel": "multi", "data": 1}], before
-
-
-@async_test(20)
-async def test_cross_node_unsubscribe_stops_delivery(cluster):
-    redis, a, b = cluster
-    ca = await a.connect()
-    pb = await b.connect()
-    await ca.subscribe("u")
-    await ca.subscribe("keep")
-    await pb.publish("u", 1)
-    assert await ca.next_message("u") == 1
-    await ca.unsubscribe("u")
-    await pb.publish("u", 2)
-    await pb.publish("keep", "sentinel")
-    before = await ca.before_sentinel("keep", "sentinel")
-    assert not [o for o in before if o.get("channel") == "u"], f"delivered after unsubscribe: {before!r}"
-    # last local subscriber gone and back: the Redis subscription is re-made
-    await ca.subscribe("u")
-    await pb.publish("u", 3)
-    assert await ca.next_message("u") == 3
-
-
-@async_test(20)
-async def test_one_local_unsubscribe_keeps_redis_subscription(cluster):
-    redis, a, b = cluster
-    a1 = await a.connect()
-    a2 = await a.connect()
-    pb = await b.connect()
-    await a1.subscribe("half")
-    await a2.subscribe("half")
-    await a1.unsubscribe("half")
-    await pb.publish("half", "still")
-    assert await a2.next_message("half") == "still"
-    # a disconnect (no unsubscribe) must not drop the other's subscription either
-    a3 = await a.connect()
-    await a3.subscribe("half")
-    await a3.ws.close()
-    await a2.ping()
-    await pb.publish("half", "again")
-    assert await a2.next_message("half") == "again"
+        await c.only_before_sentinel("own", "sentinel", [{"op": "message", "channel": "own", "data": "m"}])
 
 
 @async_test(30)
@@ -155,10 +86,8 @@ async def test_subscribe_ack_live_for_fresh_connections(cluster):
 @async_test(20)
 async def test_redis_publish_reaches_subscribers(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    cb = await b.connect()
-    await ca.subscribe("news")
-    await cb.subscribe("news")
+    ca = await a.subscriber("news")
+    cb = await b.subscriber("news")
     n = redis.publish("wsgate:news", '{"title":"hi"}')
     assert n == 2, f"PUBLISH wsgate:news reached {n} Redis subscribers, expected 2 (one per gateway)"
     for c in (ca, cb):
@@ -207,13 +136,11 @@ async def test_http_publish_payload_on_redis(cluster):
 @async_test(20)
 async def test_non_json_redis_payload_is_dropped(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    await ca.subscribe("news")
+    ca = await a.subscriber("news")
     for bad in ["not json", "{", "", '{"a":1} trailing', b"\xff\xfe"]:
         redis.publish("wsgate:news", bad)
     redis.publish("wsgate:news", '{"sentinel":true}')
-    before = await ca.before_sentinel("news", {"sentinel": True})
-    assert before == [], f"invalid payload delivered: {before!r}"
+    await ca.only_before_sentinel("news", {"sentinel": True})
     assert a.proc.alive()
     await ca.ping()
 
@@ -223,21 +150,18 @@ async def test_invalid_utf8_redis_payload_is_dropped(cluster):
     """JSON text must be UTF-8 (RFC 8259); forwarding invalid UTF-8 in a text
     frame would make clients fail the connection (1007)."""
     redis, a, b = cluster
-    ca = await a.connect()
-    await ca.subscribe("utf")
+    ca = await a.subscriber("utf")
     redis.publish("wsgate:utf", b'"\xff\xfe"')
     redis.publish("wsgate:utf", b'{"k":"\xc3"}')
     redis.publish("wsgate:utf", '"sentinel"')
-    before = await ca.before_sentinel("utf", "sentinel")
-    assert before == [], before
+    await ca.only_before_sentinel("utf", "sentinel")
     await ca.ping()
 
 
 @async_test(20)
 async def test_redis_scalar_payloads(cluster):
     redis, a, b = cluster
-    ca = await a.connect()
-    await ca.subscribe("scalars")
+    ca = await a.subscriber("scalars")
     cases = [("1", 1), ('"s"', "s"), ("null", None), ("true", True), ("[1,2]", [1, 2]), ("  {\"w\": 1}  ", {"w": 1})]
     for payload, _ in cases:
         redis.publish("wsgate:scalars", payload)
@@ -249,14 +173,12 @@ async def test_redis_scalar_payloads(cluster):
 @async_test(20)
 async def test_channel_prefix_flag(procs, redis):
     gw = procs.gateway("--channel-prefix", "custom:", redis=redis, node_id="p")
-    c = await gw.connect()
-    await c.subscribe("news")
+    c = await gw.subscriber("news")
     assert redis.publish("custom:news", '"via custom"') >= 1
     assert await c.next_message("news") == "via custom"
     assert redis.publish("wsgate:news", '"via default"') == 0, "subscribed with the default prefix too"
     redis.publish("custom:news", '"sentinel"')
-    before = await c.before_sentinel("news", "sentinel")
-    assert before == [], before
+    await c.only_before_sentinel("news", "sentinel")
     rc = RespConn(redis.port)
     try:
         rc.call("SUBSCRIBE", "custom:out")
@@ -272,12 +194,9 @@ async def test_channel_prefix_flag(procs, redis):
 async def test_gateways_with_different_prefixes_are_isolated(procs, redis):
     g1 = procs.gateway(redis=redis, node_id="g1")
     g2 = procs.gateway("--channel-prefix", "other:", redis=redis, node_id="g2")
-    c1 = await g1.connect()
-    c2 = await g2.connect()
-    await c1.subscribe("room")
-    await c2.subscribe("room")
+    c1 = await g1.subscriber("room")
+    c2 = await g2.subscriber("room")
     await c2.publish("room", "from g2")
     assert await c2.next_message("room") == "from g2"
     await c1.publish("room", "sentinel")
-    before = await c1.before_sentinel("room", "sentinel")
-    assert before == [], f"message crossed prefixes: {before!r}"
+    await c1.only_before_sentinel("room", "sentinel")

@@ -1,14 +1,18 @@
-"""Command line: --help, bad flags/values (exit 2, one line naming the flag),
-environment variables (WSGATE_<FLAG>, flag beats env), port in use (exit 1)."""
+"""Command line: --help, bad flags/values (exit 2, one stderr line naming the
+flag), good values (including the edge values) start, environment variables
+(WSGATE_<FLAG>, flag beats env), port in use (exit 1)."""
 
 import socket
 
 import pytest
 
-from wsgate_helpers import async_test, run_wsgate
+from wsgate_testing import async_test, run_wsgate
+
 
 FLAGS = ["--listen", "--redis", "--channel-prefix", "--node-id", "--web-root", "--log-level",
-         "--max-message-size", "--max-queue-bytes"]
+         "--max-message-size", "--max-queue-bytes", "--publish-rate", "--publish-burst",
+         "--max-channels", "--max-connections", "--queue-soft-bytes", "--queue-soft-seconds",
+         "--api-key", "--api-key-file", "--allowed-origins", "--drain-seconds"]
 
 
 run = run_wsgate
@@ -32,14 +36,35 @@ BAD = [
     (["--max-message-size", "abc"], "max-message-size"),
     (["--max-queue-bytes", "-5"], "max-queue-bytes"),
     (["--node-id"], "node-id"),
+    (["--redis", "redis://127.0.0.1:6379/abc"], "redis"),
+    (["--redis", "redis://127.0.0.1:6379/99999"], "redis"),
+    (["--publish-rate", "-1"], "publish-rate"),
+    (["--publish-rate", "fast"], "publish-rate"),
+    (["--publish-burst", "0"], "publish-burst"),
+    (["--publish-burst", "-3"], "publish-burst"),
+    (["--publish-burst", "1.5"], "publish-burst"),
+    (["--max-channels", "x"], "max-channels"),
+    (["--max-channels", "0"], "max-channels"),
+    (["--max-connections", "0"], "max-connections"),
+    (["--max-connections", "-1"], "max-connections"),
+    (["--max-connections", "many"], "max-connections"),
+    (["--queue-soft-seconds", "abc"], "queue-soft-seconds"),
+    (["--queue-soft-seconds", "-1"], "queue-soft-seconds"),
+    (["--queue-soft-bytes", "lots"], "queue-soft-bytes"),
+    (["--queue-soft-bytes", "-1"], "queue-soft-bytes"),
+    (["--drain-seconds", "-1"], "drain-seconds"),
+    (["--drain-seconds", "soon"], "drain-seconds"),
+    (["--api-key-file", "/nonexistent/wsgate.key"], "api-key-file"),
+    (["--publish-rate"], "publish-rate"),
+    (["--api-key"], "api-key"),
 ]
 
 
-@pytest.mark.parametrize("args,name", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_flag_exits_2(args, name):
-    # keep a listen address on a free port in case the bad flag is ignored
-    full = list(args) if args[0] == "--listen" else ["--listen", "127.0.0.1:0", *args]
-    r = run(full)
+def check_exit_2(args, name, env=None):
+    """Exit 2 with exactly one stderr line naming `name`. A listen address on
+    a free port is added in case the bad flag is ignored."""
+    full = list(args) if args[:1] == ["--listen"] else ["--listen", "127.0.0.1:0", *args]
+    r = run(full, env=env)
     err = r.stderr.decode(errors="replace")
     assert r.returncode == 2, f"wsgate {' '.join(full)} exited {r.returncode}, expected 2; stderr: {err!r}"
     lines = [l for l in err.splitlines() if l.strip()]
@@ -47,13 +72,64 @@ def test_bad_flag_exits_2(args, name):
     assert name in lines[0], f"stderr line does not name {name!r}: {lines[0]!r}"
 
 
-def test_bad_env_value_exits_2():
-    r = run(["--listen", "127.0.0.1:0"], env={"WSGATE_LOG_LEVEL": "loud"})
+@pytest.mark.parametrize("args,name", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_flag_exits_2(args, name):
+    check_exit_2(args, name)
+
+
+def test_api_key_file_is_a_directory(tmp_path):
+    check_exit_2(["--api-key-file", str(tmp_path)], "api-key-file")
+
+
+@pytest.mark.parametrize("var,value,name", [
+    ("WSGATE_PUBLISH_RATE", "-1", "publish-rate"),
+    ("WSGATE_MAX_CHANNELS", "x", "max-channels"),
+    ("WSGATE_MAX_CONNECTIONS", "0", "max-connections"),
+    ("WSGATE_LOG_LEVEL", "loud", "log-level"),
+    ("WSGATE_API_KEY_FILE", "/nonexistent/wsgate.key", "api-key-file"),
+])
+def test_bad_env_value_exits_2(var, value, name):
+    r = run(["--listen", "127.0.0.1:0"], env={var: value})
     err = r.stderr.decode(errors="replace")
     assert r.returncode == 2, (r.returncode, err)
     lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1 and ("log-level" in lines[0] or "LOG_LEVEL" in lines[0]), lines
+    assert len(lines) == 1 and (name in lines[0] or var[len("WSGATE_"):] in lines[0]), lines
 
+
+GOOD = [
+    ["--publish-rate", "0"],
+    ["--publish-rate", "2.5", "--publish-burst", "1"],
+    ["--max-channels", "1"],
+    ["--max-connections", "1"],
+    ["--queue-soft-bytes", "0"],
+    ["--queue-soft-bytes", "64k", "--queue-soft-seconds", "0.5"],
+    ["--drain-seconds", "0"],
+    ["--api-key", "k"],
+    ["--allowed-origins", "http://a.example"],
+]
+
+
+@pytest.mark.parametrize("args", GOOD, ids=[" ".join(a) for a in GOOD])
+@async_test(20)
+async def test_good_values_start(procs, args):
+    gw = procs.gateway(*args, node_id="n1")
+    c = await gw.connect()
+    await c.ping()
+
+
+@async_test(20)
+async def test_max_channels_from_env(procs):
+    gw = procs.gateway(node_id="n1", env={"WSGATE_MAX_CHANNELS": "1"})
+    c = await gw.subscriber("a")
+    await c.error({"op": "subscribe", "channel": "b"}, "too_many_channels")
+
+
+@async_test(20)
+async def test_max_channels_flag_beats_env(procs):
+    gw = procs.gateway("--max-channels", "2", node_id="n1", env={"WSGATE_MAX_CHANNELS": "1"})
+    c = await gw.subscriber("a")
+    await c.subscribe("b")
+    await c.error({"op": "subscribe", "channel": "c"}, "too_many_channels")
 
 @async_test(20)
 async def test_node_id_from_env(procs):
@@ -88,8 +164,7 @@ async def test_listen_from_env(procs):
 async def test_redis_from_env(procs, redis):
     gw = procs.gateway(node_id="n1", env={"WSGATE_REDIS": redis.url}, wait_broker=False)
     await gw.await_line(r"broker up", timeout=10)
-    c = await gw.connect()
-    await c.subscribe("envredis")
+    c = await gw.subscriber("envredis")
     assert redis.publish("wsgate:envredis", "1") >= 1
     assert await c.next_message("envredis") == 1
 

@@ -1,19 +1,20 @@
 """Client protocol v1 on a single gateway: welcome, ping, subscribe /
 unsubscribe / publish replies, id echo, error codes, channel names, data
-round trips, ordering, robustness against bad frames and vanishing clients."""
+round trips, ordering, fan-out over many clients and channels, robustness
+against bad frames and vanishing clients. Tests taking `anygw` run in both
+broker modes (embedded and Redis)."""
 
 import asyncio
 import json
 
 import pytest
 
-from wsgate_helpers import MANY_CHANNELS, NO_PUBLISH_RATE, async_test, is_message
+from wsgate_testing import MANY_CHANNELS, NO_PUBLISH_RATE, async_test, is_message
+
 
 ABSENT = object()   # reply must not carry an id
 ANY = object()      # id not checked (request id itself was invalid)
 
-
-# ---------------------------------------------------------------- welcome
 
 @async_test(20)
 async def test_welcome_node_and_session(gw):
@@ -30,8 +31,6 @@ async def test_welcome_on_batch_connection(gw):
     assert c.welcome["node"] == "n1"
     await c.ping()
 
-
-# ---------------------------------------------------------------- ping / ids
 
 @async_test(20)
 async def test_ping_echoes_id(gw):
@@ -78,8 +77,6 @@ async def test_pipelined_requests_each_get_their_reply(gw):
         assert r == {"op": "pong", "id": i}, f"reply {i} out of order or wrong: {r!r}"
 
 
-# ---------------------------------------------------------------- subscribe / unsubscribe
-
 @async_test(20)
 async def test_subscribe_ack_and_delivery(anygw):
     sub = await anygw.connect()
@@ -94,8 +91,7 @@ async def test_subscribe_ack_and_delivery(anygw):
 
 @async_test(20)
 async def test_already_subscribed(gw):
-    c = await gw.connect()
-    await c.subscribe("dup")
+    c = await gw.subscriber("dup")
     e = await c.error({"op": "subscribe", "channel": "dup", "id": 99}, "already_subscribed")
     assert e["id"] == 99
     await c.ping()
@@ -121,9 +117,10 @@ async def test_unsubscribe_not_subscribed(gw):
 
 
 @async_test(20)
-async def test_unsubscribe_stops_delivery_and_resubscribe_works(anygw):
-    c = await anygw.connect()
-    pub = await anygw.connect()
+async def test_unsubscribe_stops_delivery_and_resubscribe_works(pubsub):
+    s, p = pubsub
+    c = await s.connect()
+    pub = await p.connect()
     await c.subscribe("a")
     await c.subscribe("keep")
     await pub.publish("a", 1)
@@ -133,6 +130,7 @@ async def test_unsubscribe_stops_delivery_and_resubscribe_works(anygw):
     await pub.publish("keep", "sentinel")
     before = await c.before_sentinel("keep", "sentinel")
     assert not [o for o in before if o.get("channel") == "a"], f"message after unsubscribe: {before!r}"
+    # last local subscriber gone and back: a Redis subscription is re-made
     await c.subscribe("a")
     await pub.publish("a", 3)
     assert await c.next_message("a") == 3
@@ -148,15 +146,14 @@ async def test_only_subscribed_channels_are_delivered(anygw):
     await pub.publish("xx", "not for you")
     await pub.publish("x", "for x")
     await pub.publish("y", "for y")
-    before = await c.before_sentinel("y", "for y")
-    assert before == [{"op": "message", "channel": "x", "data": "for x"}], before
+    await c.only_before_sentinel("y", "for y", [{"op": "message", "channel": "x", "data": "for x"}])
 
 
 @async_test(20)
-async def test_publisher_not_subscribed_gets_only_ack(anygw):
-    pub = await anygw.connect()
-    sub = await anygw.connect()
-    await sub.subscribe("one")
+async def test_publisher_not_subscribed_gets_only_ack(pubsub):
+    s, p = pubsub
+    pub = await p.connect()
+    sub = await s.subscriber("one")
     await pub.publish("one", "m")
     assert await sub.next_message("one") == "m"
     # pub is not subscribed: nothing but the pong for its ping
@@ -167,8 +164,7 @@ async def test_publisher_not_subscribed_gets_only_ack(anygw):
 
 @async_test(20)
 async def test_client_receives_own_message_when_subscribed(anygw):
-    c = await anygw.connect()
-    await c.subscribe("self")
+    c = await anygw.subscriber("self")
     await c.publish("self", {"me": True})
     assert await c.next_message("self") == {"me": True}
     await c.publish("self", "sentinel")
@@ -177,36 +173,41 @@ async def test_client_receives_own_message_when_subscribed(anygw):
 
 
 @async_test(20)
-async def test_many_subscribers_each_get_one_copy(anygw):
-    subs = [await anygw.connect() for _ in range(5)]
-    for s in subs:
-        await s.subscribe("fan")
-    pub = await anygw.connect()
+async def test_many_subscribers_each_get_one_copy(pubsub):
+    s, p = pubsub
+    subs = [await s.connect() for _ in range(5)]
+    for c in subs:
+        await c.subscribe("fan")
+    pub = await p.connect()
     await pub.publish("fan", "m1")
     await pub.publish("fan", "sentinel")
-    for s in subs:
-        before = await s.before_sentinel("fan", "sentinel")
-        assert before == [{"op": "message", "channel": "fan", "data": "m1"}], before
+    for c in subs:
+        await c.only_before_sentinel("fan", "sentinel", [{"op": "message", "channel": "fan", "data": "m1"}])
 
 
 @async_test(20)
-async def test_unsubscribe_of_one_client_keeps_others(anygw):
-    a = await anygw.connect()
-    b = await anygw.connect()
-    pub = await anygw.connect()
+async def test_unsubscribe_of_one_client_keeps_others(pubsub):
+    s, p = pubsub
+    a = await s.connect()
+    b = await s.connect()
+    pub = await p.connect()
     await a.subscribe("shared")
     await b.subscribe("shared")
     await a.unsubscribe("shared")
     await pub.publish("shared", "after")
     assert await b.next_message("shared") == "after"
+    # a disconnect (no unsubscribe) must not drop the other's subscription either
+    c = await s.subscriber("shared")
+    await c.ws.close()
+    await b.ping()
+    await pub.publish("shared", "again")
+    assert await b.next_message("shared") == "again"
 
 
 @async_test(20)
 async def test_disconnected_subscriber_is_forgotten(anygw):
-    a = await anygw.connect()
-    b = await anygw.connect()
-    await a.subscribe("gone")
-    await b.subscribe("gone")
+    a = await anygw.subscriber("gone")
+    b = await anygw.subscriber("gone")
     await a.ws.close()
     pub = await anygw.connect()
     for i in range(20):
@@ -232,8 +233,7 @@ async def test_abrupt_disconnect_does_not_hurt_gateway(gw):
     raws[1].close()
     raws[2].sock.shutdown(2)
     raws[2].close()
-    s = await gw.connect()
-    await s.subscribe("vanish")
+    s = await gw.subscriber("vanish")
     pub = await gw.connect()
     for i in range(50):
         await pub.publish("vanish", i)
@@ -241,8 +241,6 @@ async def test_abrupt_disconnect_does_not_hurt_gateway(gw):
         assert await s.next_message("vanish") == i
     assert gw.proc.alive()
 
-
-# ---------------------------------------------------------------- data round trip
 
 DATA = [
     {"title": "hi"},
@@ -287,8 +285,6 @@ async def test_data_round_trip_with_ascii_escapes(gw):
     assert await sub.next_message("esc") == "\u00e9\U0001F600"
 
 
-# ---------------------------------------------------------------- ordering
-
 @async_test(30)
 async def test_order_preserved_single_publisher(mkgw):
     anygw = mkgw(*NO_PUBLISH_RATE)
@@ -304,8 +300,6 @@ async def test_order_preserved_single_publisher(mkgw):
     got = [await sub.next_message("ord", 10) for _ in range(n)]
     assert got == list(range(n))
 
-
-# ---------------------------------------------------------------- error codes
 
 ERROR_CASES = [
     # (raw frame, expected code, expected id)
@@ -385,8 +379,6 @@ async def test_many_errors_then_normal_use(gw):
     assert await c.next_message("after-errors") == "ok"
 
 
-# ---------------------------------------------------------------- channel names
-
 BAD_CHANNELS = ["", "a" * 201, "has space", "semi;colon", "caf\u00e9", "a#b", "star*", "new\nline",
                 "tab\t", 'quote"', "back\\slash", "percent%", "comma,", "pl+us", "q?", "\u2603"]
 
@@ -410,14 +402,11 @@ GOOD_CHANNELS = ["a", "a" * 200, "AZaz09_-.:@/", "user@example.com/room:1", ".."
 @pytest.mark.parametrize("channel", GOOD_CHANNELS, ids=[c[:20] for c in GOOD_CHANNELS])
 @async_test(20)
 async def test_good_channel(anygw, channel):
-    c = await anygw.connect()
-    await c.subscribe(channel)
+    c = await anygw.subscriber(channel)
     await c.publish(channel, {"ch": channel})
     assert await c.next_message(channel) == {"ch": channel}
     await c.unsubscribe(channel)
 
-
-# ---------------------------------------------------------------- robustness
 
 @pytest.mark.parametrize("depth", [1000, 30000])
 @async_test(20)
@@ -482,8 +471,22 @@ async def test_many_subscriptions_then_disconnect(mkgw):
     await pub.publish("m299", "last")
     assert await c.next_message("m299") == "last"
     await c.ws.close()
-    other = await anygw.connect()
-    await other.subscribe("m5")
+    other = await anygw.subscriber("m5")
     await pub.publish("m5", "x")
     assert await other.next_message("m5") == "x"
     assert anygw.proc.alive()
+
+
+@async_test(30)
+async def test_many_clients_many_channels(gw):
+    clients = [await gw.connect() for _ in range(20)]
+    for i, c in enumerate(clients):
+        await c.subscribe(f"ch{i % 4}")
+        await c.subscribe("all")
+    p = await gw.connect()
+    for k in range(4):
+        await p.publish(f"ch{k}", k)
+    await p.publish("all", "sentinel")
+    for i, c in enumerate(clients):
+        await c.only_before_sentinel("all", "sentinel",
+                                     [{"op": "message", "channel": f"ch{i % 4}", "data": i % 4}])

@@ -1,5 +1,5 @@
 // deploy/local-cluster.sh (redis-server + N gateways + HAProxy) driven from
-// Node, like tests/cluster/clusterlib.py: start it on a free port, read its
+// Node, like tests/pylib/wsgate_testing/cluster.py: start it on a free port, read its
 // state file, kill a gateway by PID, stop everything by PID.
 //
 // Everything waits for an event (a line printed, a process gone) with a

@@ -1,13 +1,16 @@
-"""Losing Redis and getting it back: /readyz turns 503 within ~1 s,
-'broker down' is logged, publishes fail with broker_unavailable (WS) / 503
-(HTTP); after redis-server restarts on the same port the gateway logs
+"""The broker: losing Redis and getting it back: /readyz turns 503 within
+~1 s, 'broker down' is logged, publishes fail with broker_unavailable (WS) /
+503 (HTTP); after redis-server restarts on the same port the gateway logs
 'broker up' and resubscribes, so existing subscribers receive new messages
-without doing anything."""
+without doing anything. The Redis db of --redis redis://host:port/N is
+selected on both connections; the embedded broker never reports a lost
+broker."""
 
 import asyncio
 import time
 
-from wsgate_helpers import MANY_CHANNELS, async_test
+from wsgate_testing import MANY_CHANNELS, async_test
+
 
 READYZ_DEADLINE = 1.0    # product requirement: 503 within 1 s of losing Redis
 POLL_SLACK = 0.25        # allowance for the poll interval and HTTP round trip
@@ -138,8 +141,7 @@ async def test_cluster_recovers_after_redis_restart(procs, redis):
 @async_test(60)
 async def test_repeated_outages(procs, redis):
     gw = procs.gateway(redis=redis, node_id="n1")
-    sub = await gw.connect()
-    await sub.subscribe("r")
+    sub = await gw.subscriber("r")
     for round_ in range(3):
         await go_down(redis, gw)
         mark = gw.proc.mark()
@@ -172,3 +174,51 @@ async def test_many_channels_resubscribed(procs, redis):
     assert not missing, f"not resubscribed after the restart: {missing[:20]}"
     for i in range(nch):
         await c.expect_message(f"ch{i}", i)
+
+
+def test_no_broker_log_needed(gw):
+    """Embedded mode never reports a lost broker."""
+    assert not gw.proc.has_line(r"broker down")
+
+
+def gateway_clients(redis):
+    """CLIENT LIST of redis-server as dicts, without the connection asking."""
+    c = redis.conn()
+    try:
+        text = c.call("CLIENT", "LIST").decode()
+        me = c.call("CLIENT", "ID")
+    finally:
+        c.close()
+    rows = [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in text.splitlines() if line]
+    return [r for r in rows if int(r["id"]) != me]
+
+
+@async_test(20)
+async def test_redis_db_in_url_is_selected(procs, redis):
+    """--redis redis://host:port/2: both of the gateway's connections (publish
+    and subscribe) are on db 2, and publish/subscribe works end to end."""
+    gw = procs.gateway("--redis", f"{redis.url}/2", node_id="n1", wait_broker=False)
+    await gw.await_line(r"broker up")
+    sub = await gw.connect()
+    pub = await gw.connect()
+    await sub.subscribe("db2")
+    conns = gateway_clients(redis)
+    assert len(conns) == 2, f"expected the gateway's publish and subscribe connections: {conns}"
+    assert all(r["db"] == "2" for r in conns), f"a gateway connection is not on db 2: {conns}"
+    subscribing = [r for r in conns if int(r["sub"]) + int(r["psub"]) > 0]
+    assert len(subscribing) == 1, f"expected one subscribe connection: {conns}"
+    await pub.publish("db2", {"via": "gateway"})
+    assert await sub.next_message("db2") == {"via": "gateway"}
+    assert redis.publish("wsgate:db2", '{"via":"redis"}') >= 1
+    assert await sub.next_message("db2") == {"via": "redis"}
+
+
+@async_test(20)
+async def test_redis_db_out_of_range_is_reported(procs, redis):
+    """A db index the server refuses (redis-server has 16 by default): the
+    broker never comes up, the failure is logged with Redis's reason, and
+    /readyz answers 503."""
+    gw = procs.gateway("--redis", f"{redis.url}/20", node_id="n1", wait_broker=False)
+    await gw.await_line(r"redis \S+ unavailable: setup command failed: .*DB index is out of range")
+    assert not gw.proc.has_line(r"broker up")
+    assert gw.http("GET", "/readyz").status == 503

@@ -1,32 +1,30 @@
 """GET /metrics: Prometheus text format 0.0.4, parsed strictly (see
-parse_prometheus in wsgate_helpers.py), and counters/gauges that move as the
-test acts: connections, subscriptions, channels, publishes (WS and HTTP),
-deliveries, bytes sent, fan-out latency, queue bytes, broker up/reconnects,
-invalid payloads dropped, and each disconnect reason when provoked (client,
-too_large, rate_limited here; slow_consumer in test_hardening_slow.py; drain
-in test_hardening_drain.py)."""
+wsgate_testing/prom.py), and counters/gauges that move as the test acts:
+connections, subscriptions, channels, publishes (WS and HTTP), deliveries,
+bytes sent, fan-out latency, queue bytes, broker up/reconnects, invalid
+payloads dropped, and each disconnect reason when provoked (client,
+too_large, rate_limited here; slow_consumer in test_slow_consumers.py;
+drain in test_drain.py)."""
 
 import asyncio
 import json
 
 import pytest
-import websockets
 
-from wsgate_helpers import (WsClient, ascrape_metrics, async_test, await_metrics, parse_prometheus)
+from wsgate_testing import WsClient, ascrape_metrics, async_test, await_metrics, parse_prometheus
+
 
 COUNTERS = ["wsgate_connections_total", "wsgate_connections_refused_total",
             "wsgate_messages_published_total", "wsgate_messages_delivered_total", "wsgate_bytes_sent_total",
             "wsgate_broker_reconnects_total", "wsgate_dropped_invalid_total", "wsgate_disconnects_total"]
+
+
 GAUGES = ["wsgate_connections", "wsgate_subscriptions", "wsgate_channels", "wsgate_broker_up",
           "wsgate_queue_bytes"]
+
+
 REASONS = ["client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error"]
 HIST = "wsgate_fanout_latency_seconds"
-
-
-# --------------------------------------------------------------------------
-# the parser itself must reject what it claims to reject
-# --------------------------------------------------------------------------
-
 GOOD = """# HELP a_total A.
 # TYPE a_total counter
 a_total{x="1"} 3
@@ -40,6 +38,7 @@ h_bucket{le="+Inf"} 2
 h_sum 0.7
 h_count 2
 """
+
 
 BAD = {
     "no TYPE": "# HELP a x\na 1\n",
@@ -78,10 +77,6 @@ def test_parser_rejects(name):
         parse_prometheus(BAD[name])
 
 
-# --------------------------------------------------------------------------
-# format
-# --------------------------------------------------------------------------
-
 @pytest.mark.parametrize("mode", ["embedded", "redis"])
 def test_metrics_format_on_a_fresh_node(procs, mode):
     redis = procs.redis() if mode == "redis" else None
@@ -115,10 +110,6 @@ def test_metrics_format_on_a_fresh_node(procs, mode):
     # other methods are refused
     assert gw.http("POST", "/metrics", body="").status == 405
 
-
-# --------------------------------------------------------------------------
-# counters follow activity
-# --------------------------------------------------------------------------
 
 class CountingClient(WsClient):
     """Counts the payload bytes of every frame received."""
@@ -230,69 +221,45 @@ async def test_counters_follow_activity(procs, mode):
 @async_test(40)
 async def test_broker_up_and_reconnects(procs, redis):
     gw = procs.gateway(redis=redis, node_id="n1")
-    c = await gw.connect()
-    await c.subscribe("x")
+    c = await gw.subscriber("x")
     m0 = await ascrape_metrics(gw)
     assert m0.value("wsgate_broker_up") == 1
     assert m0.value("wsgate_broker_reconnects_total") == 0
 
-    redis.kill()
-    m1 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 0, 5, "wsgate_broker_up 0")
-    assert m1.value("wsgate_broker_reconnects_total") == 0
-
-    redis.restart()
-    m2 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 1, 10, "wsgate_broker_up 1")
-    assert m2.value("wsgate_broker_reconnects_total") == 1, m2.value("wsgate_broker_reconnects_total")
-    # the subscription is back: a publish straight into Redis arrives
-    await await_metrics(gw, lambda m: m.value("wsgate_subscriptions") == 1, 5, "subscription restored")
-    for _ in range(50):
-        if redis.publish("wsgate:x", '"back"') >= 1:
-            break
-        await asyncio.sleep(0.1)
-    assert await c.next_message("x") == "back"
-
-    # a second outage counts a second reconnect
-    redis.kill()
-    await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 0, 5, "wsgate_broker_up 0")
-    redis.restart()
-    m3 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 1, 10, "wsgate_broker_up 1")
-    assert m3.value("wsgate_broker_reconnects_total") == 2, m3.value("wsgate_broker_reconnects_total")
+    # each outage and recovery counts one reconnect
+    for outage in (1, 2):
+        redis.kill()
+        m1 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 0, 5, "wsgate_broker_up 0")
+        assert m1.value("wsgate_broker_reconnects_total") == outage - 1
+        redis.restart()
+        m2 = await await_metrics(gw, lambda m: m.value("wsgate_broker_up") == 1, 10, "wsgate_broker_up 1")
+        reconnects = m2.value("wsgate_broker_reconnects_total")
+        assert reconnects == outage, reconnects
+        # the subscription is back: a publish straight into Redis arrives
+        await await_metrics(gw, lambda m: m.value("wsgate_subscriptions") == 1, 5, "subscription restored")
+        for _ in range(50):
+            if redis.publish("wsgate:x", f'"back{outage}"') >= 1:
+                break
+            await asyncio.sleep(0.1)
+        assert await c.next_message("x") == f"back{outage}"
 
 
 @async_test(30)
 async def test_dropped_invalid(procs, redis):
     gw = procs.gateway(redis=redis, node_id="n1")
-    c = await gw.connect()
-    await c.subscribe("d")
+    c = await gw.subscriber("d")
     m0 = await ascrape_metrics(gw)
     assert redis.publish("wsgate:d", "{not json") == 1
     assert redis.publish("wsgate:d", "[1,") == 1
     assert redis.publish("wsgate:d", '"ok"') == 1
-    before = await c.before_sentinel("d", "ok")
-    assert before == [], f"invalid payloads delivered: {before!r}"
+    await c.only_before_sentinel("d", "ok")
     m1 = await ascrape_metrics(gw)
     check(m1, m0, {"wsgate_dropped_invalid_total": 2, "wsgate_messages_delivered_total": 1,
                    "wsgate_messages_published_total": 0}, "after 2 invalid and 1 valid payload from Redis")
 
 
-# --------------------------------------------------------------------------
-# disconnect reasons
-# --------------------------------------------------------------------------
-
-async def closed_with(c, code, reason_text, timeout=5):
-    try:
-        while True:
-            o = await c.recv(timeout)
-            assert o.get("op") in ("ack", "error", "message"), f"unexpected frame {o!r}"
-    except websockets.ConnectionClosed:
-        pass
-    except AssertionError as e:
-        if "no frame within" in str(e):
-            raise AssertionError(f"not closed within {timeout}s") from None
-        raise
-    await c.wait_closed(timeout)
-    assert c.ws.close_code == code and reason_text in (None, c.ws.close_reason), \
-        f"closed with {c.ws.close_code} {c.ws.close_reason!r}, expected {code} {reason_text!r}"
+def reply_or_message(o):
+    return o.get("op") in ("ack", "error", "message")
 
 
 @async_test(40)
@@ -321,13 +288,13 @@ async def test_disconnect_reasons(procs):
     async def too_large():
         c = await gw.connect()
         await c.send_raw(json.dumps({"op": "publish", "channel": "x", "data": "y" * 2000}))
-        await closed_with(c, 1009, None)
+        await c.expect_close(1009, allowed=reply_or_message)
 
     async def rate_limited():
         c = await gw.connect()
         for i in range(1, 6):        # 2 accepted, 2 refused, the 3rd refusal closes
             await c.send({"op": "publish", "channel": "x", "data": i, "id": i})
-        await closed_with(c, 1008, "rate limited")
+        await c.expect_close(1008, "rate limited", allowed=reply_or_message)
 
     await step("client", client_close)
     await step("too_large", too_large)

@@ -1,24 +1,99 @@
-"""Soft send-queue limit: a client whose queue stays above --queue-soft-bytes
-for --queue-soft-seconds is cut off as a slow consumer although it is far
-under --max-queue-bytes; healthy subscribers receive every message.
+"""Slow consumers: a client that stops reading is cut off while everyone
+else keeps every message, in order.
 
-The slow client is a RawWs with a tiny receive buffer that never reads. The
-test publishes in windows (the healthy subscribers receive each window
-before the next) and scrapes wsgate_queue_bytes after each window; once the
-healthy subscribers have everything, that gauge is the slow client's queue.
-Publishing stops once it is well above the soft limit, so the queue then
-stays above the soft limit and under the hard one. The cut is seen as
+--max-queue-bytes: a client that never reads is disconnected at the hard limit.
+
+Soft send-queue limit: a client whose queue stays above --queue-soft-bytes
+for --queue-soft-seconds is cut off as a slow consumer although it is far
+under --max-queue-bytes. The slow client is a RawWs with a tiny receive
+buffer that never reads. The test publishes in windows (the healthy
+subscribers receive each window before the next) and scrapes
+wsgate_queue_bytes after each window; once the healthy subscribers have
+everything, that gauge is the slow client's queue. Publishing stops once it
+is well above the soft limit, so the queue then stays above the soft limit
+and under the hard one. The cut is seen as
 wsgate_disconnects_total{reason="slow_consumer"} moving (polled every 50 ms)
 and must come no earlier than T after the last scrape that still showed the
 queue at or under S, and no later than T + 3 s after the first one that
-showed it above."""
+showed it above.
+
+Throttled: a client read by a thread at about 1 KB/s through a small receive
+buffer is closed by the soft limit while 200 others receive every message, in
+order, and keep receiving while it is stuck."""
 
 import asyncio
+import threading
 import time
 
 import pytest
 
-from wsgate_helpers import NO_PUBLISH_RATE, ascrape_metrics, async_test
+from wsgate_testing import NO_PUBLISH_RATE, ascrape_metrics, async_test, await_metrics
+
+
+async def publish_window(pub, subs, ids, pad, id_offset=1):
+    """Publishes {"seq": i, "pad": pad} on "flood" for each i in ids, awaits
+    every ack, then awaits every message at each healthy subscriber in `subs`
+    (so their queues stay short)."""
+    for i in ids:
+        await pub.send({"op": "publish", "channel": "flood", "data": {"seq": i, "pad": pad},
+                        "id": i + id_offset})
+    for i in ids:
+        a = await pub.expect(lambda o, i=i: o.get("id") == i + id_offset, what=f"ack {i + id_offset}")
+        assert a.get("op") == "ack", a
+    for s in subs:
+        for i in ids:
+            d = await s.next_message("flood", 10)
+            assert d.get("seq") == i, f"healthy subscriber got seq {d.get('seq')}, expected {i}"
+
+
+@pytest.mark.parametrize("mode", ["embedded", "redis"])
+@async_test(60)
+async def test_slow_consumer_is_disconnected(procs, mode):
+    redis = procs.redis() if mode == "redis" else None
+    gw = procs.gateway("--max-queue-bytes", "65536", *NO_PUBLISH_RATE, redis=redis, node_id="n1")
+
+    # the slow consumer: tiny receive buffer, subscribes, then never reads
+    slow = gw.raw(rcvbuf=4096)
+    w = slow.recv_json()
+    assert w.get("op") == "welcome", w
+    slow.send_json({"op": "subscribe", "channel": "flood", "id": 1})
+    r = slow.recv_json()
+    assert r == {"op": "ack", "id": 1}, r
+
+    subs = [await gw.connect(), await gw.connect()]
+    for s in subs:
+        await s.subscribe("flood")
+    pub = await gw.connect()
+
+    # ~6 MB in total: more than the kernel can absorb for one connection on
+    # loopback (the send buffer autotunes up to tcp_wmem max = 4 MB) plus the
+    # queue limit, so the gateway's own queue must overflow even if it does not
+    # cap SO_SNDBUF. Published in windows so healthy subscribers never lag.
+    n, window = 4000, 20
+    pad = "m" * 1500
+    for start in range(0, n, window):
+        ids = range(start, min(n, start + window))
+        await publish_window(pub, subs, ids, pad)
+
+    # the slow client must have been cut off: draining it ends in EOF/reset
+    res = await asyncio.to_thread(slow.drain_until_closed, 10)
+    print(f"slow client: {res}")
+    if res["close"] is not None:
+        assert res["close"][0] == 1008, f"slow consumer closed with {res['close']!r}, expected 1008"
+        assert "slow consumer" in res["close"][1], res["close"]
+    # the welcome and ack were read already; it cannot have had every message
+    assert res["texts"] < n, f"slow client received all {n} messages (no queue limit enforced?)"
+    slow.close()
+
+    # the gateway is alive and serving, the healthy subscribers still work
+    assert gw.proc.alive()
+    assert (await gw.ahttp("GET", "/healthz")).status == 200
+    await pub.publish("flood", "after")
+    for s in subs:
+        assert await s.next_message("flood") == "after"
+    fresh = await gw.connect()
+    await fresh.ping()
+
 
 SOFT = 65536
 SECONDS = 2.0
@@ -79,16 +154,7 @@ async def test_soft_queue_limit_cuts_slow_consumer(procs, mode):
     while True:
         if phase == "A":
             ids = range(seq, seq + WINDOW)
-            for i in ids:
-                await pub.send({"op": "publish", "channel": "flood", "data": {"seq": i, "pad": PAD},
-                                "id": i + 10})
-            for i in ids:
-                a = await pub.expect(lambda o, i=i: o.get("id") == i + 10, what=f"ack {i + 10}")
-                assert a.get("op") == "ack", a
-            for s in subs:
-                for i in ids:
-                    d = await s.next_message("flood", 10)
-                    assert d.get("seq") == i, f"healthy subscriber got seq {d.get('seq')}, expected {i}"
+            await publish_window(pub, subs, ids, PAD, 10)
             seq += WINDOW
             sent += WINDOW * len(PAD)
         else:
@@ -164,8 +230,7 @@ async def test_hard_queue_limit_releases_the_socket(procs):
     assert slow.recv_json().get("op") == "welcome"
     slow.send_json({"op": "subscribe", "channel": "flood", "id": 1})
     assert slow.recv_json() == {"op": "ack", "id": 1}
-    sub = await gw.connect()
-    await sub.subscribe("flood")
+    sub = await gw.subscriber("flood")
     pub = await gw.connect()
     m0 = await ascrape_metrics(gw)
 
@@ -174,15 +239,7 @@ async def test_hard_queue_limit_releases_the_socket(procs):
     while True:
         if t_sign is None:
             ids = range(seq, seq + WINDOW)
-            for i in ids:
-                await pub.send({"op": "publish", "channel": "flood", "data": {"seq": i, "pad": PAD},
-                                "id": i + 10})
-            for i in ids:
-                a = await pub.expect(lambda o, i=i: o.get("id") == i + 10, what=f"ack {i + 10}")
-                assert a.get("op") == "ack", a
-            for i in ids:
-                d = await sub.next_message("flood", 10)
-                assert d.get("seq") == i, f"healthy subscriber got seq {d.get('seq')}, expected {i}"
+            await publish_window(pub, [sub], ids, PAD, 10)
             seq += WINDOW
             sent += WINDOW * len(PAD)
             assert sent < MAX_BYTES, f"{sent} bytes published, slow client never cut (queue {history[-10:]})"
@@ -209,3 +266,83 @@ async def test_hard_queue_limit_releases_the_socket(procs):
         assert res["close"] == (1008, "slow consumer"), f"slow consumer closed with {res['close']!r}"
     await pub.publish("flood", "after")
     assert await sub.next_message("flood") == "after"
+
+
+HEALTHY = 200
+MESSAGES = 150
+THROTTLED_PAD = "p" * 2000          # ~2 KB a message: 300 KB for the throttled client
+
+
+class Throttled:
+    """Reads about rate bytes per second from the raw client until the
+    gateway closes it; records how it ended."""
+
+    def __init__(self, raw, rate=1024):
+        self.raw, self.rate = raw, rate
+        self.read = 0
+        self.ended = None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        sock = self.raw.sock
+        sock.settimeout(1.0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            t0 = time.monotonic()
+            try:
+                data = sock.recv(self.rate)
+            except TimeoutError:
+                continue
+            except OSError as e:           # reset by the gateway
+                self.ended = f"error: {e}"
+                return
+            if not data:
+                self.ended = "eof"
+                return
+            self.read += len(data)
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+        self.ended = "still open after 60 s"
+
+
+@pytest.mark.parametrize("mode", ["embedded", "redis"])
+@async_test(120)
+async def test_throttled_client_cut_while_200_others_get_everything(procs, mode):
+    redis = procs.redis() if mode == "redis" else None
+    # --sndbuf keeps the kernel from absorbing the whole stream for the stuck
+    # client, so the gateway's own queue (and its limits) sees the backlog.
+    gw = procs.gateway("--queue-soft-bytes", "65536", "--queue-soft-seconds", "2",
+                       "--sndbuf", "16k", "--publish-rate", "0", redis=redis, node_id="n1")
+
+    slow = gw.raw(rcvbuf=4096)
+    assert slow.recv_json().get("op") == "welcome"
+    slow.send_json({"op": "subscribe", "channel": "news", "id": 1})
+    assert slow.recv_json() == {"op": "ack", "id": 1}
+    throttled = Throttled(slow)
+
+    healthy = []
+    for i in range(HEALTHY):
+        c = await gw.connect(batch=(i % 2 == 1))
+        await c.subscribe("news")
+        healthy.append(c)
+    pub = await gw.connect()
+
+    async def receive_all(c):
+        got = []
+        while len(got) < MESSAGES:
+            got.append((await c.next_message("news", timeout=30))["seq"])
+        return got
+
+    readers = [asyncio.create_task(receive_all(c)) for c in healthy]
+    for seq in range(MESSAGES):
+        await pub.publish("news", {"seq": seq, "pad": THROTTLED_PAD})
+    results = await asyncio.gather(*readers)
+    for i, got in enumerate(results):
+        assert got == list(range(MESSAGES)), f"healthy client {i} got {got[:10]}..."
+
+    m = await await_metrics(gw, lambda m: m.value("wsgate_disconnects_total", reason="slow_consumer") == 1,
+                            timeout=20, what="the throttled client cut as a slow consumer")
+    assert m.value("wsgate_connections") == HEALTHY + 1, m.value("wsgate_connections")
+    throttled.thread.join(10)
+    assert throttled.ended and throttled.ended.startswith(("eof", "error")), throttled.ended
+    assert throttled.read < MESSAGES * len(THROTTLED_PAD), f"the throttled client read {throttled.read} bytes"

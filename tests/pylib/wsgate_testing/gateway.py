@@ -1,0 +1,70 @@
+"""Owns a running wsgate process: its port, URLs, HTTP and WebSocket clients to it."""
+
+import asyncio
+
+from .httpc import http_request
+from .procs import LINE_TIMEOUT, REPO, WSGATE_BIN, child_env, require_binary
+from .protocol import WsClient
+from .wsclient import RawWs
+
+LISTEN_RE = r"listening on [^ ]*:(\d+)"
+
+# Tests that publish faster than the default per-connection publish rate, or
+# subscribe to more channels than the default per-connection limit, start
+# their gateway with these flags so they test what they are about (ordering,
+# slow consumers, resubscription), not those limits.
+NO_PUBLISH_RATE = ("--publish-rate", "0")
+MANY_CHANNELS = ("--max-channels", "10000")
+
+
+class Gateway:
+    def __init__(self, procs, args, redis=None, node_id=None, wait_listen=True, wait_broker=True,
+                 env=None, cwd=None, listen="127.0.0.1:0", name=None):
+        require_binary()
+        argv = [WSGATE_BIN]
+        if listen is not None:
+            argv += ["--listen", listen]
+        if redis is not None:
+            argv += ["--redis", redis.url]
+        if node_id is not None:
+            argv += ["--node-id", node_id]
+        argv += list(args)
+        self.redis = redis
+        self.proc = procs.spawn(procs.next_name(name or f"wsgate:{node_id or ''}"), argv,
+                                env=child_env(env), cwd=str(cwd or REPO))
+        self.port = None
+        if wait_listen:
+            m = self.proc.wait_line(LISTEN_RE)
+            self.port = int(m.group(1))
+            if redis is not None and wait_broker:
+                self.proc.wait_line(r"broker up")
+
+    # --- urls / http
+    def ws_url(self, batch=False, path="/ws"):
+        return f"ws://127.0.0.1:{self.port}{path}" + ("?batch=1" if batch else "")
+
+    def http(self, method, path, body=None, headers=None, timeout=5.0):
+        return http_request(self.port, method, path, body=body, headers=headers, timeout=timeout)
+
+    async def ahttp(self, method, path, body=None, headers=None, timeout=5.0):
+        return await asyncio.to_thread(self.http, method, path, body, headers, timeout)
+
+    async def publish_http(self, channel, data):
+        r = await self.ahttp("POST", "/api/publish", {"channel": channel, "data": data})
+        return r
+
+    async def await_line(self, pattern, timeout=LINE_TIMEOUT, start=0):
+        return await asyncio.to_thread(self.proc.wait_line, pattern, timeout, start)
+
+    async def connect(self, batch=False, **kw):
+        return await WsClient.connect(self.ws_url(batch=batch), batch=batch, **kw)
+
+    async def subscriber(self, *channels, batch=False):
+        """A protocol client connected and subscribed to `channels`."""
+        c = await self.connect(batch=batch)
+        for ch in channels:
+            await c.subscribe(ch)
+        return c
+
+    def raw(self, **kw):
+        return RawWs(self.port, **kw)
