@@ -340,6 +340,16 @@ static int set_queue_soft_seconds(struct config *c, const char *v, char *why, si
     return set_double_in(&c->queue_soft_seconds, v, 0, 3600, "seconds", why, n);
 }
 
+static int set_ping_interval(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_double_in(&c->ping_interval, v, 0, 3600, "seconds", why, n);
+}
+
+static int set_ping_timeout(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_double_in(&c->ping_timeout, v, 0, 3600, "seconds", why, n);
+}
+
 static int set_api_key(struct config *c, const char *v, char *why, size_t n)
 {
     return set_str(c->api_key, sizeof c->api_key, v, why, n);
@@ -427,6 +437,8 @@ static const struct option_def options[] = {
     {"publish-burst", "200", "publishes a connection may send at once before the rate applies", set_publish_burst},
     {"queue-soft-bytes", "256k", "send queue size a client may exceed only for --queue-soft-seconds; 0: off", set_queue_soft},
     {"queue-soft-seconds", "10", "how long a send queue may stay over --queue-soft-bytes", set_queue_soft_seconds},
+    {"ping-interval", "25", "ping a client that has sent nothing for this many seconds", set_ping_interval},
+    {"ping-timeout", "35", "then drop it if it stays silent this many seconds more", set_ping_timeout},
     {"sndbuf", "256k", "kernel send buffer per client socket (bounds what a stuck client pins); 0: autotuning", set_sndbuf},
     {"api-key", NULL, "key required as 'Authorization: Bearer KEY' by POST /api/publish; unset: open", set_api_key},
     {"api-key-file", NULL, "file holding the API key", set_api_key_file},

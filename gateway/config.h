@@ -43,6 +43,8 @@ struct config {
     size_t queue_soft_bytes;   /* 0: no soft queue limit */
     size_t sndbuf;             /* SO_SNDBUF of client sockets; 0: kernel autotuning */
     double queue_soft_seconds; /* how long a queue may stay over the soft limit */
+    double ping_interval; /* ping a client silent this long (seconds) */
+    double ping_timeout;  /* drop it if still silent this much later */
     char api_key[CONFIG_STR_MAX];          /* empty: /api/publish is open */
     char allowed_origins[4 * CONFIG_STR_MAX]; /* comma-separated; empty: any */
     unsigned char jwt_secret[4096]; /* HS256 key; jwt_secret_len 0: none */

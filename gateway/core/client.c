@@ -29,6 +29,8 @@ struct client {
     struct bucket publishes; /* --publish-rate */
     unsigned strikes;      /* publishes refused in a row */
     uint64_t soft_since_us; /* queue over the soft limit since; 0: under */
+    uint64_t heard_us;     /* the peer last sent something (a pong counts) */
+    unsigned char pinged;  /* a ping went out since */
     struct auth_claims *claims; /* NULL: anonymous (or --auth off) */
     char id[20];
     char peer[48];
@@ -52,6 +54,7 @@ static const struct {
     [DISC_AUTH] = {4001, "token expired"},
     [DISC_DRAIN] = {1001, "going away"},
     [DISC_ERROR] = {1011, "internal error"},
+    [DISC_TIMEOUT] = {1001, "ping timeout"}, /* never sent: the peer is gone */
 };
 
 static struct client *of_hub(struct hub_client *hc)
@@ -77,12 +80,13 @@ static void clear_queue(struct client *c)
  * is queued is still written before the close frame. A slow consumer's
  * queue is dropped and the connection reset instead (a close frame could
  * not pass its full kernel buffer, and the kernel would keep its unsent
- * megabytes for minutes in FIN-WAIT). The reason goes to the log and the
+ * megabytes for minutes in FIN-WAIT), and so is a peer that stopped
+ * answering pings (nobody would read the close frame). The reason goes to the log and the
  * metrics. */
 static void disconnect(struct client *c, enum disconnect_reason why)
 {
     log_warn("session %s: closing: %s", c->id, closes[why].text);
-    if (why == DISC_SLOW_CONSUMER) {
+    if (why == DISC_SLOW_CONSUMER || why == DISC_TIMEOUT) {
         clear_queue(c);
         c->closing = 1;
         c->why = why;
@@ -257,6 +261,7 @@ int client_closing(const struct client *c)
 
 void client_receive(struct client *c, const char *buf, size_t len, int binary)
 {
+    client_heard(c);
     if (c->closing) /* shutting down or cut off: no new work */
         return;
     c->codec->receive(c, buf, len, binary);
@@ -343,6 +348,7 @@ struct client *client_open(struct app *app, const struct client_opts *o)
     c->conn = o->conn;
     c->ops = o->ops;
     c->refs = 1;
+    c->heard_us = clock_us();
     c->batch = o->batch && o->codec->batch_sep;
     c->claims = o->claims;
     bucket_init(&c->publishes, app->cfg.publish_burst, clock_us());
@@ -382,15 +388,32 @@ unsigned client_close_some(struct app *app, enum disconnect_reason why, unsigned
     return done;
 }
 
+void client_heard(struct client *c)
+{
+    c->heard_us = clock_us();
+    c->pinged = 0;
+}
+
+/* Keepalive is ours rather than lws's: lws 4.1 keeps one timer per
+ * connection in a sorted list and re-inserts it on every pong, a walk over
+ * every connection each time; this sweep costs one comparison per client. */
 void client_sweep(struct app *app)
 {
     uint64_t now = clock_us(), soft = (uint64_t)(app->cfg.queue_soft_seconds * 1e6);
+    uint64_t ping = (uint64_t)(app->cfg.ping_interval * 1e6);
+    uint64_t silent = ping + (uint64_t)(app->cfg.ping_timeout * 1e6);
     int64_t wall = (int64_t)time(NULL);
     for (struct client *c = app->clients; c; c = c->next) {
         if (c->soft_since_us && !c->discard && now - c->soft_since_us >= soft)
             disconnect(c, DISC_SLOW_CONSUMER);
+        else if (c->pinged && now - c->heard_us >= silent)
+            disconnect(c, DISC_TIMEOUT);
         else if (c->claims && auth_claims_expired(app->auth, c->claims, wall))
             client_close(c, DISC_AUTH);
+        else if (!c->pinged && !c->closing && now - c->heard_us >= ping) {
+            c->pinged = 1;
+            c->ops->ping(c->conn);
+        }
     }
 }
 

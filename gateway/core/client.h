@@ -49,6 +49,9 @@ struct client *client_open(struct app *app, const struct client_opts *o);
 /* One complete inbound message, handed to the codec. */
 void client_receive(struct client *c, const char *buf, size_t len, int binary);
 
+/* The peer is alive: a pong (or any frame) came in. */
+void client_heard(struct client *c);
+
 /* The peer can take more: writes the next queued frame (or batch). Returns
  * -1 when the connection must now close (its close frame has been set
  * through conn_ops.close, or it failed), else 0. */
@@ -69,8 +72,9 @@ void client_close(struct client *c, enum disconnect_reason why);
 unsigned client_close_some(struct app *app, enum disconnect_reason why, unsigned n);
 
 /* The once-a-second sweep: cuts off clients whose queue stayed over
- * --queue-soft-bytes for --queue-soft-seconds, and closes those whose token
- * has expired (4001). */
+ * --queue-soft-bytes for --queue-soft-seconds, closes those whose token
+ * has expired (4001), pings clients silent for --ping-interval and resets
+ * those still silent --ping-timeout later. */
 void client_sweep(struct app *app);
 
 /* ---- requests: called by codecs ---------------------------------------- */

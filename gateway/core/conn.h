@@ -27,6 +27,9 @@ struct conn_ops {
     /* Drops the connection at once with a TCP reset: no close frame, the
      * kernel discards unsent bytes (a slow consumer's megabytes). */
     void (*abort)(struct conn *c);
+    /* Sends a transport-level ping soon; the peer's answer comes back as
+     * client_heard(). */
+    void (*ping)(struct conn *c);
 };
 
 #endif

@@ -13,6 +13,7 @@ static const double bounds[METRICS_LATENCY_BUCKETS] = {
 
 static const char *const reason_names[DISC_COUNT] = {
     "client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error",
+    "timeout",
 };
 
 const char *metrics_reason_name(enum disconnect_reason r)

@@ -18,6 +18,7 @@ enum disconnect_reason {
     DISC_AUTH,
     DISC_DRAIN,
     DISC_ERROR,
+    DISC_TIMEOUT,       /* nothing heard, not even a pong, for too long */
     DISC_COUNT
 };
 

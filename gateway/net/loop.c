@@ -19,6 +19,9 @@
 #include "log.h"
 
 #define TICK_USEC 100000
+/* Every this many ticks, one full lws_service() (a poll() of every socket):
+ * a backstop should lws ever want a socket serviced without telling us. */
+#define FULL_SERVICE_TICKS 50
 
 struct loop {
     struct event_base *base;
@@ -26,6 +29,8 @@ struct loop {
     struct lws_vhost *vh;
     struct evconnlistener *listener;
     struct event *tick;
+    lws_dll2_owner_t *timers; /* lws's timer lists, LWS_COUNT_PT_SUL_OWNERS */
+    unsigned ticks;
     int port;
     int sndbuf;
 };
@@ -129,11 +134,42 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
         kick_write(f);
 }
 
+/* lws's timers (pings, handshake and close timeouts) run without
+ * lws_service(), whose poll() of every socket made an idle connection cost
+ * CPU on every tick. A socket lws wants written (a ping) reaches us through
+ * loop_lws_thread_id(); read data lws holds back is fed by a full pass. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct loop *loop = arg;
-    lws_service(loop->ctx, -1);
+    __lws_sul_service_ripe(loop->timers, LWS_COUNT_PT_SUL_OWNERS, lws_now_usecs());
+    if (++loop->ticks % FULL_SERVICE_TICKS == 0 ||
+        !lws_service_adjust_timeout(loop->ctx, 1, 0))
+        lws_service(loop->ctx, -1);
+}
+
+static void probe_cb(lws_sorted_usec_list_t *sul) { (void)sul; }
+
+/* lws keeps its timers in a per-thread array of lists it does not export;
+ * a timer scheduled and cancelled at once shows where the array is. */
+static lws_dll2_owner_t *find_timers(struct lws_context *ctx)
+{
+    lws_sorted_usec_list_t probe;
+    memset(&probe, 0, sizeof probe);
+    lws_sul_schedule(ctx, 0, &probe, probe_cb, 3600 * LWS_US_PER_SEC);
+    lws_dll2_owner_t *owner = probe.list.owner;
+    lws_sul_cancel(&probe);
+    return owner;
+}
+
+int loop_lws_thread_id(struct lws *wsi)
+{
+    struct fdev *f = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    /* Inside service lws writes what it wants before returning, and
+     * on_read/on_write kick again after it. */
+    if (f && !f->in_service)
+        kick_write(f);
+    return 1;
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
@@ -232,6 +268,12 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
     loop->port = ntohs(ss.ss_family == AF_INET6
                            ? ((struct sockaddr_in6 *)&ss)->sin6_port
                            : ((struct sockaddr_in *)&ss)->sin_port);
+
+    loop->timers = find_timers(ctx);
+    /* lws asks protocols[0] for the service thread's id in its first
+     * lws_service(), and from then on calls loop_lws_thread_id() each time it
+     * changes the events it wants on a socket. */
+    lws_service(ctx, -1);
 
     struct timeval tv = {0, TICK_USEC};
     loop->tick = event_new(base, -1, EV_PERSIST, on_tick, loop);

@@ -9,8 +9,13 @@
  * read (lws queues pongs, close replies and handshake answers internally).
  * It is armed in epoll only while lws holds a partial write or serves a
  * file, that is while the socket itself must tell us when it takes more.
- * A 100 ms timer runs lws's own timers (pings, close and idle timeouts) with
- * lws_service(ctx, -1), which never blocks.
+ * A 100 ms timer runs lws's own timers (pings, close and idle timeouts)
+ * straight from lws's timer lists: lws_service() would also poll() every
+ * socket, a cost per idle connection. When a timer makes lws want to write
+ * (a ping), lws reports the change of poll events through
+ * LWS_CALLBACK_GET_THREAD_ID, which loop_lws_thread_id() turns into a
+ * write kick. A full lws_service() runs only when lws holds read data to
+ * feed, and every 5 s as a backstop.
  *
  * Ownership: struct loop is owned by main. Each connection's struct fdev is
  * the wsi's opaque user data; loop owns it and frees it when lws destroys
@@ -43,6 +48,11 @@ int loop_port(const struct loop *loop);
 
 /* lws_callback_on_writable() plus arming EV_WRITE for the wsi's fd. */
 void loop_want_write(struct lws *wsi);
+
+/* The answer to LWS_CALLBACK_GET_THREAD_ID (one thread: a constant); lws
+ * asks it whenever the poll events it wants on wsi's socket change, so the
+ * socket gets a write round. */
+int loop_lws_thread_id(struct lws *wsi);
 
 /* Keeps EV_WRITE armed while on (a file being served by lws itself). */
 void loop_keep_writable(struct lws *wsi, int on);

@@ -36,10 +36,8 @@ static void lws_log_emit(int level, const char *line)
 
 static struct lws_context *create_lws(struct app *app)
 {
-    static const lws_retry_bo_t retry = {
-        .secs_since_valid_ping = 25,   /* ping an idle client */
-        .secs_since_valid_hangup = 60, /* drop one that stays silent */
-    };
+    /* No lws keepalive timers (client_sweep pings; see there why). */
+    static const lws_retry_bo_t retry = {.secs_since_valid_hangup = 0};
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof info);
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER;

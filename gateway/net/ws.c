@@ -32,6 +32,7 @@ struct pss {
     struct http_state http;
     struct auth_claims *claims; /* from the upgrade until the client takes them */
     unsigned char batch;
+    unsigned char ping_due;     /* the client asked for a ping */
     char *rx;                   /* reassembly of a fragmented inbound message */
     size_t rx_len, rx_cap;
 };
@@ -65,12 +66,37 @@ static void conn_abort(struct conn *c)
     lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
+/* The ping leaves at the next writable callback, ahead of the queue. */
+static void conn_ping(struct conn *c)
+{
+    struct pss *pss = lws_wsi_user(wsi_of(c));
+    pss->ping_due = 1;
+    loop_want_write(wsi_of(c));
+}
+
 static const struct conn_ops lws_conn_ops = {
     .write = conn_write,
     .want_write = conn_want_write,
     .close = conn_close,
     .abort = conn_abort,
+    .ping = conn_ping,
 };
+
+static int writable(struct lws *wsi, struct pss *pss)
+{
+    if (!pss->client)
+        return -1;
+    if (!pss->ping_due)
+        return client_writable(pss->client);
+    /* lws 4.1 does not report a pong without payload, so the ping has one
+     * (the peer echoes it). */
+    unsigned char frame[LWS_PRE + 1] = {[LWS_PRE] = 'k'};
+    pss->ping_due = 0;
+    if (lws_write(wsi, frame + LWS_PRE, 1, LWS_WRITE_PING) < 0)
+        return -1;
+    loop_want_write(wsi); /* one write per callback: the queue comes next */
+    return 0;
+}
 
 /* ---- upgrade ----------------------------------------------------------- */
 
@@ -264,7 +290,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_RECEIVE:
         return pss->client ? receive(app, wsi, pss, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return pss->client ? client_writable(pss->client) : -1;
+        return writable(wsi, pss);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss->client)
+            client_heard(pss->client);
+        return 0;
     case LWS_CALLBACK_CLOSED:
         end_client(pss);
         loop_wsi_closed(wsi);
@@ -276,6 +306,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
         if (pss)
             http_release(&pss->http);
         return 0;
+    case LWS_CALLBACK_GET_THREAD_ID:
+        return loop_lws_thread_id(wsi);
     case LWS_CALLBACK_WSI_DESTROY:
         end_client(pss);
         if (pss)

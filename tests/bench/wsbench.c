@@ -94,6 +94,7 @@ static struct {
     int batch;
     double timeout;
     double setup_timeout;
+    double idle;
     int window;
     int parallel;
     pid_t gw_pids[MAX_PIDS];
@@ -891,6 +892,8 @@ static void usage(FILE *f)
             "  --batch               subscribers use /ws?batch=1\n"
             "  --timeout S           publish phase limit in seconds (default 60)\n"
             "  --setup-timeout S     connect+subscribe limit in seconds (default 60)\n"
+            "  --idle S              before publishing, hold every connection idle for S\n"
+            "                        seconds and report the gateway's CPU meanwhile\n"
             "  --parallel K          handshakes in flight at once (default 128)\n"
             "  --gateway-pid PID     sample CPU and RSS of this gateway (repeatable)\n"
             "  --aux-pid PID         also report CPU of this process, e.g. redis (repeatable)\n"
@@ -943,7 +946,7 @@ static double num_arg(const char *name, const char *v, double lo, double hi)
 static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 1, O_SUBS, O_CHAN, O_MSGS, O_RATE, O_SIZE, O_BATCH, O_TIMEOUT,
-           O_SETUP, O_WINDOW, O_PAR, O_GWPID, O_AUXPID, O_VERBOSE, O_HELP };
+           O_SETUP, O_IDLE, O_WINDOW, O_PAR, O_GWPID, O_AUXPID, O_VERBOSE, O_HELP };
     static const struct option lo[] = {
         {"port", required_argument, 0, O_PORT},
         {"url-port", required_argument, 0, O_PORT},
@@ -955,6 +958,7 @@ static void parse_args(int argc, char **argv)
         {"batch", no_argument, 0, O_BATCH},
         {"timeout", required_argument, 0, O_TIMEOUT},
         {"setup-timeout", required_argument, 0, O_SETUP},
+        {"idle", required_argument, 0, O_IDLE},
         {"window", required_argument, 0, O_WINDOW},
         {"parallel", required_argument, 0, O_PAR},
         {"gateway-pid", required_argument, 0, O_GWPID},
@@ -985,6 +989,7 @@ static void parse_args(int argc, char **argv)
         case O_BATCH: opt.batch = 1; break;
         case O_TIMEOUT: opt.timeout = num_arg("timeout", optarg, 0.1, 86400); break;
         case O_SETUP: opt.setup_timeout = num_arg("setup-timeout", optarg, 0.1, 86400); break;
+        case O_IDLE: opt.idle = num_arg("idle", optarg, 0, 86400); break;
         case O_WINDOW: opt.window = (int)num_arg("window", optarg, 1, 1e6); break;
         case O_PAR: opt.parallel = (int)num_arg("parallel", optarg, 1, 1e6); break;
         case O_GWPID:
@@ -1129,8 +1134,29 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* ---- publish and collect ---- */
+    /* ---- idle: what holding the connections costs (pings answered) ---- */
     struct cpu_sample c0, c1;
+    double idle_pct = 0;
+    if (opt.idle > 0) {
+        sample_cpu(&c0);
+        uint64_t t_idle = now_ns(), idle_end = t_idle + (uint64_t)(opt.idle * 1e9);
+        for (uint64_t now = t_idle; now < idle_end; now = now_ns()) {
+            int n = wait_events(evs, (int64_t)(idle_end - now));
+            if (n < 0)
+                die("epoll_wait: %s", strerror(errno));
+            dispatch(evs, n);
+        }
+        sample_cpu(&c1);
+        double ticks = 0;
+        for (int i = 0; i < opt.ngw; i++)
+            ticks += (double)(c1.ut[i] - c0.ut[i] + c1.st[i] - c0.st[i]);
+        idle_pct = ticks / (double)sysconf(_SC_CLK_TCK) * 100.0 /
+                   ((double)(now_ns() - t_idle) / 1e9);
+        if (g.subs_closed)
+            fprintf(stderr, "wsbench: %d subscriber(s) closed while idle\n", g.subs_closed);
+    }
+
+    /* ---- publish and collect ---- */
     sample_cpu(&c0);
     uint64_t t0 = now_ns();
     uint64_t deadline = t0 + (uint64_t)(opt.timeout * 1e9);
@@ -1239,6 +1265,9 @@ int main(int argc, char **argv)
            "data, rate %s, batch %s\n", opt.subs, opt.nports, opt.channel, opt.messages,
            opt.size, ratestr, opt.batch ? "yes" : "no");
     printf("  setup:      %d subscribers connected and acked in %.2f s\n", opt.subs, setup_s);
+    if (opt.idle > 0)
+        printf("  idle:       %d connections held %.0f s: gateway CPU %.2f%% of a core\n",
+               opt.subs + 1, opt.idle, idle_pct);
     printf("  publish:    %" PRId64 " sent, %" PRId64 " acked, %" PRIu64 " publish errors\n",
            g.sent, g.acked, g.pub_errors);
     if (g.pub_closed[0])
@@ -1290,12 +1319,12 @@ int main(int argc, char **argv)
            " elapsed_s=%.3f deliveries_per_s=%.0f lat_p50_us=%.0f lat_p90_us=%.0f "
            "lat_p99_us=%.0f lat_max_us=%.0f gw_cpu_s=%.2f cpu_us_per_delivery=%.3f "
            "rss_before_kb=%ld rss_after_connect_kb=%ld rss_end_kb=%ld rss_per_conn_bytes=%.0f "
-           "aux_cpu_s=%.2f bench_cpu_s=%.2f other_cpu_s=%.2f setup_s=%.2f\n",
+           "aux_cpu_s=%.2f bench_cpu_s=%.2f other_cpu_s=%.2f setup_s=%.2f idle_cpu_pct=%.2f\n",
            ok ? "ok" : "fail", opt.subs, opt.messages, opt.size, opt.rate, opt.batch,
            opt.nports, g.deliveries, g.expected, errors, missing, elapsed, dps,
            pct_us(0.50), pct_us(0.90), pct_us(0.99),
            g.nlat ? (double)g.lat[g.nlat - 1] / 1e3 : 0, gw_cpu, cpu_per, b, a, e, per_conn,
-           aux_cpu, self_cpu, others, setup_s);
+           aux_cpu, self_cpu, others, setup_s, idle_pct);
     fflush(stdout);
 
     for (int i = 0; i <= opt.subs; i++) {

@@ -1,4 +1,5 @@
-"""Limits: --max-message-size (close 1009), the publish token bucket
+"""Limits: --max-message-size (close 1009), keepalive (--ping-interval,
+--ping-timeout), the publish token bucket
 (--publish-rate/--publish-burst, `rate_limited` errors, close 1008 "rate
 limited" after more than B refusals in a row), subscriptions per connection
 (--max-channels, `too_many_channels`), connections per node
@@ -26,7 +27,8 @@ import time
 import pytest
 import websockets
 
-from wsgate_testing import NO_PUBLISH_RATE, WsClient, ascrape_metrics, async_test, await_metrics, raw_upgrade
+from wsgate_testing import (NO_PUBLISH_RATE, WsClient, ascrape_metrics, async_test, await_metrics,
+                            encode_frame, raw_upgrade, scrape_metrics, wait_until)
 
 
 def padded_publish(size, rid=1):
@@ -453,3 +455,30 @@ async def test_small_messages_plain_client_reference(mkgw):
     """Reference: the same measurement with small frames (no partial writes)."""
     pauses, report = await burst_pauses(mkgw(*NO_PUBLISH_RATE), batch=False, n=200, size=1000, rounds=1)
     assert pauses <= ALLOWED_PAUSES, "delivery stalls:\n" + "\n".join(report)
+
+
+def test_keepalive_pings_and_drops_silent_clients(procs):
+    """A client that sends nothing is pinged after --ping-interval; one that
+    answers the ping stays, one that answers nothing is reset --ping-timeout
+    later and counted as a timeout. Times are measured, not slept."""
+    gw = procs.gateway("--ping-interval", "1", "--ping-timeout", "1", node_id="n1")
+    alive, silent = gw.raw(timeout=10), gw.raw(timeout=10)
+    assert alive.recv_json()["op"] == "welcome"
+    assert silent.recv_json()["op"] == "welcome"
+    t0 = time.monotonic()
+    for _ in range(3):  # three rounds: the pong keeps it open each time
+        fin, op, payload = alive.recv_frame()
+        assert (fin, op) == (True, 0x9), f"expected a ping, got opcode {op:#x} {payload!r}"
+        alive.sock.sendall(encode_frame(0xA, payload))
+    # every round is at least the interval apart and at most the sweep later
+    assert 3 <= time.monotonic() - t0 < 3 * 2.5, time.monotonic() - t0
+    end = silent.drain_until_closed(timeout=10)
+    assert end["close"] is None and end["ended"] in ("reset", "eof"), end
+    alive.send_json({"op": "ping", "id": 1})
+    while (r := alive.recv_json()).get("id") != 1:
+        pass
+    assert r["op"] == "pong", r
+    m = wait_until(lambda: (m := scrape_metrics(gw.port)).value(
+        "wsgate_disconnects_total", reason="timeout") == 1 and m, 5, "the timeout counted")
+    assert m.value("wsgate_connections") == 1
+    alive.close()

@@ -23,7 +23,7 @@ GAUGES = ["wsgate_connections", "wsgate_subscriptions", "wsgate_channels", "wsga
           "wsgate_queue_bytes"]
 
 
-REASONS = ["client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error"]
+REASONS = ["client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error", "timeout"]
 HIST = "wsgate_fanout_latency_seconds"
 GOOD = """# HELP a_total A.
 # TYPE a_total counter

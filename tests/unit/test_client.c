@@ -28,6 +28,7 @@ struct conn {
     uint16_t close_code; /* 0: none set */
     char reason[64];
     int aborted;
+    int pings;
     int fail_writes;
 };
 
@@ -53,11 +54,14 @@ static void fake_close(struct conn *c, uint16_t code, const char *reason)
 
 static void fake_abort(struct conn *c) { c->aborted = 1; }
 
+static void fake_ping(struct conn *c) { c->pings++; }
+
 static const struct conn_ops fake_ops = {
     .write = fake_write,
     .want_write = fake_want_write,
     .close = fake_close,
     .abort = fake_abort,
+    .ping = fake_ping,
 };
 
 static void conn_reset(struct conn *c)
@@ -354,6 +358,35 @@ static void test_slow_consumer_soft_limit(void)
     app_free();
 }
 
+static void test_keepalive(void)
+{
+    /* intervals of 0: every sweep finds the client silent long enough */
+    app_init((const char *const[]){"--ping-interval", "0", "--ping-timeout", "3600", NULL});
+    struct tc a;
+    tc_open(&a, 0, NULL);
+    client_sweep(&app);
+    CHECK_EQ_INT(a.conn.pings, 1);
+    client_sweep(&app); /* one ping at a time, and not yet timed out */
+    CHECK_EQ_INT(a.conn.pings, 1);
+    CHECK_EQ_INT(a.conn.aborted, 0);
+    client_heard(a.c); /* the pong */
+    client_sweep(&app);
+    CHECK_EQ_INT(a.conn.pings, 2);
+    tc_close(&a);
+    app_free();
+
+    app_init((const char *const[]){"--ping-interval", "0", "--ping-timeout", "0", NULL});
+    tc_open(&a, 0, NULL);
+    client_sweep(&app);
+    CHECK_EQ_INT(a.conn.pings, 1);
+    client_sweep(&app); /* no answer: reset, no close frame for nobody */
+    CHECK_EQ_INT(a.conn.aborted, 1);
+    CHECK_EQ_INT(a.conn.close_code, 0);
+    tc_close(&a);
+    CHECK_EQ_UINT(app.metrics.disconnects[DISC_TIMEOUT], 1);
+    app_free();
+}
+
 static void test_batch_joins_queued_frames(void)
 {
     app_init(NULL);
@@ -443,6 +476,7 @@ int main(void)
     RUN(test_rate_limit_closes_with_1008);
     RUN(test_slow_consumer_hard_limit);
     RUN(test_slow_consumer_soft_limit);
+    RUN(test_keepalive);
     RUN(test_batch_joins_queued_frames);
     RUN(test_drain_and_close_after_queue);
     RUN(test_too_large_and_write_failure);
