@@ -309,6 +309,21 @@ static size_t gather_batch(struct client *c, uint64_t now)
     return n;
 }
 
+/* Gathers the oldest queued msgs that one write_frames() may take; returns
+ * how many (1: the first alone, write it as it is). */
+static size_t gather_frames(const struct client *c, struct msg **v)
+{
+    size_t n = 0, bytes = 0;
+    while (n < c->q.count && n < CONN_FRAMES_MAX) {
+        struct msg *m = msgq_at(&c->q, (uint32_t)n);
+        if (n && bytes + m->len > CONN_FRAMES_BYTES)
+            break;
+        bytes += m->len;
+        v[n++] = m;
+    }
+    return n;
+}
+
 int client_writable(struct client *c)
 {
     if (!c->q.count) {
@@ -323,10 +338,15 @@ int client_writable(struct client *c)
     if (c->batch && c->q.count > 1 && (n = gather_batch(c, now)) > 0) {
         rc = c->ops->write(c->conn, msg_data(c->app->batch), n);
     } else {
-        struct msg *m = msgq_peek(&c->q);
-        n = m->len;
-        rc = c->ops->write(c->conn, msg_data(m), n);
-        written(c, now);
+        struct msg *v[CONN_FRAMES_MAX];
+        size_t k = gather_frames(c, v);
+        n = 0;
+        for (size_t i = 0; i < k; i++)
+            n += v[i]->len;
+        rc = k > 1 ? c->ops->write_frames(c->conn, v, k)
+                   : c->ops->write(c->conn, msg_data(v[0]), n);
+        while (k--)
+            written(c, now);
     }
     if (rc < 0)
         return -1;

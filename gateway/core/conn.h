@@ -12,6 +12,11 @@
 #include <stdint.h>
 
 struct conn;
+struct msg;
+
+/* What one write_frames() call takes at most: frames, and their bytes. */
+#define CONN_FRAMES_MAX 64
+#define CONN_FRAMES_BYTES 65536
 
 struct conn_ops {
     /* Sends one complete text frame holding len bytes at buf. The
@@ -19,6 +24,11 @@ struct conn_ops {
      * may be used for the frame header. Called only from client_writable(),
      * at most once per call. Returns 0, or -1 when the connection failed. */
     int (*write)(struct conn *c, unsigned char *buf, size_t len);
+    /* Sends n (2..CONN_FRAMES_MAX) queued msgs as n text frames, in order,
+     * in as few socket writes as the transport can: a subscriber that fell
+     * behind catches up in one send() rather than one per message. Same
+     * calling rules and result as write. */
+    int (*write_frames)(struct conn *c, struct msg *const *m, size_t n);
     /* Asks for one client_writable() call once the peer can take more. */
     void (*want_write)(struct conn *c);
     /* Sets the close frame (RFC 6455 code and reason) that goes out when

@@ -54,6 +54,12 @@ static inline struct msg *msgq_peek(const struct msgq *q)
     return q->count ? q->ring[q->head] : NULL;
 }
 
+/* The i-th oldest msg (i < count), still owned by the queue. */
+static inline struct msg *msgq_at(const struct msgq *q, uint32_t i)
+{
+    return q->ring[(q->head + i) % q->cap];
+}
+
 /* Removes the oldest msg and drops the queue's reference to it. */
 void msgq_pop(struct msgq *q);
 

@@ -9,6 +9,7 @@
 #include "core/app.h"
 #include "core/client.h"
 #include "core/conn.h"
+#include "core/msg.h"
 #include "log.h"
 #include "net/http_api.h"
 #include "net/loop.h"
@@ -46,6 +47,31 @@ static int conn_write(struct conn *c, unsigned char *buf, size_t len)
     return lws_write(wsi_of(c), buf, len, LWS_WRITE_TEXT) < 0 ? -1 : 0;
 }
 
+/* Server frames are unmasked: a text frame is a header (2 bytes, 4 from 126
+ * bytes of payload: RFC 6455 5.2) and the payload. lws frames one message per lws_write(),
+ * so the joined frames go out as raw bytes (an HTTP write type), which lws
+ * sends as they are and, like any write, buffers if the socket takes less. */
+static int conn_write_frames(struct conn *c, struct msg *const *m, size_t n)
+{
+    _Static_assert(CONN_FRAMES_BYTES <= 0x10000, "two frames fit 16-bit lengths");
+    static unsigned char out[CONN_FRAMES_BYTES + CONN_FRAMES_MAX * 4];
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = m[i]->len;
+        out[len++] = 0x81; /* FIN, text */
+        if (k < 126) {
+            out[len++] = (unsigned char)k;
+        } else { /* < 64 KiB: at least two frames share CONN_FRAMES_BYTES */
+            out[len++] = 126;
+            out[len++] = (unsigned char)(k >> 8);
+            out[len++] = (unsigned char)k;
+        }
+        memcpy(out + len, msg_data(m[i]), k);
+        len += k;
+    }
+    return lws_write(wsi_of(c), out, len, LWS_WRITE_HTTP) < 0 ? -1 : 0;
+}
+
 static void conn_want_write(struct conn *c)
 {
     loop_want_write(wsi_of(c));
@@ -76,6 +102,7 @@ static void conn_ping(struct conn *c)
 
 static const struct conn_ops lws_conn_ops = {
     .write = conn_write,
+    .write_frames = conn_write_frames,
     .want_write = conn_want_write,
     .close = conn_close,
     .abort = conn_abort,

@@ -29,6 +29,7 @@ struct conn {
     char reason[64];
     int aborted;
     int pings;
+    int joined_writes; /* write_frames() calls */
     int fail_writes;
 };
 
@@ -41,6 +42,15 @@ static int fake_write(struct conn *c, unsigned char *buf, size_t len)
         c->bufs[c->nframes] = buf;
     }
     c->nframes++;
+    return 0;
+}
+
+static int fake_write_frames(struct conn *c, struct msg *const *m, size_t n)
+{
+    c->joined_writes++;
+    for (size_t i = 0; i < n; i++)
+        if (fake_write(c, msg_data(m[i]), m[i]->len) < 0)
+            return -1;
     return 0;
 }
 
@@ -58,6 +68,7 @@ static void fake_ping(struct conn *c) { c->pings++; }
 
 static const struct conn_ops fake_ops = {
     .write = fake_write,
+    .write_frames = fake_write_frames,
     .want_write = fake_want_write,
     .close = fake_close,
     .abort = fake_abort,
@@ -405,6 +416,25 @@ static void test_batch_joins_queued_frames(void)
     app_free();
 }
 
+static void test_plain_frames_leave_together(void)
+{
+    app_init(NULL);
+    struct tc a;
+    tc_open(&a, 0, NULL);
+    send_text(&a, "{\"op\":\"subscribe\",\"channel\":\"c\",\"id\":1}");
+    send_text(&a, "{\"op\":\"publish\",\"channel\":\"c\",\"data\":1,\"id\":2}");
+    CHECK_EQ_INT(pump(&a), 0);
+    /* welcome, ack, message, ack: one frame each, one joined write */
+    CHECK_EQ_INT(a.conn.nframes, 4);
+    CHECK_EQ_INT(a.conn.joined_writes, 1);
+    FRAME_HAS(&a, 0, "{\"op\":\"welcome\"");
+    FRAME_HAS(&a, 2, "{\"op\":\"message\",\"channel\":\"c\",\"data\":1}");
+    FRAME_HAS(&a, 3, "{\"op\":\"ack\",\"id\":2}");
+    CHECK_EQ_UINT(app.metrics.queue_bytes, 0);
+    tc_close(&a);
+    app_free();
+}
+
 static void test_drain_and_close_after_queue(void)
 {
     app_init((const char *const[]){"--drain-seconds", "1", NULL});
@@ -478,6 +508,7 @@ int main(void)
     RUN(test_slow_consumer_soft_limit);
     RUN(test_keepalive);
     RUN(test_batch_joins_queued_frames);
+    RUN(test_plain_frames_leave_together);
     RUN(test_drain_and_close_after_queue);
     RUN(test_too_large_and_write_failure);
     return check_summary();
