@@ -81,15 +81,18 @@ class Stack:
         if self.kind == "podman":
             # This machine's limits only: the Docker API gives containers nofile 1024,
             # the sandbox's hard limit is far below the 40039 descriptors HAProxy asks
-            # for with maxconn 20000, and raising a limit is refused.
+            # for with maxconn 20000, and raising a limit is refused (once any ulimit
+            # is set, runc also needs nproc within the hard limit).
             import resource
             hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
             nofile = min(hard if hard != resource.RLIM_INFINITY else 1048576, 1048576)
+            nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+            nproc = min(nproc if nproc != resource.RLIM_INFINITY else 4096, 4096)
             override = state / "limits.override.yml"
             override.write_text(
                 "# written by tests/compose/test_compose.py: this machine's limits only\n"
                 "services:\n  lb:\n"
-                f"    ulimits: {{nofile: {{soft: {nofile}, hard: {nofile}}}}}\n"
+                f"    ulimits: {{nofile: {{soft: {nofile}, hard: {nofile}}}, nproc: {nproc}}}\n"
                 f"    environment: {{WSGATE_LB_MAXCONN: \"{min(20000, (nofile - 200) // 2)}\"}}\n")
             self.cmd += ["-f", str(override)]
         import docker  # python3-docker, which docker-compose itself runs on
@@ -299,6 +302,8 @@ def spread(clients):
 
 # ---- the test --------------------------------------------------------------------
 
+# python3-docker 5.0 compares API versions with distutils' StrictVersion
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_compose_stack(stack):
     t_all = time.monotonic()
     _, took = stack.compose("build", "gateway", timeout=1800)
