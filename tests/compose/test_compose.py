@@ -296,6 +296,15 @@ async def broadcast(clients, senders, tag):
     return len(senders) * len(clients), time.monotonic() - t
 
 
+async def until(pred, timeout, what):
+    """Poll pred() until it holds; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)  # poll interval of a bounded wait
+
+
 def spread(clients):
     return collections.Counter(c.node for c in clients)
 
@@ -356,7 +365,8 @@ async def scenario(stack):
         await stack.await_lb_up(3)
         nodes3 = stack.node_to_container()
         assert len(nodes3) == 3, list(nodes3)
-        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 30)
+        await until(lambda: all(c.ready.is_set() and c.node in nodes3 for c in clients), 30,
+                    f"every client on one of {list(nodes3)}: {dict(spread(clients))}")
         gone = set(nodes5) - set(nodes3)
         moved = [c for c in clients if any(m[0] in gone for m in c.moves)]
         say(f"scale back to 3: {time.monotonic() - t:.1f}s; {len(moved)} clients of the 2 removed "
@@ -376,7 +386,8 @@ async def scenario(stack):
         t = time.monotonic()
         await asyncio.to_thread(victim.stop, timeout=20)
         stopped = time.monotonic() - t
-        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 30)
+        await until(lambda: all(c.moves and c.ready.is_set() for c in victims), 30,
+                    f"the clients of {victim_node} to reconnect")
         victim.reload()
         assert victim.status == "exited" and victim.attrs["State"]["ExitCode"] == 0, victim.attrs["State"]
         moves = [m for c in victims for m in c.moves]
