@@ -66,7 +66,9 @@ def test_compose_shape():
     assert "ports" not in gw and "container_name" not in gw, "gateway must be scalable"
     assert all(k.startswith("WSGATE_") for k in gw["environment"])
     lb = s["lb"]
-    assert any(str(p).startswith("8080:") for p in lb["ports"])
+    # host ports default to 8080 / 127.0.0.1:8404; tests/compose picks free ones
+    assert "${WSGATE_PORT:-8080}:8080" in lb["ports"], lb["ports"]
+    assert "127.0.0.1:${WSGATE_STATS_PORT:-8404}:8404" in lb["ports"], lb["ports"]
     assert any(v.startswith("./deploy/haproxy.cfg:") for v in lb["volumes"])
 
 
@@ -87,7 +89,12 @@ def test_haproxy_config_valid(env):
 
 def test_haproxy_config_contract():
     cfg = HAPROXY_CFG.read_text()
-    for needle in ("nameserver docker 127.0.0.11:53", "balance leastconn", "uri /readyz",
+    # The engine's DNS from /etc/resolv.conf: Docker's 127.0.0.11 and Podman's
+    # aardvark-dns alike (a fixed 127.0.0.11 finds no replica under Podman).
+    section = re.search(r"^resolvers docker\n((?:[ \t]+\S.*\n)+)", cfg, re.M)
+    assert section and "parse-resolv-conf" in section.group(1), "resolvers docker: parse-resolv-conf"
+    assert "nameserver" not in section.group(1), section.group(1)
+    for needle in ("balance leastconn", "uri /readyz",
                    "timeout tunnel", "server-template gw", "resolvers docker",
                    "# >>> servers", "# <<< servers"):
         assert needle in cfg, needle
