@@ -351,6 +351,7 @@ int client_writable(struct client *c)
     if (rc < 0)
         return -1;
     c->app->metrics.bytes_sent_total += n;
+    c->app->metrics.writes_total++;
     if (c->soft_since_us && c->q.bytes <= c->app->cfg.queue_soft_bytes)
         c->soft_since_us = 0;
     if (c->q.count || c->closing)

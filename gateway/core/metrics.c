@@ -93,6 +93,8 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
            "Message frames written to clients.", m->delivered_total);
     metric(&o, "wsgate_bytes_sent_total", "counter", "WebSocket payload bytes written.",
            m->bytes_sent_total);
+    metric(&o, "wsgate_writes_total", "counter",
+           "Transport writes: frames queued for a client leave together.", m->writes_total);
     metric(&o, "wsgate_broker_up", "gauge", "1 while the broker is connected.",
            (unsigned long long)g->broker_up);
     metric(&o, "wsgate_broker_reconnects_total", "counter",

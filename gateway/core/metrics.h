@@ -30,6 +30,7 @@ struct metrics {
     uint64_t published_total;    /* publishes the broker accepted from this node */
     uint64_t delivered_total;    /* message frames written to clients */
     uint64_t bytes_sent_total;   /* WebSocket payload bytes written */
+    uint64_t writes_total;       /* transport writes carrying them */
     uint64_t disconnects[DISC_COUNT];
     uint64_t latency_le[METRICS_LATENCY_BUCKETS]; /* per bucket, not cumulative */
     uint64_t latency_count;

@@ -21,7 +21,7 @@
 #define TICK_USEC 100000
 /* Every this many ticks, one full lws_service() (a poll() of every socket):
  * a backstop should lws ever want a socket serviced without telling us. */
-#define FULL_SERVICE_TICKS 50
+#define FULL_SERVICE_TICKS 300
 
 struct loop {
     struct event_base *base;

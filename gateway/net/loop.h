@@ -15,7 +15,7 @@
  * (a ping), lws reports the change of poll events through
  * LWS_CALLBACK_GET_THREAD_ID, which loop_lws_thread_id() turns into a
  * write kick. A full lws_service() runs only when lws holds read data to
- * feed, and every 5 s as a backstop.
+ * feed, and every 30 s as a backstop.
  *
  * Ownership: struct loop is owned by main. Each connection's struct fdev is
  * the wsi's opaque user data; loop owns it and frees it when lws destroys

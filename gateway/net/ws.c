@@ -11,6 +11,7 @@
 #include "core/conn.h"
 #include "core/msg.h"
 #include "log.h"
+#include "net/frames.h"
 #include "net/http_api.h"
 #include "net/loop.h"
 #include "proto/v1.h"
@@ -47,28 +48,13 @@ static int conn_write(struct conn *c, unsigned char *buf, size_t len)
     return lws_write(wsi_of(c), buf, len, LWS_WRITE_TEXT) < 0 ? -1 : 0;
 }
 
-/* Server frames are unmasked: a text frame is a header (2 bytes, 4 from 126
- * bytes of payload: RFC 6455 5.2) and the payload. lws frames one message per lws_write(),
- * so the joined frames go out as raw bytes (an HTTP write type), which lws
- * sends as they are and, like any write, buffers if the socket takes less. */
+/* lws frames one message per lws_write(), so joined frames go out as raw
+ * bytes (an HTTP write type): lws sends them as they are and, like any
+ * write, keeps what the socket did not take for the next POLLOUT. */
 static int conn_write_frames(struct conn *c, struct msg *const *m, size_t n)
 {
-    _Static_assert(CONN_FRAMES_BYTES <= 0x10000, "two frames fit 16-bit lengths");
-    static unsigned char out[CONN_FRAMES_BYTES + CONN_FRAMES_MAX * 4];
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t k = m[i]->len;
-        out[len++] = 0x81; /* FIN, text */
-        if (k < 126) {
-            out[len++] = (unsigned char)k;
-        } else { /* < 64 KiB: at least two frames share CONN_FRAMES_BYTES */
-            out[len++] = 126;
-            out[len++] = (unsigned char)(k >> 8);
-            out[len++] = (unsigned char)k;
-        }
-        memcpy(out + len, msg_data(m[i]), k);
-        len += k;
-    }
+    static unsigned char out[FRAMES_JOIN_MAX];
+    size_t len = frames_join(out, m, n);
     return lws_write(wsi_of(c), out, len, LWS_WRITE_HTTP) < 0 ? -1 : 0;
 }
 

@@ -28,7 +28,7 @@ import pytest
 import websockets
 
 from wsgate_testing import (NO_PUBLISH_RATE, WsClient, ascrape_metrics, async_test, await_metrics,
-                            encode_frame, raw_upgrade, scrape_metrics, wait_until)
+                            cpu_seconds, encode_frame, raw_upgrade, scrape_metrics, wait_until)
 
 
 def padded_publish(size, rid=1):
@@ -482,3 +482,32 @@ def test_keepalive_pings_and_drops_silent_clients(procs):
         "wsgate_disconnects_total", reason="timeout") == 1 and m, 5, "the timeout counted")
     assert m.value("wsgate_connections") == 1
     alive.close()
+
+
+def test_idle_connections_cost_no_cpu(procs):
+    """Idle CPU does not grow with connections: with 5,000 idle WebSockets the
+    gateway uses under 0.3% of a core more than with 50 (measured over 4 s
+    each, to the nanosecond). A poll() of every socket on each 100 ms tick
+    (what lws_service() does) costs about 0.7% of a core at 5,000."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 5200:
+        pytest.skip(f"needs 5,200 descriptors, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    gw = procs.gateway(node_id="n1")
+    pid = gw.proc.pid
+    conns, share = [], {}
+    try:
+        for n in (50, 5000):
+            while len(conns) < n:
+                conns.append(gw.raw(timeout=10))
+            assert conns[-1].recv_json()["op"] == "welcome"  # all accepted
+            t0, c0 = time.monotonic(), cpu_seconds(pid)
+            time.sleep(4)  # the measurement window itself, not a wait for an event
+            share[n] = (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
+    finally:
+        for c in conns:
+            c.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    print(f"idle CPU, share of a core: {share}")
+    assert share[5000] - share[50] < 0.003 and share[5000] < 0.01, share

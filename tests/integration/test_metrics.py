@@ -15,7 +15,7 @@ from wsgate_testing import WsClient, ascrape_metrics, async_test, await_metrics,
 
 
 COUNTERS = ["wsgate_connections_total", "wsgate_connections_refused_total",
-            "wsgate_messages_published_total", "wsgate_messages_delivered_total", "wsgate_bytes_sent_total",
+            "wsgate_messages_published_total", "wsgate_messages_delivered_total", "wsgate_bytes_sent_total", "wsgate_writes_total",
             "wsgate_broker_reconnects_total", "wsgate_dropped_invalid_total", "wsgate_disconnects_total"]
 
 

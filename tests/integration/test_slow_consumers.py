@@ -17,17 +17,22 @@ and must come no earlier than T after the last scrape that still showed the
 queue at or under S, and no later than T + 3 s after the first one that
 showed it above.
 
+Joined writes: a subscriber that fell behind gets its queued frames in far
+fewer socket writes than messages (wsgate_writes_total), in order and intact.
+
 Throttled: a client read by a thread at about 1 KB/s through a small receive
 buffer is closed by the soft limit while 200 others receive every message, in
 order, and keep receiving while it is stuck."""
 
 import asyncio
+import json
 import threading
 import time
 
 import pytest
 
-from wsgate_testing import NO_PUBLISH_RATE, ascrape_metrics, async_test, await_metrics
+from wsgate_testing import (NO_PUBLISH_RATE, ascrape_metrics, async_test, await_metrics, parse_frame,
+                            scrape_metrics)
 
 
 async def publish_window(pub, subs, ids, pad, id_offset=1):
@@ -346,3 +351,40 @@ async def test_throttled_client_cut_while_200_others_get_everything(procs, mode)
     throttled.thread.join(10)
     assert throttled.ended and throttled.ended.startswith(("eof", "error")), throttled.ended
     assert throttled.read < MESSAGES * len(THROTTLED_PAD), f"the throttled client read {throttled.read} bytes"
+
+
+def test_queued_frames_leave_together(procs):
+    """A subscriber that fell behind gets its queued messages joined: far fewer
+    socket writes than messages (wsgate_writes_total), each message still its
+    own text frame, all in order and intact, many per recv()."""
+    gw = procs.gateway("--sndbuf", "4096", node_id="n1")
+    r = gw.raw(rcvbuf=4096, timeout=10)
+    assert r.recv_json()["op"] == "welcome"
+    r.send_json({"op": "subscribe", "channel": "lag", "id": 1})
+    assert r.recv_json() == {"op": "ack", "id": 1}
+    n, pad = 300, "p" * 200
+    w0 = scrape_metrics(gw.port).value("wsgate_writes_total")
+    for i in range(n):  # over HTTP: the reader's socket is the only one written
+        resp = gw.http("POST", "/api/publish", {"channel": "lag", "data": {"seq": i, "pad": pad}})
+        assert resp.status == 200, resp
+    # frames beyond the two small socket buffers wait in the gateway's queue
+    seqs, per_recv = [], []
+    while len(seqs) < n:
+        chunk = r.sock.recv(65536)
+        assert chunk, f"EOF after {len(seqs)} messages"
+        r.buf += chunk
+        frames = 0
+        while (f := parse_frame(r.buf)) is not None:
+            fin, op, payload, used = f
+            del r.buf[:used]
+            assert (fin, op) == (True, 0x1), (fin, op)
+            msg = json.loads(payload)
+            assert msg["channel"] == "lag" and msg["data"]["pad"] == pad, msg
+            seqs.append(msg["data"]["seq"])
+            frames += 1
+        per_recv.append(frames)
+    assert seqs == list(range(n)), "out of order or missing"
+    writes = scrape_metrics(gw.port).value("wsgate_writes_total") - w0
+    assert writes <= n / 4, f"{writes} writes carried {n} messages: not joined"
+    assert max(per_recv) >= 10, per_recv
+    r.close()

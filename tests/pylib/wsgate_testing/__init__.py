@@ -16,7 +16,7 @@ The names tests use are re-exported here: from wsgate_testing import async_test.
 
 from .gateway import MANY_CHANNELS, NO_PUBLISH_RATE, Gateway
 from .httpc import HttpResp, http_request, raw_upgrade
-from .procs import (REPO, WSGATE_BIN, Proc, ProcError, Procs, Redis, free_port, pid_alive,
+from .procs import (REPO, WSGATE_BIN, Proc, ProcError, Procs, Redis, cpu_seconds, free_port, pid_alive,
                     run_wsgate, wait_until)
 from .prom import ascrape_metrics, await_metrics, parse_prometheus, scrape_metrics
 from .protocol import WsClient, async_test, close_all_clients, connect_retrying, is_message

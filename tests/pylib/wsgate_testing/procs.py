@@ -72,6 +72,13 @@ def pid_alive(pid):
         return False
 
 
+def cpu_seconds(pid):
+    """CPU seconds `pid` has run so far, to the nanosecond (/proc/PID/schedstat;
+    /proc/PID/stat counts in 10 ms ticks)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
+
+
 def wait_until(pred, timeout, what, interval=0.05):
     """Polls pred() until it is truthy and returns that; fails after timeout seconds."""
     deadline = time.monotonic() + timeout
