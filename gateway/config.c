@@ -141,11 +141,12 @@ int config_parse_redis_url(const char *s, struct redis_addr *out)
             return -1;
     } else if (hostport[0] == '[') { /* [v6addr] */
         size_t hl = strlen(hostport);
-        if (hl < 3 || hostport[hl - 1] != ']' || hl - 2 >= sizeof out->host)
+        if (hl < 3 || hostport[hl - 1] != ']' || hl - 2 >= sizeof out->host ||
+            memchr(hostport + 1, '[', hl - 2) || memchr(hostport + 1, ']', hl - 2))
             return -1;
         memcpy(out->host, hostport + 1, hl - 2);
         out->host[hl - 2] = '\0';
-    } else if (!colon && !close && hp < sizeof out->host) {
+    } else if (!colon && !close && !strchr(hostport, '[') && hp < sizeof out->host) {
         memcpy(out->host, hostport, hp + 1);
     } else {
         return -1;

@@ -221,6 +221,9 @@ static void test_redis_url_bad(void)
     REDIS_BAD("redis://[]");
     REDIS_BAD("redis://[]:6379");
     REDIS_BAD("redis://[::1");
+    REDIS_BAD("redis://r[fe");        /* a stray bracket (found by fuzz_config) */
+    REDIS_BAD("redis://[a]b]");
+    REDIS_BAD("redis://[[::1]");
     REDIS_BAD("redis://r:0");         /* bad ports */
     REDIS_BAD("redis://r:65536");
     REDIS_BAD("redis://r:-1");
