@@ -76,7 +76,7 @@ for t in "${TARGETS[@]}"; do
     scratch=$BUILD_DIR/scratch/$t
     crashes=$BUILD_DIR/crashes/$t
     log=$BUILD_DIR/fuzz_$t.log
-    rm -rf "$scratch"
+    rm -rf "$scratch" "$crashes" # no stale reproducers from an earlier run
     mkdir -p "$scratch" "$crashes" "$corpus"
     dict=()
     [ -f "$HERE/$t.dict" ] && dict=(-dict="$HERE/$t.dict")
