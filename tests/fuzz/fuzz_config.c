@@ -10,11 +10,12 @@
  * The values of --api-key-file and --jwt-secret-file (and their variables)
  * are replaced by one of a few files written here once, chosen by the
  * value's first byte: the fuzzer must not open paths of its choosing
- * (/dev/stdin would block).
+ * (/dev/stdin would block). The files are memfds, opened through
+ * /proc/self/fd, so nothing is left on disk.
  *
  * Beyond crashes, it aborts when config_load() breaks its promises: a
- * result other than OK, HELP or ERROR; an ERROR without a message that
- * starts with its source (flag, variable or argument); an accepted config with a field out of its range or a
+ * result other than OK, HELP or ERROR; an ERROR without a one-line message
+ * that starts with its source (flag, variable or argument); an accepted config with a field out of its range or a
  * string not terminated in its array; a different answer on a second load.
  * An accepted Redis URL must give a host without the characters that
  * delimit one ([ ] / @), a port from 1 to 65535 and a db from 0 to 65535.
@@ -22,10 +23,12 @@
  *
  * No main: link with -fsanitize=fuzzer, or with standalone.c to replay a
  * corpus under any compiler. */
+#define _GNU_SOURCE /* memfd_create */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -47,30 +50,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define N_FILES 7
 static char files[N_FILES][64];
 
-static void write_file(int i, const char *dir, const void *p, size_t n)
+/* An in-memory file holding p[0..n), open for the life of the process. */
+static void write_file(int i, const void *p, size_t n)
 {
-    snprintf(files[i], sizeof files[i], "%s/f%d", dir, i);
-    if (n == (size_t)-1) /* left missing */
-        return;
-    FILE *f = fopen(files[i], "wb");
-    REQUIRE(f);
-    REQUIRE(fwrite(p, 1, n, f) == n);
-    REQUIRE(fclose(f) == 0);
+    int fd = memfd_create("wsgate-fuzz-secret", 0);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, p, n) == (ssize_t)n);
+    snprintf(files[i], sizeof files[i], "/proc/self/fd/%d", fd);
 }
 
 static void make_files(void)
 {
-    static char dir[] = "/tmp/wsgate-fuzz-config-XXXXXX";
     static unsigned char big[4097];
-    REQUIRE(mkdtemp(dir));
     memset(big, 'k', sizeof big);
-    write_file(0, dir, "", 0);
-    write_file(1, dir, "s3cret\n", 7);
-    write_file(2, dir, "s3cret\r\n", 8);
-    write_file(3, dir, "a\nb\n", 4);
-    write_file(4, dir, "a\0b", 3);
-    write_file(5, dir, big, sizeof big);
-    write_file(6, dir, NULL, (size_t)-1);
+    write_file(0, "", 0);
+    write_file(1, "s3cret\n", 7);
+    write_file(2, "s3cret\r\n", 8);
+    write_file(3, "a\nb\n", 4);
+    write_file(4, "a\0b", 3);
+    write_file(5, big, sizeof big);
+    snprintf(files[6], sizeof files[6], "/nonexistent/wsgate-fuzz-secret");
 }
 
 static int is_file_flag(const char *s)
@@ -140,7 +139,8 @@ static void check_config(const struct config *c)
     check_str(c->web_root, sizeof c->web_root);
     REQUIRE(c->web_root[0]);
     check_str(c->api_key, sizeof c->api_key);
-    REQUIRE(!strchr(c->api_key, '\n'));
+    for (const char *k = c->api_key; *k; k++) /* sendable in a header */
+        REQUIRE((unsigned char)*k >= 0x20 && *k != 0x7f);
     check_str(c->allowed_origins, sizeof c->allowed_origins);
     check_str(c->anonymous_channels, sizeof c->anonymous_channels);
     REQUIRE(c->max_message_size >= 256 && c->max_message_size <= 16u << 20);
@@ -158,11 +158,13 @@ static void check_config(const struct config *c)
     REQUIRE(c->auth_mode == AUTH_MODE_OFF || c->jwt_secret_len > 0);
 }
 
-/* An error starts with where the bad value came from: a flag, a variable,
- * or the argument itself. */
+/* An error is one line (no control characters) that starts with where the
+ * bad value came from: a flag, a variable, or the argument itself. */
 static void check_error(const char *err, size_t cap)
 {
     REQUIRE(memchr(err, '\0', cap) && err[0]);
+    for (const char *p = err; *p; p++)
+        REQUIRE((unsigned char)*p >= 0x20 && *p != 0x7f);
     REQUIRE(!strncmp(err, "--", 2) || !strncmp(err, "WSGATE_", 7) ||
             !strncmp(err, "unexpected argument", 19) ||
             !strncmp(err, "unknown flag", 12));

@@ -517,6 +517,8 @@ static void test_load_bad_values(void)
         {"node-id", "WSGATE_NODE_ID", "a\"b"},
         {"node-id", "WSGATE_NODE_ID", "a\\b"},
         {"web-root", "WSGATE_WEB_ROOT", ""},
+        {"api-key", "WSGATE_API_KEY", "a\nb"}, /* found by fuzz_config */
+        {"api-key", "WSGATE_API_KEY", "\tk"},
         {"log-level", "WSGATE_LOG_LEVEL", "verbose"},
         {"log-level", "WSGATE_LOG_LEVEL", ""},
         {"max-message-size", "WSGATE_MAX_MESSAGE_SIZE", "abc"},
