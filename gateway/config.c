@@ -142,11 +142,12 @@ int config_parse_redis_url(const char *s, struct redis_addr *out)
             return -1;
     } else if (hostport[0] == '[') { /* [v6addr] */
         size_t hl = strlen(hostport);
-        if (hl < 3 || hostport[hl - 1] != ']' || hl - 2 >= sizeof out->host)
+        if (hl < 3 || hostport[hl - 1] != ']' || hl - 2 >= sizeof out->host ||
+            memchr(hostport + 1, '[', hl - 2) || memchr(hostport + 1, ']', hl - 2))
             return -1;
         memcpy(out->host, hostport + 1, hl - 2);
         out->host[hl - 2] = '\0';
-    } else if (!colon && !close && hp < sizeof out->host) {
+    } else if (!colon && !close && !strchr(hostport, '[') && hp < sizeof out->host) {
         memcpy(out->host, hostport, hp + 1);
     } else {
         return -1;
@@ -350,8 +351,22 @@ static int set_ping_timeout(struct config *c, const char *v, char *why, size_t n
     return set_double_in(&c->ping_timeout, v, 0, 3600, "seconds", why, n);
 }
 
+/* A key a client can send: an Authorization header holds no control
+ * characters (a key with one would lock /api/publish for good). */
+static int key_sendable(const unsigned char *k, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (k[i] < 0x20 || k[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
 static int set_api_key(struct config *c, const char *v, char *why, size_t n)
 {
+    if (!key_sendable((const unsigned char *)v, strlen(v))) {
+        snprintf(why, n, "control characters cannot be sent in an Authorization header");
+        return -1;
+    }
     return set_str(c->api_key, sizeof c->api_key, v, why, n);
 }
 
@@ -361,7 +376,7 @@ static int set_api_key_file(struct config *c, const char *v, char *why, size_t n
     long len = read_secret(v, key, sizeof key - 1, why, n);
     if (len < 0)
         return -1;
-    if (memchr(key, '\n', (size_t)len) || memchr(key, '\0', (size_t)len)) {
+    if (!key_sendable(key, (size_t)len)) {
         snprintf(why, n, "expected one line holding the key");
         return -1;
     }
@@ -459,13 +474,29 @@ static void env_name(const char *flag, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* The first 80 bytes of v for an error line, control characters as \xNN
+ * so the error stays one line. */
+static void quote_value(char *out, size_t cap, const char *v)
+{
+    size_t n = 0;
+    for (size_t i = 0; v[i] && i < 80 && n + 5 < cap; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch < 0x20 || ch == 0x7f)
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", ch);
+        else
+            out[n++] = (char)ch;
+    }
+    out[n] = '\0';
+}
+
 static int apply(struct config *cfg, const struct option_def *o,
                  const char *v, const char *source, char *err, size_t errlen)
 {
-    char why[160];
+    char why[160], shown[4 * 80 + 8];
     if (o->set(cfg, v, why, sizeof why) == 0)
         return 0;
-    snprintf(err, errlen, "%s: invalid value '%.80s': %s", source, v, why);
+    quote_value(shown, sizeof shown, v);
+    snprintf(err, errlen, "%s: invalid value '%s': %s", source, shown, why);
     return -1;
 }
 
@@ -514,7 +545,9 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
         if (strncmp(arg, "--", 2) != 0) {
-            snprintf(err, errlen, "unexpected argument '%.80s' (flags start with --)", arg);
+            char shown[4 * 80 + 8];
+            quote_value(shown, sizeof shown, arg);
+            snprintf(err, errlen, "unexpected argument '%s' (flags start with --)", shown);
             return CONFIG_ERROR;
         }
         const char *name = arg + 2, *eq = strchr(name, '=');
@@ -524,7 +557,10 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
             if (strlen(options[i].name) == nl && !strncmp(options[i].name, name, nl))
                 o = &options[i];
         if (!o) {
-            snprintf(err, errlen, "unknown flag '--%.*s' (see --help)", (int)(nl > 80 ? 80 : nl), name);
+            char nm[81], shown[4 * 80 + 8];
+            snprintf(nm, sizeof nm, "%.*s", (int)(nl > 80 ? 80 : nl), name);
+            quote_value(shown, sizeof shown, nm);
+            snprintf(err, errlen, "unknown flag '--%s' (see --help)", shown);
             return CONFIG_ERROR;
         }
         const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);

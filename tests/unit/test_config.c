@@ -221,6 +221,9 @@ static void test_redis_url_bad(void)
     REDIS_BAD("redis://[]");
     REDIS_BAD("redis://[]:6379");
     REDIS_BAD("redis://[::1");
+    REDIS_BAD("redis://r[fe");        /* a stray bracket (found by fuzz_config) */
+    REDIS_BAD("redis://[a]b]");
+    REDIS_BAD("redis://[[::1]");
     REDIS_BAD("redis://r:0");         /* bad ports */
     REDIS_BAD("redis://r:65536");
     REDIS_BAD("redis://r:-1");
@@ -514,6 +517,8 @@ static void test_load_bad_values(void)
         {"node-id", "WSGATE_NODE_ID", "a\"b"},
         {"node-id", "WSGATE_NODE_ID", "a\\b"},
         {"web-root", "WSGATE_WEB_ROOT", ""},
+        {"api-key", "WSGATE_API_KEY", "a\nb"}, /* found by fuzz_config */
+        {"api-key", "WSGATE_API_KEY", "\tk"},
         {"log-level", "WSGATE_LOG_LEVEL", "verbose"},
         {"log-level", "WSGATE_LOG_LEVEL", ""},
         {"max-message-size", "WSGATE_MAX_MESSAGE_SIZE", "abc"},
