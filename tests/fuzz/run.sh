@@ -38,7 +38,9 @@ die() {
 while [ $# -gt 0 ]; do
     case $1 in
     --seconds)
-        [ $# -ge 2 ] && [[ $2 =~ ^[1-9][0-9]*$ ]] || die "--seconds needs a positive whole number"
+        if [ $# -lt 2 ] || ! [[ $2 =~ ^[1-9][0-9]*$ ]]; then
+            die "--seconds needs a positive whole number"
+        fi
         SECONDS_PER=$2
         shift 2
         ;;
