@@ -97,7 +97,7 @@ for t in "${TARGETS[@]}"; do
         status="CRASH (exit $rc)"
         failed=1
         echo "-- $t failed; reproducer(s):"
-        ls -1 "$crashes" | sed "s|^|   $crashes/|"
+        find "$crashes" -type f | sed "s|^|   |"
         grep -E 'ERROR: |SUMMARY: |==[0-9]+==|deadly signal|#[0-3] ' "$log" | head -20 | sed 's/^/   /'
         echo "   full log: $log"
     fi
