@@ -3,12 +3,14 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,12 +18,31 @@
 #include <event2/listener.h>
 #include <libwebsockets.h>
 
+#include "core/clock.h"
 #include "log.h"
 
 #define TICK_USEC 100000
 /* Every this many ticks, one full lws_service() (a poll() of every socket):
  * a backstop should lws ever want a socket serviced without telling us. */
 #define FULL_SERVICE_TICKS 300
+#define FD_RESERVE 32           /* descriptors kept for Redis, files, logs */
+#define ACCEPT_PAUSE_MIN_MS 100 /* listener paused after EMFILE, doubling */
+#define ACCEPT_PAUSE_MAX_MS 1000
+#define WARN_EVERY_US 10000000  /* one descriptor warning per 10 s */
+#define LINGER_USEC 2000000     /* a closed WebSocket drains input this long */
+
+/* A WebSocket lws has closed, kept on a dup of its descriptor: our side is
+ * shut down (FIN after the close frame) and input is read and discarded
+ * until the peer's EOF or the linger deadline. Closing at once with the
+ * peer's data still arriving would answer with a reset, which destroys the
+ * close frame in flight at the peer. */
+struct lingerer {
+    struct loop *loop;
+    struct event *ev;
+    struct lingerer *prev, *next;
+    uint64_t deadline_us;
+    int fd;
+};
 
 struct loop {
     struct event_base *base;
@@ -31,6 +52,13 @@ struct loop {
     struct event *tick;
     lws_dll2_owner_t *timers; /* lws's timer lists, LWS_COUNT_PT_SUL_OWNERS */
     unsigned ticks;
+    struct event *resume;        /* re-enables the listener after EMFILE */
+    unsigned pause_ms;           /* the next pause; grows while EMFILE lasts */
+    unsigned max_sockets;        /* client sockets we may hold: nofile - reserve */
+    unsigned nsockets;           /* adopted and lingering client sockets */
+    uint64_t warned_us;          /* last descriptor warning */
+    unsigned long unwarned;      /* refusals since it */
+    struct lingerer *lingering;
     int port;
     int sndbuf;
 };
@@ -45,14 +73,33 @@ struct fdev {
     unsigned char want_write;   /* a writable callback was asked for */
     unsigned char keep_writable;
     unsigned char in_service;   /* inside lws_service_fd() for this fd */
+    unsigned char reset;        /* closes with a reset: no lingering */
+    unsigned char counted;      /* holds one of loop->nsockets */
 };
 
 static void fdev_free(struct fdev *f)
 {
+    if (f->counted)
+        f->loop->nsockets--;
     if (f->rd) event_free(f->rd);
     if (f->wr) event_free(f->wr);
     if (f->kick) event_free(f->kick);
     free(f);
+}
+
+/* Logs a descriptor shortage at most once per WARN_EVERY_US, with the
+ * number of refusals since the last line. */
+static void warn_shortage(struct loop *loop, const char *what)
+{
+    uint64_t now = clock_us();
+    loop->unwarned++;
+    if (loop->warned_us && now - loop->warned_us < WARN_EVERY_US)
+        return;
+    log_warn("%s: %lu connection(s) refused or deferred since the last warning "
+             "(%u client sockets open, limit %u)", what, loop->unwarned,
+             loop->nsockets, loop->max_sockets);
+    loop->warned_us = now;
+    loop->unwarned = 0;
 }
 
 /* A separate event from wr: libevent silently skips registering an event
@@ -172,11 +219,36 @@ int loop_lws_thread_id(struct lws *wsi)
     return 1;
 }
 
+/* Over the socket cap: a 503 (HTTP, the first thing every client speaks
+ * here) and close. Whatever request already arrived is read first, so the
+ * close is a FIN, not a reset that would destroy the answer. */
+static void refuse_socket(struct loop *loop, int fd)
+{
+#define OVERLOADED_BODY \
+    "{\"error\":\"overloaded\",\"message\":\"too many open connections, retry\"}\n"
+    static const char answer[] =
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+        "content-length: 68\r\nconnection: close\r\n\r\n" OVERLOADED_BODY;
+    _Static_assert(sizeof OVERLOADED_BODY - 1 == 68, "content-length");
+    char buf[4096];
+    (void)!recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    (void)!send(fd, answer, sizeof answer - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    shutdown(fd, SHUT_WR);
+    (void)!recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    close(fd);
+    warn_shortage(loop, "connection limit from the descriptor limit reached");
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
                       struct sockaddr *sa, int salen, void *arg)
 {
     (void)l, (void)sa, (void)salen;
     struct loop *loop = arg;
+    loop->pause_ms = ACCEPT_PAUSE_MIN_MS; /* accept works again */
+    if (loop->nsockets >= loop->max_sockets) {
+        refuse_socket(loop, fd);
+        return;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (loop->sndbuf)
@@ -190,6 +262,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     }
     f->loop = loop;
     f->fd = fd;
+    f->counted = 1;
+    loop->nsockets++;
     f->rd = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_read, f);
     f->wr = event_new(loop->base, fd, EV_WRITE | EV_PERSIST, on_write, f);
     f->kick = event_new(loop->base, -1, 0, on_write, f);
@@ -214,11 +288,106 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     event_add(f->rd, NULL);
 }
 
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct loop *loop = arg;
+    if (loop->listener)
+        evconnlistener_enable(loop->listener);
+}
+
+/* accept() failed with the connection still pending (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM): the listener stays readable, so retrying at once would
+ * spin. It pauses instead, 100 ms doubling to 1 s while the shortage lasts,
+ * and says so at most once per 10 s. */
 static void on_listener_error(struct evconnlistener *l, void *arg)
 {
-    (void)l, (void)arg;
-    /* EMFILE and friends: libevent retries on the next readiness. */
-    log_warn("accept failed: %s", strerror(errno));
+    struct loop *loop = arg;
+    int err = errno;
+    evconnlistener_disable(l);
+    struct timeval tv = {loop->pause_ms / 1000, (loop->pause_ms % 1000) * 1000};
+    evtimer_add(loop->resume, &tv);
+    if (loop->pause_ms < ACCEPT_PAUSE_MAX_MS)
+        loop->pause_ms = loop->pause_ms * 2 > ACCEPT_PAUSE_MAX_MS ? ACCEPT_PAUSE_MAX_MS
+                                                                  : loop->pause_ms * 2;
+    char what[128];
+    snprintf(what, sizeof what, "accept failed (%s), pausing the listener", strerror(err));
+    warn_shortage(loop, what);
+}
+
+/* ---- lingering closes --------------------------------------------------- */
+
+static void lingerer_free(struct lingerer *lg)
+{
+    struct loop *loop = lg->loop;
+    if (lg->prev)
+        lg->prev->next = lg->next;
+    else
+        loop->lingering = lg->next;
+    if (lg->next)
+        lg->next->prev = lg->prev;
+    event_free(lg->ev);
+    close(lg->fd);
+    loop->nsockets--;
+    free(lg);
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+    struct lingerer *lg = arg;
+    char buf[16384];
+    if (what & EV_READ) {
+        for (int i = 0; i < 4; i++) {
+            ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                           errno != EINTR)) {
+                lingerer_free(lg); /* the peer's EOF: the close is complete */
+                return;
+            }
+            if (n < 0)
+                break;
+        }
+    }
+    uint64_t now = clock_us();
+    if (now >= lg->deadline_us) {
+        lingerer_free(lg);
+        return;
+    }
+    uint64_t left = lg->deadline_us - now;
+    struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
+    event_add(lg->ev, &tv);
+}
+
+/* Takes over a closing WebSocket's descriptor (see struct lingerer); lws
+ * closes its own copy afterwards. Best effort: without memory or a spare
+ * descriptor the socket simply closes as before. */
+static void linger(struct fdev *f)
+{
+    struct loop *loop = f->loop;
+    struct lingerer *lg = calloc(1, sizeof *lg);
+    if (!lg)
+        return;
+    lg->fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
+    if (lg->fd < 0) {
+        free(lg);
+        return;
+    }
+    lg->ev = event_new(loop->base, lg->fd, EV_READ, on_linger, lg);
+    if (!lg->ev) {
+        close(lg->fd);
+        free(lg);
+        return;
+    }
+    shutdown(lg->fd, SHUT_WR);
+    lg->loop = loop;
+    lg->deadline_us = clock_us() + LINGER_USEC;
+    lg->next = loop->lingering;
+    if (lg->next)
+        lg->next->prev = lg;
+    loop->lingering = lg;
+    loop->nsockets++;
+    struct timeval tv = {LINGER_USEC / 1000000, LINGER_USEC % 1000000};
+    event_add(lg->ev, &tv);
 }
 
 struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
@@ -261,6 +430,13 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
     }
     freeaddrinfo(ai);
     evconnlistener_set_error_cb(loop->listener, on_listener_error);
+    loop->pause_ms = ACCEPT_PAUSE_MIN_MS;
+    struct rlimit rl;
+    rlim_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 1024;
+    if (nofile == RLIM_INFINITY || nofile > 16u * 1024 * 1024)
+        nofile = 16u * 1024 * 1024;
+    /* Small limits (tests, tight containers) keep half for everything else. */
+    loop->max_sockets = (unsigned)(nofile > 2 * FD_RESERVE ? nofile - FD_RESERVE : nofile / 2);
 
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -277,7 +453,8 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
 
     struct timeval tv = {0, TICK_USEC};
     loop->tick = event_new(base, -1, EV_PERSIST, on_tick, loop);
-    if (!loop->tick || event_add(loop->tick, &tv) < 0) {
+    loop->resume = evtimer_new(base, on_resume, loop);
+    if (!loop->tick || !loop->resume || event_add(loop->tick, &tv) < 0) {
         snprintf(err, errlen, "cannot start the service timer");
         loop_free(loop);
         return NULL;
@@ -309,13 +486,24 @@ void loop_keep_writable(struct lws *wsi, int on)
         arm_write(f);
 }
 
-void loop_wsi_closed(struct lws *wsi)
+void loop_reset_on_close(struct lws *wsi)
+{
+    struct fdev *f = lws_get_opaque_user_data(wsi);
+    struct linger lg = {1, 0};
+    setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    if (f)
+        f->reset = 1;
+}
+
+void loop_wsi_closed(struct lws *wsi, int websocket)
 {
     struct fdev *f = lws_get_opaque_user_data(wsi);
     if (!f)
         return;
     event_del(f->rd);
     disarm_write(f);
+    if (websocket && !f->reset)
+        linger(f);
 }
 
 void loop_wsi_destroyed(struct lws *wsi)
@@ -334,6 +522,8 @@ void loop_wsi_destroyed(struct lws *wsi)
 
 void loop_stop_accepting(struct loop *loop)
 {
+    if (loop->resume)
+        evtimer_del(loop->resume);
     if (loop->listener) {
         evconnlistener_free(loop->listener);
         loop->listener = NULL;
@@ -345,7 +535,11 @@ void loop_free(struct loop *loop)
     if (!loop)
         return;
     loop_stop_accepting(loop);
+    while (loop->lingering)
+        lingerer_free(loop->lingering);
     if (loop->tick)
         event_free(loop->tick);
+    if (loop->resume)
+        event_free(loop->resume);
     free(loop);
 }

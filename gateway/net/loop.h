@@ -35,7 +35,12 @@ struct loop;
  * that keep re-activating themselves cannot starve reads. */
 struct event_base *loop_base_new(void);
 
-/* Binds host:port and starts accepting into vh; each accepted socket gets
+/* Binds host:port and starts accepting into vh. Client sockets (any
+ * state: HTTP, WebSocket, lingering) are capped at RLIMIT_NOFILE minus a
+ * reserve; beyond it a connection gets an HTTP 503 and is closed at once.
+ * When accept() itself runs out of descriptors the listener pauses
+ * (100 ms doubling to 1 s) instead of spinning; both warn at most once per
+ * 10 s. Each accepted socket gets
  * SO_SNDBUF sndbuf (0: left to kernel autotuning, which lets one stuck
  * client pin megabytes). Returns NULL with err set when the address cannot
  * be bound (e.g. in use). */
@@ -57,8 +62,17 @@ int loop_lws_thread_id(struct lws *wsi);
 /* Keeps EV_WRITE armed while on (a file being served by lws itself). */
 void loop_keep_writable(struct lws *wsi, int on);
 
-/* Call from LWS_CALLBACK_CLOSED and CLOSED_HTTP: the fd is still open. */
-void loop_wsi_closed(struct lws *wsi);
+/* Makes the coming close a TCP reset (SO_LINGER 0) and skips lingering:
+ * for a peer whose unsent megabytes must go now. */
+void loop_reset_on_close(struct lws *wsi);
+
+/* Call from LWS_CALLBACK_CLOSED (websocket 1) and CLOSED_HTTP (0): the fd is
+ * still open. A WebSocket not marked by loop_reset_on_close() lingers: the
+ * loop keeps a duplicate of its descriptor, shuts the write side (FIN after
+ * the close frame) and discards input until the peer's EOF or 2 s, so the
+ * peer's data still in flight cannot turn the close into a reset that
+ * destroys the close frame. */
+void loop_wsi_closed(struct lws *wsi, int websocket);
 
 /* Call from LWS_CALLBACK_WSI_DESTROY: lws has closed the fd. */
 void loop_wsi_destroyed(struct lws *wsi);

@@ -63,18 +63,19 @@ static void conn_want_write(struct conn *c)
     loop_want_write(wsi_of(c));
 }
 
+/* The close frame goes out on the next POLLOUT; lws then awaits the peer's
+ * close (discarding what else arrives) and the loop lingers after it. */
 static void conn_close(struct conn *c, uint16_t code, const char *reason)
 {
     lws_close_reason(wsi_of(c), (enum lws_close_status)code,
                      (unsigned char *)reason, strlen(reason));
-    loop_want_write(wsi_of(c)); /* lws sends the close frame on the next POLLOUT */
+    loop_want_write(wsi_of(c));
 }
 
 /* Killed on the next lws service, its socket reset (SO_LINGER 0). */
 static void conn_abort(struct conn *c)
 {
-    struct linger lg = {1, 0};
-    setsockopt(lws_get_socket_fd(wsi_of(c)), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    loop_reset_on_close(wsi_of(c));
     lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
@@ -303,17 +304,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_RECEIVE:
         return pss->client ? receive(app, wsi, pss, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return writable(wsi, pss);
+        if (writable(wsi, pss) == 0)
+            return 0;
+        /* lws now queues the close frame and asks for POLLOUT itself,
+         * which the loop only hears about through its wrapper. */
+        loop_want_write(wsi);
+        return -1;
     case LWS_CALLBACK_RECEIVE_PONG:
         if (pss->client)
             client_heard(pss->client);
         return 0;
     case LWS_CALLBACK_CLOSED:
         end_client(pss);
-        loop_wsi_closed(wsi);
+        loop_wsi_closed(wsi, 1);
         return 0;
     case LWS_CALLBACK_CLOSED_HTTP:
-        loop_wsi_closed(wsi);
+        loop_wsi_closed(wsi, 0);
         /* fallthrough */
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (pss)

@@ -1,0 +1,90 @@
+"""A client that floods publishes through its rate limit is closed with 1008
+"rate limited", and it receives that close frame before the TCP connection
+ends: the server stops reading application data, sends the close frame,
+shuts its side down and discards input until EOF (or a 2 s linger), so no
+reset destroys the close frame in flight."""
+
+import json
+import socket
+import threading
+import time
+
+from wsgate_helpers import encode_frame, parse_frame
+
+
+def flood(sock, frame, stop, stats):
+    """Sends frame as fast as the socket takes it until stop is set or the
+    send fails."""
+    try:
+        while not stop.is_set():
+            sock.sendall(frame * 64)
+            stats["sent"] += 64
+    except OSError as e:
+        stats["send_error"] = repr(e)
+
+
+def run_flood(gw, keep_sending_after_close):
+    """Floods publishes while reading; returns the close frame seen (code,
+    reason), how the stream ended and the error frames counted. A client
+    that keeps sending goes on for 1 s after the close frame."""
+    raw = gw.raw(timeout=5.0)
+    stop = threading.Event()
+    stats = {"sent": 0, "send_error": None}
+    frame = encode_frame(0x1, json.dumps({"op": "publish", "channel": "flood", "data": "x" * 64}))
+    t = threading.Thread(target=flood, args=(raw.sock, frame, stop, stats), daemon=True)
+    t.start()
+    try:
+        res = {"close": None, "ended": None, "errors": 0}
+        deadline = time.monotonic() + 10
+        close_at = None
+        raw.sock.settimeout(0.5)
+        while time.monotonic() < deadline:
+            if close_at is not None and not keep_sending_after_close:
+                stop.set()
+            if close_at is not None and time.monotonic() - close_at > 1.0:
+                stop.set()
+            try:
+                chunk = raw.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                res["ended"] = "reset"
+                break
+            if not chunk:
+                res["ended"] = "eof"
+                break
+            raw.buf += chunk
+            while (r := parse_frame(raw.buf)):
+                fin, op, payload, used = r
+                del raw.buf[:used]
+                if op == 0x1:
+                    o = json.loads(payload)
+                    if o.get("op") == "error":
+                        res["errors"] += 1
+                elif op == 0x8 and res["close"] is None:
+                    res["close"] = (int.from_bytes(payload[:2], "big"), payload[2:].decode())
+                    close_at = time.monotonic()
+        res["ended"] = res["ended"] or "timeout"
+        res.update(stats)
+        return res
+    finally:
+        stop.set()
+        t.join(5)
+        raw.close()
+
+
+def test_flood_sees_1008_then_eof(procs):
+    gw = procs.gateway("--publish-rate", "10", "--publish-burst", "20", node_id="n1")
+    res = run_flood(gw, keep_sending_after_close=False)
+    print("flood result:", res)
+    assert res["close"] == (1008, "rate limited"), res
+    assert res["ended"] in ("eof", "reset"), res
+    gw.proc.wait_line(r"rate limited")
+
+
+def test_flood_that_ignores_the_close_still_sees_1008(procs):
+    gw = procs.gateway("--publish-rate", "10", "--publish-burst", "20", node_id="n1")
+    res = run_flood(gw, keep_sending_after_close=True)
+    print("flood result:", res)
+    assert res["close"] == (1008, "rate limited"), res
+    assert res["ended"] in ("eof", "reset"), res
