@@ -20,10 +20,16 @@
 #include "core/channel.h"
 #include "log.h"
 
-#define CONNECT_TIMEOUT_MS 2000
-#define HEALTH_MS 500        /* PING period; two unanswered periods = down */
+/* Liveness: a Redis that stops answering (frozen, or a partition that
+ * sends no reset) must read as down within 1 s, so /readyz can turn 503 in
+ * time. A PING goes out every HEALTH_MS; one pending for HEALTH_DOWN_TICKS
+ * periods (750 ms) drops both connections. Reconnects back off from 100 ms
+ * to at most 1 s, so a Redis that is back is used again within about 1 s. */
+#define CONNECT_TIMEOUT_MS 1000
+#define HEALTH_MS 250
+#define HEALTH_DOWN_TICKS 3
 #define BACKOFF_BASE_MS 100
-#define BACKOFF_CAP_MS 5000
+#define BACKOFF_CAP_MS 1000
 
 enum phase { WAITING, CONNECTING, UP };
 
@@ -206,8 +212,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         connection_lost(b, "connect timed out");
         break;
     case UP:
-        if (b->ping_out && ++b->ping_ticks >= 2) {
-            connection_lost(b, "no reply to PING within 1 s");
+        if (b->ping_out && ++b->ping_ticks >= HEALTH_DOWN_TICKS) {
+            connection_lost(b, "no reply to PING within 750 ms");
             return;
         }
         if (!b->ping_out &&

@@ -1,0 +1,64 @@
+"""Redis killed (SIGKILL) under steady traffic and restarted on its port:
+/readyz turns 503 within 1 s, publishes are refused with
+broker_unavailable meanwhile, the gateway resubscribes within 1 s of Redis
+being back, subscribers receive again, and nothing crashes. Prints the
+figures (readiness delay, resubscribe delay, outage window seen by the
+publisher)."""
+
+import asyncio
+import time
+
+from faultlib import Traffic, await_readyz, await_resubscribed
+from wsgate_helpers import NO_PUBLISH_RATE, async_test
+
+READY_DEADLINE = 1.0
+RESUB_DEADLINE = 1.0
+
+
+@async_test(60)
+async def test_redis_kill9_and_restart_under_traffic(procs):
+    redis = procs.redis()
+    gw = procs.gateway(*NO_PUBLISH_RATE, redis=redis, node_id="k")
+    sub = await gw.connect()
+    pub = await gw.connect()
+    await sub.subscribe("steady")
+    traffic = Traffic(pub, "steady")
+    traffic.start()
+    await traffic.await_ack_after(time.monotonic(), 2)
+
+    mark = gw.proc.mark()
+    t_kill = time.monotonic()
+    redis.kill()
+    down = await await_readyz(gw, 503, 3, t0=t_kill)
+    # publishes are refused clearly while Redis is gone
+    t = time.monotonic()
+    while traffic.outcomes(t_kill + down).get("broker_unavailable", 0) < 3:
+        assert time.monotonic() - t < 3, traffic.outcomes(t_kill)
+        await asyncio.sleep(0.02)   # poll period, bounded above
+
+    # Stay down until the reconnect backoff reaches its cap (100 ms doubling
+    # to 1 s): the restart then meets the slowest retry.
+    while True:
+        n = len(gw.proc.lines)
+        if sum(1 for _, t in gw.proc.lines[mark:n] if "retry in" in t) >= 5:
+            break
+        await gw.await_line(r"retry in", timeout=5, start=n)
+    redis.restart()
+    t_back = time.monotonic()
+    resub = await await_resubscribed(redis, "steady", 5, t0=t_back)
+    ready = await await_readyz(gw, 200, 5, t0=t_back)
+    await traffic.await_ack_after(time.monotonic(), 3)
+    await traffic.stop()
+    # the subscriber receives what is published after the recovery
+    await pub.publish("steady", {"after": True})
+    await sub.expect_message("steady", {"after": True})
+
+    first, last = traffic.outage()
+    print(f"redis kill -9: /readyz 503 after {down * 1000:.0f} ms; redis back -> "
+          f"resubscribed after {resub * 1000:.0f} ms, /readyz 200 after {ready * 1000:.0f} ms; "
+          f"publisher outage window {(last - first) * 1000:.0f} ms "
+          f"(redis down {(t_back - t_kill) * 1000:.0f} ms); outcomes {traffic.outcomes()}")
+    assert gw.proc.alive(), gw.proc.dump()
+    assert down <= READY_DEADLINE, f"/readyz 503 only after {down:.3f}s"
+    assert resub <= RESUB_DEADLINE, f"resubscribed only {resub:.3f}s after Redis was back"
+    assert set(traffic.outcomes()) <= {"ack", "broker_unavailable"}, traffic.outcomes()
