@@ -22,12 +22,16 @@
 
 /* Liveness: a Redis that stops answering (frozen, or a partition that
  * sends no reset) must read as down within 1 s, so /readyz can turn 503 in
- * time. A PING goes out every HEALTH_MS; one pending for HEALTH_DOWN_TICKS
- * periods (750 ms) drops both connections. Reconnects back off from 100 ms
+ * time. A PING goes out every HEALTH_MS; one still pending after
+ * HEALTH_DOWN_TICKS periods (700 ms) drops both connections. The worst case
+ * is a freeze just after a reply: the next PING leaves up to one period
+ * later, so down is declared at most 800 ms after the freeze. (250 ms and
+ * 750 ms would make that 1 s.) A command slower than 700 ms counts as a
+ * dead Redis: the price of that deadline. Reconnects back off from 100 ms
  * to at most 1 s, so a Redis that is back is used again within about 1 s. */
 #define CONNECT_TIMEOUT_MS 1000
-#define HEALTH_MS 250
-#define HEALTH_DOWN_TICKS 3
+#define HEALTH_MS 100
+#define HEALTH_DOWN_TICKS 7
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 1000
 
@@ -213,7 +217,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         break;
     case UP:
         if (b->ping_out && ++b->ping_ticks >= HEALTH_DOWN_TICKS) {
-            connection_lost(b, "no reply to PING within 750 ms");
+            connection_lost(b, "no reply to PING within 700 ms");
             return;
         }
         if (!b->ping_out &&
