@@ -3,6 +3,7 @@ resubscription timing, RSS, and a redis-server with extra arguments (and an
 optional command prefix, e.g. `ip netns exec NS`)."""
 
 import asyncio
+import json
 import socket
 import time
 
@@ -69,26 +70,41 @@ async def await_readyz(gw, status, deadline_s, t0=None):
         await asyncio.sleep(0.01)   # poll period, bounded by the deadline
 
 
-async def await_resubscribed(redis, channel, deadline_s, t0):
-    """Polls PUBLISH <prefix>channel until a subscriber (the gateway) counts;
-    returns the seconds since t0."""
-    def probe():
+async def await_resubscribed(redis, sub, channel, deadline_s, t0):
+    """Publishes numbered probes straight into Redis every 20 ms until `sub`
+    (a client of the gateway subscribed to `channel`) receives one: the
+    gateway is subscribed again, end to end. (PUBLISH's receiver count
+    would not do: after a partition Redis may still count the gateway's
+    stale connection.) Returns the seconds since t0."""
+    sent = set()
+
+    def probe(i):
         try:
             c = resp_conn(redis, timeout=1.0)
         except OSError:
-            return 0
+            return
         try:
-            return c.call("PUBLISH", "wsgate:" + channel, '{"probe":true}')
+            c.call("PUBLISH", "wsgate:" + channel, json.dumps({"probe": i}))
+            sent.add(i)
         except (OSError, ConnectionError, RuntimeError):
-            return 0
+            pass
         finally:
             c.close()
+
+    def is_probe(o):
+        return (o.get("op") == "message" and o.get("channel") == channel
+                and isinstance(o.get("data"), dict) and o["data"].get("probe") in sent)
+    i = 0
     while True:
-        if await asyncio.to_thread(probe) >= 1:
+        i += 1
+        await asyncio.to_thread(probe, i)
+        try:
+            await sub.expect(is_probe, timeout=0.02, what="a probe")
             return time.monotonic() - t0
+        except AssertionError:
+            pass
         if time.monotonic() - t0 > deadline_s:
             raise AssertionError(f"gateway not resubscribed to {channel!r} within {deadline_s}s")
-        await asyncio.sleep(0.01)   # poll period, bounded by the deadline
 
 
 class Traffic:

@@ -45,7 +45,7 @@ async def test_redis_kill9_and_restart_under_traffic(procs):
         await gw.await_line(r"retry in", timeout=5, start=n)
     redis.restart()
     t_back = time.monotonic()
-    resub = await await_resubscribed(redis, "steady", 5, t0=t_back)
+    resub = await await_resubscribed(redis, sub, "steady", 5, t0=t_back)
     ready = await await_readyz(gw, 200, 5, t0=t_back)
     await traffic.await_ack_after(time.monotonic(), 3)
     await traffic.stop()

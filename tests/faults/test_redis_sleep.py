@@ -67,7 +67,7 @@ async def test_redis_debug_sleep_under_traffic(procs):
     flood_task.cancel()
     sleeper.close()
 
-    resub = await await_resubscribed(redis, "steady", 5, t0=t_wake)
+    resub = await await_resubscribed(redis, sub, "steady", 5, t0=t_wake)
     ready = await await_readyz(gw, 200, 5, t0=t_wake)
     await traffic.await_ack_after(time.monotonic(), 3)
     await traffic.stop()
