@@ -28,12 +28,13 @@
  * later, so down is declared at most 800 ms after the freeze. (250 ms and
  * 750 ms would make that 1 s.) A command slower than 700 ms counts as a
  * dead Redis: the price of that deadline. Reconnects back off from 100 ms
- * to at most 1 s, so a Redis that is back is used again within about 1 s. */
+ * to at most 800 ms (with jitter), so a Redis that is back is used again
+ * within 1 s. */
 #define CONNECT_TIMEOUT_MS 1000
 #define HEALTH_MS 100
 #define HEALTH_DOWN_TICKS 7
 #define BACKOFF_BASE_MS 100
-#define BACKOFF_CAP_MS 1000
+#define BACKOFF_CAP_MS 800
 
 enum phase { WAITING, CONNECTING, UP };
 

@@ -29,6 +29,7 @@
 #define ACCEPT_PAUSE_MIN_MS 100 /* listener paused after EMFILE, doubling */
 #define ACCEPT_PAUSE_MAX_MS 1000
 #define WARN_EVERY_US 10000000  /* one descriptor warning per 10 s */
+#define ACCEPT_BURST 32         /* accepts in a row before the others' turn */
 #define LINGER_USEC 2000000     /* a closed WebSocket drains input this long */
 
 /* A WebSocket lws has closed, kept on a dup of its descriptor: our side is
@@ -52,8 +53,9 @@ struct loop {
     struct event *tick;
     lws_dll2_owner_t *timers; /* lws's timer lists, LWS_COUNT_PT_SUL_OWNERS */
     unsigned ticks;
-    struct event *resume;        /* re-enables the listener after EMFILE */
+    struct event *resume;        /* re-enables the listener (EMFILE, burst) */
     unsigned pause_ms;           /* the next pause; grows while EMFILE lasts */
+    unsigned burst;              /* accepts since the listener last yielded */
     unsigned max_sockets;        /* client sockets we may hold: nofile - reserve */
     unsigned nsockets;           /* adopted and lingering client sockets */
     uint64_t warned_us;          /* last descriptor warning */
@@ -245,6 +247,15 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     (void)l, (void)sa, (void)salen;
     struct loop *loop = arg;
     loop->pause_ms = ACCEPT_PAUSE_MIN_MS; /* accept works again */
+    /* libevent accepts until the backlog is empty: under a connect flood
+     * that is never, and established clients would wait seconds. Yield to
+     * the other events after a burst; the listener resumes next turn. */
+    if (++loop->burst >= ACCEPT_BURST) {
+        static const struct timeval now = {0, 0};
+        loop->burst = 0;
+        evconnlistener_disable(l);
+        evtimer_add(loop->resume, &now);
+    }
     if (loop->nsockets >= loop->max_sockets) {
         refuse_socket(loop, fd);
         return;
