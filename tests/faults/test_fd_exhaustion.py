@@ -113,3 +113,50 @@ def test_descriptor_exhaustion_no_spin_then_recovery(procs):
     finally:
         ws.close()
     assert try_http(port) == "ok"
+
+
+def test_accept_emfile_pauses_the_listener(procs):
+    """Static downloads that stall (the client does not read) hold a file
+    descriptor each beside their socket, so accept() itself meets EMFILE
+    before the socket cap: the listener pauses (100 ms doubling to 1 s)
+    instead of spinning, one warning line says so, and service resumes once
+    the descriptors are free."""
+    require_binary()
+    prlimit = shutil.which("prlimit")
+    if not prlimit:
+        pytest.skip("prlimit (util-linux) not found")
+    root = procs.tmpdir / "web"
+    root.mkdir()
+    (root / "big.bin").write_bytes(os.urandom(8 << 20))
+    argv = [prlimit, f"--nofile={NOFILE}:{NOFILE}", "--", WSGATE_BIN,
+            "--listen", "127.0.0.1:0", "--node-id", "fd", "--web-root", str(root)]
+    gw = procs.spawn("wsgate:fd", argv, env=child_env())
+    port = int(gw.wait_line(LISTEN_RE).group(1))
+    held = []
+    try:
+        for _ in range(40):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            held.append(s)
+        for _ in range(40):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        gw.wait_line(r"accept failed \(Too many open files\), pausing the listener", timeout=5)
+        mark = gw.mark()
+        c0, t0 = cpu_seconds(gw.pid), time.monotonic()
+        time.sleep(WINDOW)   # measuring CPU over a fixed window
+        cpu = (cpu_seconds(gw.pid) - c0) / (time.monotonic() - t0)
+        lines = len(gw.lines) - mark
+        print(f"accept EMFILE: cpu {cpu * 100:.1f}% over {WINDOW}s, {lines} log lines, "
+              f"fds {open_fds(gw.pid)}/{NOFILE}")
+        assert gw.alive(), gw.dump()
+        assert cpu < 0.10, f"gateway used {cpu * 100:.0f}% of a core while accept() failed"
+        assert lines <= 2, f"{lines} log lines in {WINDOW}s:\n{gw.dump(20)}"
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 5
+    while try_http(port) != "ok":
+        assert time.monotonic() < deadline, "no recovery after the descriptors were freed"
+        time.sleep(0.05)   # retry until the listener has resumed
