@@ -88,3 +88,32 @@ def test_flood_that_ignores_the_close_still_sees_1008(procs):
     print("flood result:", res)
     assert res["close"] == (1008, "rate limited"), res
     assert res["ended"] in ("eof", "reset"), res
+
+
+def test_flood_that_reads_late_still_sees_1008(procs):
+    """The harshest client: it only sends until the gateway has cut it off
+    (and 300 ms beyond), then reads. Before the lingering close, the server
+    closed with that client's data unread; the kernel answered with a reset
+    and the reset discarded the close frame waiting in the client's receive
+    buffer (1006)."""
+    gw = procs.gateway("--publish-rate", "10", "--publish-burst", "20", node_id="n1")
+    raw = gw.raw(timeout=5.0)
+    frame = encode_frame(0x1, json.dumps({"op": "publish", "channel": "flood", "data": "x" * 64}))
+    mark = gw.proc.mark()
+    cut = None
+    raw.sock.settimeout(0.2)
+    try:
+        while cut is None or time.monotonic() - cut < 0.3:
+            try:
+                raw.sock.sendall(frame * 16)
+            except socket.timeout:
+                pass            # our send buffer is full: the server stopped reading
+            except OSError:
+                break           # reset: what the old server did
+            if cut is None and gw.proc.has_line(r"closing: rate limited", start=mark):
+                cut = time.monotonic()
+        res = raw.drain_until_closed(10)
+    finally:
+        raw.close()
+    print("late reader:", res)
+    assert res["close"] == (1008, "rate limited"), res
