@@ -1,28 +1,8 @@
-"""Fixtures for the fault suite: the integration helpers (real redis-server
-and wsgate processes on free ports, stopped by PID at teardown)."""
+"""Fixtures of the fault suite: wsgate_testing.fixtures (tests/pylib).
 
-import sys
-from pathlib import Path
+Every process a test starts is registered in its `procs` fixture and stopped
+by PID at teardown, also when the test fails; the output of every process a
+failed test started is attached to its report ("wsgate/redis logs").
+"""
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-
-from wsgate_helpers import Procs  # noqa: E402
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    procs = getattr(item, "_wsgate_procs", None)
-    if procs is not None and rep.failed and call.when in ("setup", "call"):
-        rep.sections.append(("wsgate/redis logs", procs.dump()))
-
-
-@pytest.fixture
-def procs(request, tmp_path):
-    p = Procs(tmp_path)
-    request.node._wsgate_procs = p
-    yield p
-    p.close()
+from wsgate_testing.fixtures import *  # noqa: F401,F403  (fixtures and the report hook)

@@ -1,73 +1,11 @@
-"""Small helpers shared by the fault tests: steady traffic, readiness and
-resubscription timing, RSS, and a redis-server with extra arguments (and an
-optional command prefix, e.g. `ip netns exec NS`)."""
+"""Helpers of the fault tests only: steady publish traffic with its outcomes,
+and resubscription timing (the general harness is tests/pylib/wsgate_testing)."""
 
 import asyncio
 import json
-import socket
 import time
 
-from wsgate_helpers import REDIS_SERVER, Redis, RespConn
-
 TRAFFIC_PERIOD = 0.02   # one publish every 20 ms
-
-
-class RedisX(Redis):
-    """Redis with extra server arguments, a bind address and a command prefix."""
-
-    def __init__(self, procs, extra=(), prefix=(), host="127.0.0.1", port=None):
-        self.extra = list(extra)
-        self.prefix = list(prefix)
-        self.host = host
-        super().__init__(procs, port=port)
-
-    def _start(self):
-        argv = self.prefix + [REDIS_SERVER, "--port", str(self.port), "--bind", self.host,
-                              "--save", "", "--appendonly", "no", "--daemonize", "no",
-                              "--dir", str(self.dir)] + self.extra
-        self.proc = self.procs.spawn(self.procs.next_name(f"redis:{self.port}"), argv)
-        self.proc.wait_line(r"Ready to accept connections")
-
-    @property
-    def url(self):
-        return f"redis://{self.host}:{self.port}"
-
-    def conn(self, timeout=5.0):
-        return resp_conn(self, timeout)
-
-
-def resp_conn(redis, timeout=5.0):
-    """A RespConn to any Redis above (RespConn itself knows 127.0.0.1 only)."""
-    c = RespConn.__new__(RespConn)
-    c.sock = socket.create_connection((getattr(redis, "host", "127.0.0.1"), redis.port),
-                                      timeout=timeout)
-    c.f = c.sock.makefile("rb")
-    return c
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-async def await_readyz(gw, status, deadline_s, t0=None):
-    """Polls /readyz every 10 ms until it answers `status`; returns the
-    seconds since t0 (default: now)."""
-    t0 = time.monotonic() if t0 is None else t0
-    last = None
-    while True:
-        try:
-            last = await gw.ahttp("GET", "/readyz", timeout=1.0)
-            if last.status == status:
-                return time.monotonic() - t0
-        except OSError as e:
-            last = e
-        if time.monotonic() - t0 > deadline_s:
-            raise AssertionError(f"/readyz not {status} within {deadline_s}s; last: {last!r}")
-        await asyncio.sleep(0.01)   # poll period, bounded by the deadline
 
 
 async def await_resubscribed(redis, sub, channel, deadline_s, t0):
@@ -80,7 +18,7 @@ async def await_resubscribed(redis, sub, channel, deadline_s, t0):
 
     def probe(i):
         try:
-            c = resp_conn(redis, timeout=1.0)
+            c = redis.conn(timeout=1.0)
         except OSError:
             return
         try:

@@ -13,7 +13,7 @@ import socket
 import struct
 import time
 
-from wsgate_helpers import NO_PUBLISH_RATE, async_test, encode_frame
+from wsgate_testing import NO_PUBLISH_RATE, async_test, cpu_seconds, encode_frame
 
 CHURN_SECONDS = 20     # the issue asks for 20 s
 THREADS = 4           # churning processes
@@ -43,12 +43,6 @@ def churn(port, stop, out, kind):
         except OSError:
             out.put(("errors", 1))
     out.put((kind, n))
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fds(pid):

@@ -12,18 +12,13 @@ import time
 
 import pytest
 
-from wsgate_helpers import LISTEN_RE, WSGATE_BIN, RawWs, child_env, require_binary
+from wsgate_testing import WSGATE_BIN, RawWs, cpu_seconds
+from wsgate_testing.gateway import LISTEN_RE
+from wsgate_testing.procs import child_env, require_binary
 
 NOFILE = 64
 HOLD = 120            # idle connections, about twice the descriptor limit
 WINDOW = 2.0          # seconds of CPU measured while full
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK   # utime + stime
 
 
 def open_fds(pid):

@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 
-from wsgate_helpers import encode_frame, parse_frame
+from wsgate_testing import encode_frame, parse_frame
 
 
 def flood(sock, frame, stop, stats):

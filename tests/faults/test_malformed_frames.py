@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from wsgate_helpers import async_test, encode_frame, parse_frame
+from wsgate_testing import async_test, encode_frame, parse_frame
 
 
 def frame_header(opcode, length, fin=True, rsv=0, mask=True):

@@ -8,8 +8,8 @@ publisher)."""
 import asyncio
 import time
 
-from faultlib import Traffic, await_readyz, await_resubscribed
-from wsgate_helpers import NO_PUBLISH_RATE, async_test
+from faultlib import Traffic, await_resubscribed
+from wsgate_testing import NO_PUBLISH_RATE, async_test
 
 READY_DEADLINE = 1.0
 RESUB_DEADLINE = 1.0
@@ -29,7 +29,7 @@ async def test_redis_kill9_and_restart_under_traffic(procs):
     mark = gw.proc.mark()
     t_kill = time.monotonic()
     redis.kill()
-    down = await await_readyz(gw, 503, 3, t0=t_kill)
+    down = await gw.await_readyz(503, 3, t0=t_kill)
     # publishes are refused clearly while Redis is gone
     t = time.monotonic()
     while traffic.outcomes(t_kill + down).get("broker_unavailable", 0) < 3:
@@ -46,7 +46,7 @@ async def test_redis_kill9_and_restart_under_traffic(procs):
     redis.restart()
     t_back = time.monotonic()
     resub = await await_resubscribed(redis, sub, "steady", 5, t0=t_back)
-    ready = await await_readyz(gw, 200, 5, t0=t_back)
+    ready = await gw.await_readyz(200, 5, t0=t_back)
     await traffic.await_ack_after(time.monotonic(), 3)
     await traffic.stop()
     # the subscriber receives what is published after the recovery

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from faultlib import RedisX, Traffic, await_readyz, await_resubscribed, resp_conn
-from wsgate_helpers import NO_PUBLISH_RATE, async_test
+from faultlib import Traffic, await_resubscribed
+from wsgate_testing import NO_PUBLISH_RATE, Redis, async_test
 
 READY_DEADLINE = 1.0
 RESUB_DEADLINE = 1.0
@@ -57,7 +57,7 @@ def netns():
 
 def redis_clients(redis):
     """CLIENT LIST lines other than our own connection."""
-    c = resp_conn(redis, timeout=2)
+    c = redis.conn(timeout=2)
     try:
         text = c.call("CLIENT", "LIST").decode()
     finally:
@@ -74,7 +74,7 @@ def established_to(addr):
 @async_test(90)
 async def test_redis_partition_cut_and_restore(netns, procs):
     ns, host_if, _, redis_addr = netns
-    redis = RedisX(procs, prefix=["ip", "netns", "exec", ns], host=redis_addr, port=6379,
+    redis = Redis(procs, prefix=["ip", "netns", "exec", ns], host=redis_addr, port=6379,
                    extra=["--protected-mode", "no"])   # reached from outside its namespace
     gw = procs.gateway(*NO_PUBLISH_RATE, redis=redis, node_id="p")
     sub = await gw.connect()
@@ -88,7 +88,7 @@ async def test_redis_partition_cut_and_restore(netns, procs):
     mark = gw.proc.mark()
     t_cut = time.monotonic()
     ip("link", "set", host_if, "down")
-    down = await await_readyz(gw, 503, 5, t0=t_cut)
+    down = await gw.await_readyz(503, 5, t0=t_cut)
     await gw.await_line(r"broker down", timeout=5, start=mark)
     while traffic.outcomes(t_cut + down).get("broker_unavailable", 0) < 3:
         assert time.monotonic() - t_cut < 5, traffic.outcomes(t_cut)
@@ -103,7 +103,7 @@ async def test_redis_partition_cut_and_restore(netns, procs):
     ip("link", "set", host_if, "up")
     t_back = time.monotonic()
     resub = await await_resubscribed(redis, sub, "steady", 10, t0=t_back)
-    ready = await await_readyz(gw, 200, 10, t0=t_back)
+    ready = await gw.await_readyz(200, 10, t0=t_back)
     await traffic.await_ack_after(time.monotonic(), 3)
     await traffic.stop()
     await pub.publish("steady", {"after": True})

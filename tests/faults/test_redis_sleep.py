@@ -8,8 +8,8 @@ import asyncio
 import threading
 import time
 
-from faultlib import RedisX, Traffic, await_readyz, await_resubscribed, rss_kb
-from wsgate_helpers import NO_PUBLISH_RATE, async_test
+from faultlib import Traffic, await_resubscribed
+from wsgate_testing import NO_PUBLISH_RATE, Redis, async_test, rss_kb
 
 SLEEP = 5
 READY_DEADLINE = 1.0
@@ -18,7 +18,7 @@ RSS_GROWTH_KB = 32 * 1024
 
 @async_test(60)
 async def test_redis_debug_sleep_under_traffic(procs):
-    redis = RedisX(procs, extra=["--enable-debug-command", "yes"])
+    redis = Redis(procs, extra=["--enable-debug-command", "yes"])
     gw = procs.gateway(*NO_PUBLISH_RATE, redis=redis, node_id="s")
     sub = await gw.connect()
     pub = await gw.connect()
@@ -56,7 +56,7 @@ async def test_redis_debug_sleep_under_traffic(procs):
             await asyncio.sleep(0.001)   # about 1000 publishes/s
     flood_task = asyncio.ensure_future(flood())
 
-    down = await await_readyz(gw, 503, SLEEP, t0=t_freeze)
+    down = await gw.await_readyz(503, SLEEP, t0=t_freeze)
     r = await gw.ahttp("POST", "/api/publish", {"channel": "steady", "data": 1})
     assert r.status == 503, r
     rss_peak = rss0
@@ -68,7 +68,7 @@ async def test_redis_debug_sleep_under_traffic(procs):
     sleeper.close()
 
     resub = await await_resubscribed(redis, sub, "steady", 5, t0=t_wake)
-    ready = await await_readyz(gw, 200, 5, t0=t_wake)
+    ready = await gw.await_readyz(200, 5, t0=t_wake)
     await traffic.await_ack_after(time.monotonic(), 3)
     await traffic.stop()
     await pub.publish("steady", {"after": True})

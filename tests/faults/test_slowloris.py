@@ -6,7 +6,7 @@ connects, subscribes and receives at once."""
 import socket
 import time
 
-from wsgate_helpers import async_test
+from wsgate_testing import async_test
 
 SOCKETS = 300
 HEADER_TIMEOUT = 10      # lws timeout_secs in net/server.c

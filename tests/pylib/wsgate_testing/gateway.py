@@ -1,6 +1,7 @@
 """Owns a running wsgate process: its port, URLs, HTTP and WebSocket clients to it."""
 
 import asyncio
+import time
 
 from .httpc import http_request
 from .procs import LINE_TIMEOUT, REPO, WSGATE_BIN, child_env, require_binary
@@ -52,6 +53,22 @@ class Gateway:
     async def publish_http(self, channel, data):
         r = await self.ahttp("POST", "/api/publish", {"channel": channel, "data": data})
         return r
+
+    async def await_readyz(self, status, deadline_s, t0=None):
+        """Polls /readyz every 10 ms until it answers `status`; returns the
+        seconds since t0 (default: now)."""
+        t0 = time.monotonic() if t0 is None else t0
+        last = None
+        while True:
+            try:
+                last = await self.ahttp("GET", "/readyz", timeout=1.0)
+                if last.status == status:
+                    return time.monotonic() - t0
+            except OSError as e:
+                last = e
+            if time.monotonic() - t0 > deadline_s:
+                raise AssertionError(f"/readyz not {status} within {deadline_s}s; last: {last!r}")
+            await asyncio.sleep(0.01)   # poll period, bounded by the deadline
 
     async def await_line(self, pattern, timeout=LINE_TIMEOUT, start=0):
         return await asyncio.to_thread(self.proc.wait_line, pattern, timeout, start)

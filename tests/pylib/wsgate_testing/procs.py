@@ -79,6 +79,15 @@ def cpu_seconds(pid):
         return int(f.read().split()[0]) / 1e9
 
 
+def rss_kb(pid):
+    """Resident set size of `pid` in kB (/proc/PID/status VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
 def wait_until(pred, timeout, what, interval=0.05):
     """Polls pred() until it is truthy and returns that; fails after timeout seconds."""
     deadline = time.monotonic() + timeout
@@ -235,8 +244,15 @@ class Procs:
 
 
 class Redis:
-    def __init__(self, procs, port=None):
+    """A redis-server on a free port (or `port`). `extra`: more server
+    arguments; `prefix`: a command it runs under (e.g. ip netns exec NS);
+    `host`: the address it binds and is reached at."""
+
+    def __init__(self, procs, port=None, extra=(), prefix=(), host="127.0.0.1"):
         self.procs = procs
+        self.extra = list(extra)
+        self.prefix = list(prefix)
+        self.host = host
         self.dir = procs.tmpdir / f"redis-{id(self)}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = None
@@ -252,14 +268,15 @@ class Redis:
                 self.proc.stop()
 
     def _start(self):
-        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--dir", str(self.dir)]
+        argv = self.prefix + [
+            REDIS_SERVER, "--port", str(self.port), "--bind", self.host, "--save", "",
+            "--appendonly", "no", "--daemonize", "no", "--dir", str(self.dir)] + self.extra
         self.proc = self.procs.spawn(self.procs.next_name(f"redis:{self.port}"), argv)
         self.proc.wait_line(r"Ready to accept connections")
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}"
+        return f"redis://{self.host}:{self.port}"
 
     def kill(self):
         """SIGKILL by PID and reap."""
@@ -279,8 +296,8 @@ class Redis:
                     raise
                 time.sleep(0.05)   # back off before retrying the port
 
-    def conn(self):
-        return RespConn(self.port)
+    def conn(self, timeout=5.0):
+        return RespConn(self.port, timeout=timeout, host=self.host)
 
     def publish(self, channel, payload):
         c = self.conn()

@@ -6,8 +6,8 @@ import socket
 class RespConn:
     """Minimal blocking RESP2 client."""
 
-    def __init__(self, port, timeout=5.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=5.0, host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         self.f = self.sock.makefile("rb")
 
     def send(self, *args):
