@@ -35,6 +35,7 @@ struct pss {
     struct auth_claims *claims; /* from the upgrade until the client takes them */
     unsigned char batch;
     unsigned char ping_due;     /* the client asked for a ping */
+    unsigned char closing;      /* the close is lws's: writable does nothing */
     char *rx;                   /* reassembly of a fragmented inbound message */
     size_t rx_len, rx_cap;
 };
@@ -304,8 +305,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_RECEIVE:
         return pss->client ? receive(app, wsi, pss, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (writable(wsi, pss) == 0)
+        /* Once the close is handed over, lws sends the close frame and
+         * awaits the peer's (dropping its data frames meanwhile); a second
+         * -1 would make lws give up on that handshake and cut the TCP
+         * connection at once, the close frame maybe still unread. */
+        if (pss->closing || writable(wsi, pss) == 0)
             return 0;
+        pss->closing = 1;
         /* lws now queues the close frame and asks for POLLOUT itself,
          * which the loop only hears about through its wrapper. */
         loop_want_write(wsi);

@@ -1,15 +1,22 @@
 """A client that floods publishes through its rate limit is closed with 1008
 "rate limited", and it receives that close frame before the TCP connection
-ends: the server stops reading application data, sends the close frame,
-shuts its side down and discards input until EOF (or a 2 s linger), so no
-reset destroys the close frame in flight."""
+ends. The gateway stops handing its data to the application, lws sends the
+close frame and awaits the client's close (dropping data frames meanwhile,
+at most 5 s), and after lws closes the gateway keeps the socket half-open
+(FIN sent) discarding input until the client's EOF or 2 s: the client's data
+still in flight never turns the close into a reset that destroys the close
+frame. The raw clients here never answer the close, so each of them ends on
+lws's 5 s close-ack timeout."""
 
+import asyncio
 import json
 import socket
 import threading
 import time
 
-from wsgate_testing import encode_frame, parse_frame
+import websockets
+
+from wsgate_testing import async_test, encode_frame, parse_frame
 
 
 def flood(sock, frame, stop, stats):
@@ -117,3 +124,36 @@ def test_flood_that_reads_late_still_sees_1008(procs):
         raw.close()
     print("late reader:", res)
     assert res["close"] == (1008, "rate limited"), res
+
+
+@async_test(60)
+async def test_flooding_websockets_clients_see_1008(procs):
+    """The common client: a WebSocket library (python websockets) sending
+    publishes in a loop while a task reads. Each of 20 must end with 1008
+    "rate limited": lws sends the close frame and awaits the client's own
+    (dropping its data frames meanwhile) before the TCP connection closes.
+    (Before, a second close request cut the connection right after the close
+    frame, and these clients saw 1006 in about one run in four.)"""
+    gw = procs.gateway("--publish-rate", "10", "--publish-burst", "20", node_id="n1")
+    msg = json.dumps({"op": "publish", "channel": "flood", "data": "x" * 64})
+    codes = []
+    for _ in range(20):
+        async with websockets.connect(gw.ws_url(), ping_interval=None, compression=None,
+                                      close_timeout=2) as ws:
+            async def reader():
+                try:
+                    async for _ in ws:
+                        pass
+                except websockets.ConnectionClosed:
+                    pass
+            task = asyncio.ensure_future(reader())
+            try:
+                while True:
+                    await ws.send(msg)
+                    await asyncio.sleep(0)   # let the reader run, as any real client does
+            except websockets.ConnectionClosed:
+                pass
+            await asyncio.wait_for(task, 5)
+            codes.append((ws.close_code, ws.close_reason))
+    print("websockets clients:", codes)
+    assert codes == [(1008, "rate limited")] * 20, codes
