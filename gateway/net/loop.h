@@ -40,10 +40,10 @@ struct event_base *loop_base_new(void);
  * reserve; beyond it a connection gets an HTTP 503 and is closed at once.
  * When accept() itself runs out of descriptors the listener pauses
  * (100 ms doubling to 1 s) instead of spinning; both warn at most once per
- * 10 s. Each accepted socket gets
- * SO_SNDBUF sndbuf (0: left to kernel autotuning, which lets one stuck
- * client pin megabytes). Returns NULL with err set when the address cannot
- * be bound (e.g. in use). */
+ * 10 s. The listener also yields to other events after 32 accepts in a row.
+ * Each accepted socket gets SO_SNDBUF sndbuf (0: left to kernel autotuning,
+ * which lets one stuck client pin megabytes). Returns NULL with err set when
+ * the address cannot be bound (e.g. in use). */
 struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
                       struct lws_vhost *vh, const char *host, int port,
                       size_t sndbuf, char *err, size_t errlen);
