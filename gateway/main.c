@@ -127,8 +127,13 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    log_info("listening on %s:%d (node %s, broker %s)", app.cfg.listen_host,
-             server_port(server), app.node_id, app.cfg.use_redis ? "redis" : "embedded");
+    unsigned sockets = server_max_sockets(server);
+    log_info("listening on %s:%d (node %s, broker %s); holds up to %u connections "
+             "(--max-connections %u, %u client sockets under the descriptor limit)",
+             app.cfg.listen_host, server_port(server), app.node_id,
+             app.cfg.use_redis ? "redis" : "embedded",
+             sockets < app.cfg.max_connections ? sockets : app.cfg.max_connections,
+             app.cfg.max_connections, sockets);
     if (server_run(server) < 0)
         goto out;
     log_info("shut down cleanly");

@@ -475,6 +475,8 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
 
 int loop_port(const struct loop *loop) { return loop->port; }
 
+unsigned loop_max_sockets(const struct loop *loop) { return loop->max_sockets; }
+
 
 void loop_want_write(struct lws *wsi)
 {

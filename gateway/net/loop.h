@@ -51,6 +51,9 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
 /* The bound port (the kernel's choice when 0 was asked for). */
 int loop_port(const struct loop *loop);
 
+/* Client sockets the descriptor limit lets the loop hold at once. */
+unsigned loop_max_sockets(const struct loop *loop);
+
 /* lws_callback_on_writable() plus arming EV_WRITE for the wsi's fd. */
 void loop_want_write(struct lws *wsi);
 

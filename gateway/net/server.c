@@ -80,6 +80,8 @@ struct server *server_new(struct app *app, char *err, size_t errlen)
 
 int server_port(const struct server *s) { return loop_port(s->loop); }
 
+unsigned server_max_sockets(const struct server *s) { return loop_max_sockets(s->loop); }
+
 struct event_base *server_base(struct server *s) { return s->base; }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)

@@ -24,6 +24,9 @@ struct server *server_new(struct app *app, char *err, size_t errlen);
 /* The bound port (the kernel's choice when 0 was asked for). */
 int server_port(const struct server *s);
 
+/* Client sockets the descriptor limit allows (see loop_max_sockets). */
+unsigned server_max_sockets(const struct server *s);
+
 /* The loop, for engines that run on it (the Redis broker). */
 struct event_base *server_base(struct server *s);
 

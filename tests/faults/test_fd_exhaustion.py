@@ -53,7 +53,10 @@ def test_descriptor_exhaustion_no_spin_then_recovery(procs):
     argv = [prlimit, f"--nofile={NOFILE}:{NOFILE}", "--", WSGATE_BIN,
             "--listen", "127.0.0.1:0", "--node-id", "fd"]
     gw = procs.spawn("wsgate:fd", argv, env=child_env())
-    port = int(gw.wait_line(LISTEN_RE).group(1))
+    m = gw.wait_line(LISTEN_RE + r".* holds up to (\d+) connections .* (\d+) client sockets")
+    port = int(m.group(1))
+    # the startup line says what the descriptor limit allows: half of a tiny one
+    assert int(m.group(2)) == int(m.group(3)) == NOFILE // 2, m.group(0)
 
     held = []
     try:
