@@ -206,6 +206,13 @@ def subscribe_all(raws):
         assert a == {"op": "ack", "id": 1}, a
 
 
+def fanout_mean(a, b):
+    """Mean of wsgate_fanout_latency_seconds between scrapes a and b, in ms."""
+    n = b.value("wsgate_fanout_latency_seconds_count") - a.value("wsgate_fanout_latency_seconds_count")
+    d = b.value("wsgate_fanout_latency_seconds_sum") - a.value("wsgate_fanout_latency_seconds_sum")
+    return 1000 * d / n if n else float("nan")
+
+
 def slow_cut(m):
     return m.value("wsgate_disconnects_total", reason="slow_consumer")
 
@@ -250,6 +257,7 @@ def test_slow_readers_cut_others_unaffected(procs):
         rss_base_end = rss_kb(pid)
 
         # Throttle the slow readers: messages from switch_seq on are the slow phase.
+        m_switch = scrape_metrics(gw.port)
         switch_seq = pub.sent
         slow.mode = "throttled"
         t_throttle = time.monotonic()
@@ -323,11 +331,13 @@ def test_slow_readers_cut_others_unaffected(procs):
     assert len(base) == HEALTHY * switch_seq and len(during) == HEALTHY * (total - switch_seq)
     p99_base, p99_slow = p99(base), p99(during)
     limit = max(2 * p99_base, p99_base + 0.05)
+    fanout = [fanout_mean(a, b) for a, b in ((m0, m_switch), (m_switch, m))]
     bound_kb = rss_start + SLOW * MAX_QUEUE // 1024
     print(f"\nslow readers: setup {setup_s:.1f}s for {HEALTHY + SLOW} subscribers; {total} messages "
           f"({switch_seq} baseline, {total - switch_seq} throttled) at {RATE}/s\n"
           f"  healthy p99 baseline {p99_base * 1000:.1f} ms, with slow readers {p99_slow * 1000:.1f} ms "
-          f"(limit {limit * 1000:.1f} ms); max {max(base) * 1000:.1f} / {max(during) * 1000:.1f} ms\n"
+          f"(limit {limit * 1000:.1f} ms); max {max(base) * 1000:.1f} / {max(during) * 1000:.1f} ms; "
+          f"gateway fan-out mean (wsgate_fanout_latency_seconds) {fanout[0]:.1f} / {fanout[1]:.1f} ms\n"
           f"  cut: first {t_first_cut - t_throttle:.2f}s, all {SLOW} {t_all_cut - t_throttle:.2f}s after the "
           f"throttle; slow sockets ended {how}; slow reader bytes min {min(slow.read)} max {max(slow.read)}\n"
           f"  RSS start {rss_start} kB, end of baseline {rss_base_end} kB, peak {rss_peak} kB, end {rss_end} kB "
