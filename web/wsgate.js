@@ -12,8 +12,8 @@
 // - connects with ?batch=1 and splits batched frames ("\n"-separated JSON objects);
 // - reconnects by itself with capped exponential backoff and jitter; a close
 //   with 1001 "going away" (a draining replica) reconnects at once, and the
-//   load balancer picks another replica; every other close (1006 lost, 1008
-//   slow consumer / rate limited, 1009 too large, 4xxx such as an expired
+//   load balancer picks another replica; every other close (1006 lost or cut
+//   off as a slow consumer, 1008 rate limited, 1009 too large, 4xxx such as an expired
 //   token) backs off; options.token may be a function, called for every
 //   connection, so a fresh token is used after one expired;
 // - resubscribes every channel after each reconnect (once the new welcome arrives);
