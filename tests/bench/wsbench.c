@@ -3,7 +3,7 @@
  * One thread, one epoll loop, raw non-blocking sockets: a minimal RFC 6455
  * client (handshake, masked client text frames, parser for the server's
  * unmasked frames with 7/16/64-bit lengths, partial reads, fragments,
- * ping -> pong, close).
+ * ping -> pong, close), in wsclient.c, shared with tests/faults/soak.c.
  *
  * Phases:
  *   1. setup: N subscribers connect (spread round-robin over the --port
@@ -30,15 +30,10 @@
  * (also when the setup failed); 2 for bad usage. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <arpa/inet.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,36 +44,24 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "wsclient.h"
+
 #define MAX_PORTS 16
 #define MAX_PIDS 16
 #define MAX_FRAME (64u << 20)     /* refuse larger server frames */
-#define RBUF_INIT 16384
-#define READ_ROUNDS 8             /* reads per readiness before yielding */
 #define PUB_BURST 4096            /* publishes per loop turn at most */
 #define MAX_EVENTS 512
 #define LAT_CAP_DEFAULT (32u << 20) /* latency samples kept (256 MiB) */
 #define DIAG_MAX 5                /* unexpected frames printed */
 
-/* RFC 6455 section 1.3 example: a fixed key with a known accept value. */
-#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
-#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-enum state { S_CONNECTING, S_HANDSHAKE, S_WELCOME, S_SUBSCRIBING, S_READY, S_CLOSED };
+enum state { S_CONNECTING, S_WELCOME, S_SUBSCRIBING, S_READY, S_CLOSED };
 
 struct conn {
-    int fd;
-    int port;
+    struct wsc ws; /* first: the socket, its buffers and frame parser */
     unsigned char state;
     unsigned char is_pub;
-    unsigned char out_armed; /* EPOLLOUT in the interest set */
     unsigned char done;      /* subscriber saw the last seq */
     unsigned char finished;  /* done or closed: counted in subs_finished */
-    char *rbuf;
-    size_t rlen, rcap;
-    char *wbuf;
-    size_t woff, wlen, wcap;
-    char *frag; /* reassembly of a fragmented data message */
-    size_t flen, fcap;
     int64_t next_seq;
     uint64_t got;
 };
@@ -128,37 +111,10 @@ static struct {
     size_t nlat, latcap;
     uint64_t lat_stride, lat_tick;
     uint64_t t_first_pub, t_last_delivery;
-    uint64_t rng;
     int diag;
     int fatal; /* setup failure */
     char pub_closed[200]; /* why the publisher connection ended early */
 } g;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("wsbench: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n);
-    if (!q)
-        die("out of memory (%zu bytes)", n);
-    return q;
-}
 
 /* Prints the first few oddities so a failure explains itself. */
 static void diag(const struct conn *c, const char *what, const char *p, size_t n)
@@ -171,57 +127,6 @@ static void diag(const struct conn *c, const char *what, const char *p, size_t n
 }
 
 /* ---- /proc sampling ------------------------------------------------- */
-
-/* utime and stime of pid in clock ticks; -1 if unreadable. */
-static int proc_cpu(pid_t pid, uint64_t *ut, uint64_t *st)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')'); /* comm may hold spaces */
-    if (!p)
-        return -1;
-    p++;
-    /* after ')': field 3 (state) ... field 14 utime, 15 stime */
-    unsigned long long u = 0, s = 0;
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = strtok_r(p, " ", &save); tok && field < 15;
-         tok = strtok_r(NULL, " ", &save)) {
-        field++;
-        if (field == 14)
-            u = strtoull(tok, NULL, 10);
-        else if (field == 15)
-            s = strtoull(tok, NULL, 10);
-    }
-    if (field < 15)
-        return -1;
-    *ut = u;
-    *st = s;
-    return 0;
-}
-
-static long proc_rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    for (int i = 0; i < 100 && fgets(line, sizeof line, f); i++)
-        if (!strncmp(line, "VmRSS:", 6)) {
-            kb = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
 
 struct cpu_sample {
     uint64_t ut[MAX_PIDS], st[MAX_PIDS];
@@ -272,16 +177,7 @@ static long sum_kb(const long *kb)
     return s;
 }
 
-/* ---- sockets and frames ---------------------------------------------- */
-
-static void set_events(struct conn *c, int out)
-{
-    if (c->fd < 0 || c->out_armed == out)
-        return;
-    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-        c->out_armed = (unsigned char)out;
-}
+/* ---- connections (the socket layer is wsclient.c) ---------------------- */
 
 static void finish(struct conn *c)
 {
@@ -293,7 +189,7 @@ static void finish(struct conn *c)
 
 static void conn_close(struct conn *c, const char *why)
 {
-    if (c->fd < 0)
+    if (c->ws.fd < 0)
         return;
     if (c->is_pub && why && !g.pub_closed[0])
         snprintf(g.pub_closed, sizeof g.pub_closed, "%s", why);
@@ -309,184 +205,17 @@ static void conn_close(struct conn *c, const char *why)
         g.subs_closed++;
         finish(c);
     }
-    epoll_ctl(g.ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    c->fd = -1;
+    wsc_close(&c->ws);
     c->state = S_CLOSED;
-}
-
-/* Writes what is queued; arms EPOLLOUT while something is left. */
-static void flush(struct conn *c)
-{
-    for (int i = 0; i < 64 && c->woff < c->wlen; i++) {
-        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->woff += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        conn_close(c, "write failed");
-        return;
-    }
-    if (c->woff == c->wlen)
-        c->woff = c->wlen = 0;
-    set_events(c, c->woff < c->wlen);
-}
-
-static char *wreserve(struct conn *c, size_t n)
-{
-    if (c->woff && c->woff == c->wlen)
-        c->woff = c->wlen = 0;
-    if (c->wlen + n > c->wcap) {
-        if (c->woff) { /* compact first */
-            memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
-            c->wlen -= c->woff;
-            c->woff = 0;
-        }
-        if (c->wlen + n > c->wcap) {
-            size_t cap = c->wcap ? c->wcap : 4096;
-            while (cap < c->wlen + n)
-                cap *= 2;
-            c->wbuf = xrealloc(c->wbuf, cap);
-            c->wcap = cap;
-        }
-    }
-    return c->wbuf + c->wlen;
-}
-
-static uint32_t rnd32(void)
-{
-    g.rng ^= g.rng << 13;
-    g.rng ^= g.rng >> 7;
-    g.rng ^= g.rng << 17;
-    return (uint32_t)g.rng;
-}
-
-/* Queues one masked client frame (FIN set). */
-static void queue_frame(struct conn *c, int opcode, const void *payload, size_t len)
-{
-    char *p = wreserve(c, len + 14);
-    size_t h = 0;
-    p[h++] = (char)(0x80 | opcode);
-    if (len < 126) {
-        p[h++] = (char)(0x80 | len);
-    } else if (len <= 0xffff) {
-        p[h++] = (char)(0x80 | 126);
-        p[h++] = (char)(len >> 8);
-        p[h++] = (char)len;
-    } else {
-        p[h++] = (char)(0x80 | 127);
-        for (int i = 7; i >= 0; i--)
-            p[h++] = (char)((uint64_t)len >> (8 * i));
-    }
-    uint32_t key = rnd32();
-    unsigned char mask[4];
-    memcpy(mask, &key, 4);
-    memcpy(p + h, mask, 4);
-    h += 4;
-    const unsigned char *in = payload;
-    unsigned char *out = (unsigned char *)p + h;
-    for (size_t i = 0; i < len; i++)
-        out[i] = in[i] ^ mask[i & 3];
-    c->wlen += h + len;
-}
-
-static void queue_text(struct conn *c, const char *s, size_t len)
-{
-    queue_frame(c, 0x1, s, len);
 }
 
 static int start_connect(struct conn *c, int port)
 {
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        fprintf(stderr, "wsbench: socket: %s\n", strerror(errno));
-        return -1;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    c->port = port;
     c->state = S_CONNECTING;
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
-        fprintf(stderr, "wsbench: connect 127.0.0.1:%d: %s\n", port, strerror(errno));
-        close(c->fd);
-        c->fd = -1;
-        return -1;
-    }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        die("epoll_ctl: %s", strerror(errno));
-    c->out_armed = 1;
-    return 0;
-}
-
-static void send_handshake(struct conn *c)
-{
-    char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET /ws%s HTTP/1.1\r\n"
-                     "Host: 127.0.0.1:%d\r\n"
-                     "Upgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Key: " WS_KEY "\r\n"
-                     "Sec-WebSocket-Version: 13\r\n"
-                     "\r\n",
-                     (opt.batch && !c->is_pub) ? "?batch=1" : "", c->port);
-    memcpy(wreserve(c, (size_t)n), req, (size_t)n);
-    c->wlen += (size_t)n;
-    c->state = S_HANDSHAKE;
-    flush(c);
+    return wsc_connect(&c->ws, port, opt.batch && !c->is_pub ? "?batch=1" : "");
 }
 
 /* ---- protocol ---------------------------------------------------------- */
-
-static const char *find(const char *p, size_t n, const char *needle)
-{
-    size_t k = strlen(needle);
-    const char *r = memmem(p, n, needle, k);
-    return r ? r + k : NULL;
-}
-
-/* A JSON number at p (bounded by end) as int64; 0 on success. */
-static int parse_num(const char *p, const char *end, int64_t *out)
-{
-    const char *q = p;
-    int neg = 0;
-    if (q < end && *q == '-')
-        neg = 1, q++;
-    int64_t v = 0;
-    const char *d = q;
-    while (q < end && *q >= '0' && *q <= '9' && q - d < 19)
-        v = v * 10 + (*q++ - '0');
-    if (q == d)
-        return -1;
-    if (q < end && (*q == '.' || *q == 'e' || *q == 'E')) {
-        /* a printer may write big integers as doubles */
-        char tmp[64];
-        size_t len = 0;
-        while (p + len < end && len < sizeof tmp - 1 &&
-               strchr("0123456789+-.eE", p[len]))
-            len++;
-        memcpy(tmp, p, len);
-        tmp[len] = '\0';
-        *out = (int64_t)strtod(tmp, NULL);
-        return 0;
-    }
-    *out = neg ? -v : v;
-    return 0;
-}
-
-static int op_is(const char *p, size_t n, const char *op)
-{
-    char want[48];
-    int k = snprintf(want, sizeof want, "\"op\":\"%s\"", op);
-    return memmem(p, n, want, (size_t)k) != NULL;
-}
 
 static int id_is(const char *p, size_t n, int64_t id)
 {
@@ -500,8 +229,8 @@ static void send_subscribe(struct conn *c)
     char buf[512];
     int n = snprintf(buf, sizeof buf, "{\"op\":\"subscribe\",\"channel\":\"%s\",\"id\":1}",
                      opt.channel);
-    queue_text(c, buf, (size_t)n);
-    flush(c);
+    wsc_queue_text(&c->ws, buf, (size_t)n);
+    wsc_flush(&c->ws);
 }
 
 static void on_delivery(struct conn *c, const char *p, size_t n)
@@ -606,210 +335,56 @@ static void on_text(struct conn *c, const char *p, size_t n)
     }
 }
 
-/* Handles a server frame; returns -1 when the connection is gone. */
-static int on_frame(struct conn *c, int fin, int opcode, const char *p, size_t n)
+/* ---- what the client layer reports (wsclient.h hooks) ------------------- */
+
+/* struct wsc is the first member of struct conn. */
+#define CONN(w) ((struct conn *)(w))
+
+static void h_opened(struct wsc *w)
 {
-    switch (opcode) {
-    case 0x9: /* ping */
-        queue_frame(c, 0xA, p, n);
-        flush(c);
-        return c->fd < 0 ? -1 : 0;
-    case 0xA:
-        return 0;
-    case 0x8: {
-        int code = n >= 2 ? ((unsigned char)p[0] << 8 | (unsigned char)p[1]) : 1005;
-        char why[160];
-        snprintf(why, sizeof why, "closed by the gateway with %d '%.*s'", code,
-                 (int)(n > 2 ? (n - 2 > 100 ? 100 : n - 2) : 0), n > 2 ? p + 2 : "");
-        if (!c->is_pub && !c->done)
-            g.closed_early++;
-        if (c->is_pub && !g.pub_closed[0])
-            snprintf(g.pub_closed, sizeof g.pub_closed, "%s", why);
-        if (c->is_pub || !c->done)
-            diag(c, why, NULL, 0);
-        conn_close(c, NULL); /* counted above */
-        return -1;
-    }
-    case 0x1:
-    case 0x0:
-        break;
-    default:
-        g.proto_errors++;
-        diag(c, "got a non-text frame", NULL, 0);
-        return 0;
-    }
-    if (fin && opcode == 0x1 && c->flen == 0) {
-        on_text(c, p, n);
-        return c->fd < 0 ? -1 : 0;
-    }
-    if (opcode == 0x1 && c->flen) {
-        g.proto_errors++;
-        diag(c, "new message inside a fragmented one", NULL, 0);
-        c->flen = 0;
-    }
-    if (c->flen + n > MAX_FRAME) {
-        g.proto_errors++;
-        conn_close(c, "fragmented message too large");
-        return -1;
-    }
-    if (c->flen + n > c->fcap) {
-        size_t cap = c->fcap ? c->fcap : 4096;
-        while (cap < c->flen + n)
-            cap *= 2;
-        c->frag = xrealloc(c->frag, cap);
-        c->fcap = cap;
-    }
-    memcpy(c->frag + c->flen, p, n);
-    c->flen += n;
-    if (fin) {
-        size_t len = c->flen;
-        c->flen = 0;
-        on_text(c, c->frag, len);
-    }
-    return c->fd < 0 ? -1 : 0;
+    CONN(w)->state = S_WELCOME;
 }
 
-/* Parses every complete frame in rbuf; keeps a partial one. */
-static void parse_frames(struct conn *c)
+static void h_text(struct wsc *w, const char *p, size_t n)
 {
-    size_t pos = 0;
-    while (c->fd >= 0 && c->rlen - pos >= 2) {
-        const unsigned char *b = (unsigned char *)c->rbuf + pos;
-        size_t avail = c->rlen - pos;
-        int fin = b[0] & 0x80, opcode = b[0] & 0x0f;
-        if (b[0] & 0x70 || b[1] & 0x80) {
-            g.proto_errors++;
-            conn_close(c, "bad frame header (RSV bits or masked server frame)");
-            return;
-        }
-        uint64_t len = b[1] & 0x7f;
-        size_t h = 2;
-        if (len == 126) {
-            if (avail < 4)
-                break;
-            len = (uint64_t)b[2] << 8 | b[3];
-            h = 4;
-        } else if (len == 127) {
-            if (avail < 10)
-                break;
-            len = 0;
-            for (int i = 0; i < 8; i++)
-                len = len << 8 | b[2 + i];
-            h = 10;
-        }
-        if (len > MAX_FRAME) {
-            g.proto_errors++;
-            conn_close(c, "server frame too large");
-            return;
-        }
-        if (avail < h + len) {
-            if (h + len > c->rcap) { /* make room for the whole frame */
-                c->rcap = h + len + RBUF_INIT;
-                if (pos) {
-                    memmove(c->rbuf, c->rbuf + pos, avail);
-                    c->rlen = avail;
-                    pos = 0;
-                }
-                c->rbuf = xrealloc(c->rbuf, c->rcap);
-            }
-            break;
-        }
-        if (on_frame(c, fin, opcode, (char *)b + h, (size_t)len) < 0)
-            return;
-        pos += h + (size_t)len;
-    }
-    if (c->fd < 0)
-        return;
-    if (pos) {
-        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-        c->rlen -= pos;
-    }
+    on_text(CONN(w), p, n);
 }
 
-/* The HTTP 101 reply; leaves any frame bytes behind it in rbuf. */
-static void parse_handshake(struct conn *c)
+static void h_closed(struct wsc *w, int code, const char *reason, size_t rlen)
 {
-    char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
-    if (!end) {
-        if (c->rlen > 8192)
-            conn_close(c, "handshake reply too long"), g.fatal = 1;
-        return;
-    }
-    size_t hlen = (size_t)(end - c->rbuf) + 4;
-    int ok = c->rlen > 12 && !memcmp(c->rbuf, "HTTP/1.1 101", 12);
-    const char *acc = NULL;
-    for (const char *p = c->rbuf; ok && p < end; p++) {
-        if ((p == c->rbuf || p[-1] == '\n') &&
-            !strncasecmp(p, "Sec-WebSocket-Accept:", 21)) {
-            acc = p + 21;
-            while (*acc == ' ')
-                acc++;
-            break;
-        }
-    }
-    if (!ok || !acc || strncmp(acc, WS_ACCEPT, strlen(WS_ACCEPT))) {
-        diag(c, "handshake refused", c->rbuf, hlen);
-        conn_close(c, NULL);
-        g.fatal = 1;
-        return;
-    }
-    memmove(c->rbuf, c->rbuf + hlen, c->rlen - hlen);
-    c->rlen -= hlen;
-    c->state = S_WELCOME;
-    parse_frames(c);
+    struct conn *c = CONN(w);
+    char why[160];
+    snprintf(why, sizeof why, "closed by the gateway with %d '%.*s'", code,
+             (int)(rlen > 100 ? 100 : rlen), reason);
+    if (!c->is_pub && !c->done)
+        g.closed_early++;
+    if (c->is_pub && !g.pub_closed[0])
+        snprintf(g.pub_closed, sizeof g.pub_closed, "%s", why);
+    if (c->is_pub || !c->done)
+        diag(c, why, NULL, 0);
+    conn_close(c, NULL); /* counted above */
 }
 
-static void on_readable(struct conn *c)
+static void h_lost(struct wsc *w, const char *why)
 {
-    for (int round = 0; round < READ_ROUNDS && c->fd >= 0; round++) {
-        if (c->rcap - c->rlen < 4096) {
-            c->rcap = c->rcap ? c->rcap * 2 : RBUF_INIT;
-            c->rbuf = xrealloc(c->rbuf, c->rcap);
-        }
-        size_t room = c->rcap - c->rlen;
-        ssize_t n = recv(c->fd, c->rbuf + c->rlen, room, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (n <= 0) {
-            conn_close(c, n == 0 ? "connection closed by the gateway"
-                                 : "connection reset");
-            return;
-        }
-        c->rlen += (size_t)n;
-        if (c->state == S_HANDSHAKE)
-            parse_handshake(c);
-        else
-            parse_frames(c);
-        if ((size_t)n < room) /* the socket is drained, most likely */
-            return;
-    }
+    conn_close(CONN(w), why);
 }
 
-static void on_event(struct conn *c, uint32_t ev)
+static void h_bad(struct wsc *w, const char *why, int must_close)
 {
-    if (c->fd < 0)
-        return;
-    if (c->state == S_CONNECTING) {
-        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-            return;
-        int err = 0;
-        socklen_t el = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err) {
-            fprintf(stderr, "wsbench: connect 127.0.0.1:%d: %s\n", c->port, strerror(err));
-            conn_close(c, NULL);
-            g.fatal = 1;
-            return;
-        }
-        send_handshake(c);
-        return;
-    }
-    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        on_readable(c);
-    if (c->fd >= 0 && (ev & EPOLLOUT))
-        flush(c);
+    g.proto_errors++;
+    if (must_close)
+        conn_close(CONN(w), why);
+    else
+        diag(CONN(w), why, NULL, 0);
+}
+
+static void h_fatal(struct wsc *w, const char *why, const char *p, size_t n)
+{
+    if (why)
+        diag(CONN(w), why, p, n);
+    conn_close(CONN(w), NULL);
+    g.fatal = 1;
 }
 
 /* ---- publisher --------------------------------------------------------- */
@@ -836,7 +411,7 @@ static void publish_one(struct conn *c, int64_t i, const char *pad)
     memcpy(scratch, head, (size_t)hn);
     memcpy(scratch + hn, pad, padlen);
     memcpy(scratch + hn + padlen, tail, (size_t)tn);
-    queue_text(c, scratch, len);
+    wsc_queue_text(&c->ws, scratch, len);
     if (g.sent == 0)
         g.t_first_pub = t;
     g.sent++;
@@ -846,7 +421,7 @@ static void publish_one(struct conn *c, int64_t i, const char *pad)
 static int64_t publisher_turn(const char *pad, uint64_t t0)
 {
     struct conn *c = &g.pub;
-    if (c->fd < 0 || g.sent >= opt.messages)
+    if (c->ws.fd < 0 || g.sent >= opt.messages)
         return -1;
     int burst = 0;
     int64_t wait = -1;
@@ -871,7 +446,7 @@ static int64_t publisher_turn(const char *pad, uint64_t t0)
         }
     }
     if (burst)
-        flush(c);
+        wsc_flush(&c->ws);
     return wait;
 }
 
@@ -900,21 +475,6 @@ static void usage(FILE *f)
             "  --verbose             progress on stderr\n");
 }
 
-static void raise_nofile(int need)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)need > rl.rlim_cur)
-        die("need %d file descriptors, RLIMIT_NOFILE allows %llu", need,
-            (unsigned long long)rl.rlim_cur);
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -931,16 +491,6 @@ static double pct_us(double q)
     if (k > g.nlat)
         k = g.nlat;
     return (double)g.lat[k - 1] / 1e3;
-}
-
-static double num_arg(const char *name, const char *v, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || d < lo || d > hi)
-        die("bad value for --%s: '%s' (want %g..%g)", name, v, lo, hi);
-    return d;
 }
 
 static void parse_args(int argc, char **argv)
@@ -1033,26 +583,25 @@ static int wait_events(struct epoll_event *evs, int64_t wait_ns)
 static int dispatch(struct epoll_event *evs, int n)
 {
     for (int i = 0; i < n; i++)
-        on_event(evs[i].data.ptr, evs[i].events);
+        wsc_event(evs[i].data.ptr, evs[i].events);
     return n;
 }
 
 int main(int argc, char **argv)
 {
+    wsc_env.prog = "wsbench";
     parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     raise_nofile(opt.subs + 64);
-    g.rng = now_ns() | 1;
-    g.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (g.ep < 0)
-        die("epoll_create1: %s", strerror(errno));
+    g.ep = wsc_init(MAX_FRAME, (struct wsc_hooks){h_opened, h_text, h_closed, h_lost,
+                                                  h_bad, h_fatal});
 
     g.subs = calloc((size_t)opt.subs, sizeof *g.subs);
     if (!g.subs)
         die("out of memory");
     for (int i = 0; i < opt.subs; i++)
-        g.subs[i].fd = -1;
-    g.pub.fd = -1;
+        g.subs[i].ws.fd = -1;
+    g.pub.ws.fd = -1;
     g.pub.is_pub = 1;
     g.expected = (uint64_t)opt.subs * (uint64_t)opt.messages;
     g.latcap = g.expected < LAT_CAP_DEFAULT ? (size_t)g.expected : LAT_CAP_DEFAULT;
@@ -1111,7 +660,7 @@ int main(int argc, char **argv)
             }
             pub_started = 1;
         }
-        if (pub_started && g.pub.fd < 0) {
+        if (pub_started && g.pub.ws.fd < 0) {
             fprintf(stderr, "wsbench: the publisher connection failed\n");
             g.fatal = 1;
             break;
@@ -1171,7 +720,7 @@ int main(int argc, char **argv)
             break;
         }
         int64_t wait = publisher_turn(pad, t0);
-        if (g.pub.fd < 0 && g.sent < opt.messages) {
+        if (g.pub.ws.fd < 0 && g.sent < opt.messages) {
             fprintf(stderr, "wsbench: publisher connection lost after %" PRId64 " messages\n",
                     g.sent);
             break;
@@ -1195,7 +744,7 @@ int main(int argc, char **argv)
     sample_rss(rss2);
     /* up to 1 s for the last publish acks (they may trail the deliveries) */
     uint64_t grace = now_ns() + 1000000000u;
-    for (int i = 0; i < 100000 && g.pub.fd >= 0 &&
+    for (int i = 0; i < 100000 && g.pub.ws.fd >= 0 &&
                     g.acked + (int64_t)g.pub_errors < g.sent && now_ns() < grace; i++) {
         int n = wait_events(evs, 10000000);
         if (n > 0)
@@ -1205,15 +754,13 @@ int main(int argc, char **argv)
     /* close: a close frame each, best effort, then the socket */
     for (int i = 0; i <= opt.subs; i++) {
         struct conn *c = i < opt.subs ? &g.subs[i] : &g.pub;
-        if (c->fd < 0)
+        if (c->ws.fd < 0)
             continue;
         static const char bye[2] = {0x03, (char)0xe8}; /* 1000 */
-        c->woff = c->wlen = 0;
-        queue_frame(c, 0x8, bye, 2);
-        (void)!send(c->fd, c->wbuf, c->wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
-        epoll_ctl(g.ep, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-        c->fd = -1;
+        c->ws.woff = c->ws.wlen = 0;
+        wsc_queue_frame(&c->ws, 0x8, bye, 2);
+        (void)!send(c->ws.fd, c->ws.wbuf, c->ws.wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+        wsc_close(&c->ws);
     }
 
     /* ---- report ---- */
@@ -1329,9 +876,7 @@ int main(int argc, char **argv)
 
     for (int i = 0; i <= opt.subs; i++) {
         struct conn *c = i < opt.subs ? &g.subs[i] : &g.pub;
-        free(c->rbuf);
-        free(c->wbuf);
-        free(c->frag);
+        wsc_free(&c->ws);
     }
     free(g.subs);
     free(g.lat);

@@ -1,7 +1,7 @@
 /* soak.c - long-run driver for tests/faults/soak.sh (protocol v1).
  *
  * One thread, one epoll loop, raw non-blocking sockets and a minimal
- * RFC 6455 client (the same approach as tests/bench/wsbench.c):
+ * RFC 6455 client (tests/bench/wsclient.c, shared with wsbench.c):
  *
  *   1. setup: N subscribers connect round-robin over the --port list (with
  *      ?batch=1, as the JS client does; --plain: without), wait for
@@ -34,13 +34,9 @@
  * closed by a gateway, every publish was acked and every slope is at most
  * --max-slope; 1 otherwise (also when setup fails); 2 for bad usage. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../bench/wsclient.h"
+
 #define MAX_PORTS 8
 #define MAX_SAMPLES 100000
 #define MAX_FRAME (1u << 20)
@@ -60,11 +58,7 @@
 #define DIAG_MAX 10
 #define NS 1000000000ull
 
-/* RFC 6455 section 1.3 example: a fixed key with a known accept value. */
-#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
-#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-enum state { S_IDLE, S_CONNECTING, S_HANDSHAKE, S_WELCOME, S_SUBSCRIBING, S_READY, S_LEAVING };
+enum state { S_IDLE, S_CONNECTING, S_WELCOME, S_SUBSCRIBING, S_READY, S_LEAVING };
 
 #define OPEN INT64_MAX
 struct session { /* seqs owed: [from, to], to = OPEN while it lasts */
@@ -72,17 +66,9 @@ struct session { /* seqs owed: [from, to], to = OPEN while it lasts */
 };
 
 struct conn {
-    int fd;
-    int port;
+    struct wsc ws; /* first: the socket, its buffers and frame parser */
     int is_pub;
     enum state state;
-    int out_armed;
-    char *rbuf;
-    size_t rlen, rcap;
-    char *wbuf;
-    size_t woff, wlen, wcap;
-    char *frag; /* a fragmented text message being reassembled */
-    size_t flen, fcap;
     /* subscriber */
     uint8_t *seen; /* bitmap of received seqs */
     size_t seen_bytes;
@@ -134,90 +120,26 @@ static struct {
     int64_t acked_prefix;  /* every seq < this is acked */
     int ready, inflight;
     uint64_t reconnects, unexpected_closes, proto_errors, pub_errors, slow_leaves;
-    uint64_t rng;
     int diag;
     int fatal;
     int churning;
 } g;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * NS + (uint64_t)ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("soak: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n);
-    if (!q)
-        die("out of memory (%zu bytes)", n);
-    return q;
-}
 
 static void diag(const struct conn *c, const char *what, const char *p, size_t n)
 {
     if (g.diag++ >= DIAG_MAX)
         return;
     fprintf(stderr, "soak: %s on port %d: %s %.*s\n", c->is_pub ? "publisher" : "subscriber",
-            c->port, what, (int)(n > 200 ? 200 : n), p ? p : "");
-}
-
-static uint32_t rnd32(void)
-{
-    g.rng ^= g.rng << 13;
-    g.rng ^= g.rng >> 7;
-    g.rng ^= g.rng << 17;
-    return (uint32_t)g.rng;
+            c->ws.port, what, (int)(n > 200 ? 200 : n), p ? p : "");
 }
 
 /* ---- /proc ------------------------------------------------------------- */
 
-static long proc_rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) {
-            kb = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kb;
-}
-
 /* utime + stime of pid in seconds; -1 if unreadable. */
 static double proc_cpu_s(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long long u, s;
-    /* after ')': state ppid pgrp session tty tpgid flags minflt cminflt
-     * majflt cmajflt utime stime */
-    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                     &u, &s) != 2)
+    uint64_t u, s;
+    if (proc_cpu(pid, &u, &s) < 0)
         return -1;
     return (double)(u + s) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -241,16 +163,7 @@ static void loadavg(char *out, size_t n)
     }
 }
 
-/* ---- sockets and frames ------------------------------------------------ */
-
-static void set_out(struct conn *c, int out)
-{
-    if (c->fd < 0 || c->out_armed == out)
-        return;
-    struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-        c->out_armed = out;
-}
+/* ---- connections (the socket layer is tests/bench/wsclient.c) ----------- */
 
 static void sess_end(struct conn *c, int64_t to)
 {
@@ -264,7 +177,7 @@ static int start_connect(struct conn *c);
  * ends at the highest acked seq (all of it stays owed) and it reconnects. */
 static void conn_drop(struct conn *c, const char *why)
 {
-    if (c->fd < 0)
+    if (c->ws.fd < 0)
         return;
     if (why) {
         diag(c, why, NULL, 0);
@@ -281,151 +194,23 @@ static void conn_drop(struct conn *c, const char *why)
         else
             g.inflight--;
     }
-    epoll_ctl(g.ep, EPOLL_CTL_DEL, c->fd, NULL);
-    close(c->fd);
-    c->fd = -1;
+    wsc_close(&c->ws);
     c->state = S_IDLE;
-    c->rlen = c->woff = c->wlen = c->flen = 0;
     if (why && !c->is_pub && start_connect(c) < 0)
         g.fatal = 1;
 }
 
-static void flush(struct conn *c)
-{
-    while (c->woff < c->wlen) {
-        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->woff += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            break;
-        conn_drop(c, "write failed");
-        return;
-    }
-    if (c->woff == c->wlen)
-        c->woff = c->wlen = 0;
-    set_out(c, c->woff < c->wlen);
-}
-
-static char *wreserve(struct conn *c, size_t n)
-{
-    if (c->wlen + n > c->wcap) {
-        if (c->woff) {
-            memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
-            c->wlen -= c->woff;
-            c->woff = 0;
-        }
-        if (c->wlen + n > c->wcap) {
-            size_t cap = c->wcap ? c->wcap : 1024;
-            while (cap < c->wlen + n)
-                cap *= 2;
-            c->wbuf = xrealloc(c->wbuf, cap);
-            c->wcap = cap;
-        }
-    }
-    return c->wbuf + c->wlen;
-}
-
-/* Queues one masked client frame (FIN set), payload < 64 KiB. */
-static void queue_frame(struct conn *c, int opcode, const void *payload, size_t len)
-{
-    unsigned char *p = (unsigned char *)wreserve(c, len + 8);
-    size_t h = 0;
-    p[h++] = (unsigned char)(0x80 | opcode);
-    if (len < 126) {
-        p[h++] = (unsigned char)(0x80 | len);
-    } else {
-        p[h++] = 0x80 | 126;
-        p[h++] = (unsigned char)(len >> 8);
-        p[h++] = (unsigned char)len;
-    }
-    uint32_t key = rnd32();
-    unsigned char mask[4];
-    memcpy(mask, &key, 4);
-    memcpy(p + h, mask, 4);
-    h += 4;
-    const unsigned char *in = payload;
-    for (size_t i = 0; i < len; i++)
-        p[h + i] = in[i] ^ mask[i & 3];
-    c->wlen += h + len;
-}
-
-static void queue_text(struct conn *c, const char *s, int n)
-{
-    queue_frame(c, 0x1, s, (size_t)n);
-}
-
 static int start_connect(struct conn *c)
 {
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) {
-        fprintf(stderr, "soak: socket: %s\n", strerror(errno));
+    if (wsc_connect(&c->ws, c->ws.port, c->is_pub || opt.plain ? "" : "?batch=1") < 0)
         return -1;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
-        fprintf(stderr, "soak: connect 127.0.0.1:%d: %s\n", c->port, strerror(errno));
-        close(c->fd);
-        c->fd = -1;
-        return -1;
-    }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-    if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        die("epoll_ctl: %s", strerror(errno));
-    c->out_armed = 1;
     c->state = S_CONNECTING;
     if (!c->is_pub)
         g.inflight++;
     return 0;
 }
 
-static void send_handshake(struct conn *c)
-{
-    char req[256];
-    int n = snprintf(req, sizeof req,
-                     "GET /ws%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY "\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n",
-                     c->is_pub || opt.plain ? "" : "?batch=1", c->port);
-    memcpy(wreserve(c, (size_t)n), req, (size_t)n);
-    c->wlen += (size_t)n;
-    c->state = S_HANDSHAKE;
-    flush(c);
-}
-
 /* ---- protocol ------------------------------------------------------------ */
-
-static const char *find(const char *p, size_t n, const char *needle)
-{
-    size_t k = strlen(needle);
-    const char *r = memmem(p, n, needle, k);
-    return r ? r + k : NULL;
-}
-
-static int num_at(const char *p, const char *end, int64_t *out)
-{
-    int64_t v = 0;
-    const char *d = p;
-    while (p < end && *p >= '0' && *p <= '9' && p - d < 18)
-        v = v * 10 + (*p++ - '0');
-    if (p == d)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int op_is(const char *p, size_t n, const char *op)
-{
-    char want[48];
-    int k = snprintf(want, sizeof want, "\"op\":\"%s\"", op);
-    return memmem(p, n, want, (size_t)k) != NULL;
-}
 
 static int seen(const struct conn *c, int64_t seq)
 {
@@ -466,8 +251,8 @@ static void leave(struct conn *c)
 {
     static const unsigned char bye[2] = {0x03, 0xe8}; /* 1000 */
     sess_end(c, c->leave_seq);
-    queue_frame(c, 0x8, bye, 2);
-    flush(c); /* best effort: the socket is closed right after */
+    wsc_queue_frame(&c->ws, 0x8, bye, 2);
+    wsc_flush(&c->ws); /* best effort: the socket is closed right after */
     conn_drop(c, NULL);
     g.reconnects++;
     if (start_connect(c) < 0)
@@ -484,7 +269,7 @@ static void on_object(struct conn *c, const char *p, size_t n)
         }
         const char *v = find(p, n, "\"id\":");
         int64_t id;
-        if (c->state == S_READY && op_is(p, n, "ack") && v && num_at(v, end, &id) == 0 &&
+        if (c->state == S_READY && op_is(p, n, "ack") && v && parse_num(v, end, &id) == 0 &&
             id < g.sent && !g.acked_set[id]) {
             g.acked_set[id] = 1;
             g.acked++;
@@ -505,9 +290,9 @@ static void on_object(struct conn *c, const char *p, size_t n)
         char buf[256];
         int k = snprintf(buf, sizeof buf,
                          "{\"op\":\"subscribe\",\"channel\":\"%s\",\"id\":1}", opt.channel);
-        queue_text(c, buf, k);
+        wsc_queue_text(&c->ws, buf, (size_t)k);
         c->state = S_SUBSCRIBING;
-        flush(c);
+        wsc_flush(&c->ws);
         return;
     case S_SUBSCRIBING:
         if (!op_is(p, n, "ack"))
@@ -523,7 +308,7 @@ static void on_object(struct conn *c, const char *p, size_t n)
             const char *d = find(p, n, "\"data\":");
             const char *sv = d ? find(d, (size_t)(end - d), "\"seq\":") : NULL;
             int64_t seq;
-            if (sv && num_at(sv, end, &seq) == 0 && seq < g.sent) {
+            if (sv && parse_num(sv, end, &seq) == 0 && seq < g.sent) {
                 mark_seen(c, seq);
                 if (c->state == S_LEAVING && c->cursor > c->leave_seq)
                     leave(c);
@@ -548,173 +333,55 @@ static int on_text(struct conn *c, const char *p, size_t n)
         const char *e = nl ? nl : end;
         if (e > p)
             on_object(c, p, (size_t)(e - p));
-        if (c->fd < 0 || c->state == S_CONNECTING)
+        if (c->ws.fd < 0 || c->state == S_CONNECTING)
             return -1;
         p = e + 1;
     }
     return 0;
 }
 
-/* Handles one server frame; returns -1 when the connection is gone. */
-static int on_frame(struct conn *c, int fin, int opcode, const char *p, size_t n)
+/* ---- what the client layer reports (wsclient.h hooks) -------------------- */
+
+/* struct wsc is the first member of struct conn. */
+#define CONN(w) ((struct conn *)(w))
+
+static void h_opened(struct wsc *w)
 {
-    switch (opcode) {
-    case 0x1:
-    case 0x0:
-        if (fin && opcode == 0x1 && !c->flen)
-            return on_text(c, p, n);
-        if (c->flen + n > MAX_FRAME || (opcode == 0x1) != (c->flen == 0)) {
-            g.proto_errors++;
-            conn_drop(c, "bad fragment");
-            return -1;
-        }
-        if (c->flen + n > c->fcap) {
-            c->fcap = c->flen + n + 4096;
-            c->frag = xrealloc(c->frag, c->fcap);
-        }
-        memcpy(c->frag + c->flen, p, n);
-        c->flen += n;
-        if (!fin)
-            return 0;
-        n = c->flen;
-        c->flen = 0;
-        return on_text(c, c->frag, n);
-    case 0x9:
-        queue_frame(c, 0xA, p, n);
-        flush(c);
-        return c->fd < 0 ? -1 : 0;
-    case 0xA:
-        return 0;
-    case 0x8: {
-        char why[160];
-        int code = n >= 2 ? ((unsigned char)p[0] << 8 | (unsigned char)p[1]) : 1005;
-        snprintf(why, sizeof why, "closed by the gateway with %d", code);
-        conn_drop(c, why);
-        return -1;
-    }
-    default:
-        g.proto_errors++;
-        conn_drop(c, "unexpected opcode");
-        return -1;
-    }
+    CONN(w)->state = S_WELCOME;
 }
 
-static void parse_frames(struct conn *c)
+static void h_text(struct wsc *w, const char *p, size_t n)
 {
-    size_t pos = 0;
-    while (c->rlen - pos >= 2) {
-        const unsigned char *b = (unsigned char *)c->rbuf + pos;
-        size_t avail = c->rlen - pos;
-        if ((b[0] & 0x70) || (b[1] & 0x80)) {
-            g.proto_errors++;
-            conn_drop(c, "bad frame header");
-            return;
-        }
-        uint64_t len = b[1] & 0x7f;
-        size_t h = 2;
-        if (len == 126) {
-            if (avail < 4)
-                break;
-            len = (uint64_t)b[2] << 8 | b[3];
-            h = 4;
-        } else if (len == 127) {
-            if (avail < 10)
-                break;
-            len = 0;
-            for (int i = 0; i < 8; i++)
-                len = len << 8 | b[2 + i];
-            h = 10;
-        }
-        if (len > MAX_FRAME) {
-            g.proto_errors++;
-            conn_drop(c, "frame too large");
-            return;
-        }
-        if (avail < h + len)
-            break;
-        if (on_frame(c, b[0] & 0x80, b[0] & 0x0f, (const char *)b + h, (size_t)len) < 0)
-            return;
-        pos += h + (size_t)len;
-    }
-    if (pos) {
-        memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-        c->rlen -= pos;
-    }
+    (void)on_text(CONN(w), p, n);
 }
 
-static void parse_handshake(struct conn *c)
+static void h_closed(struct wsc *w, int code, const char *reason, size_t rlen)
 {
-    char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
-    if (!end) {
-        if (c->rlen > 8192)
-            conn_drop(c, "handshake reply too long"), g.fatal = 1;
-        return;
-    }
-    size_t hlen = (size_t)(end - c->rbuf) + 4;
-    if (c->rlen < 12 || memcmp(c->rbuf, "HTTP/1.1 101", 12) ||
-        !memmem(c->rbuf, hlen, WS_ACCEPT, strlen(WS_ACCEPT))) {
-        diag(c, "handshake refused", c->rbuf, hlen);
-        conn_drop(c, NULL);
-        g.fatal = 1;
-        return;
-    }
-    memmove(c->rbuf, c->rbuf + hlen, c->rlen - hlen);
-    c->rlen -= hlen;
-    c->state = S_WELCOME;
-    parse_frames(c);
+    char why[160];
+    (void)reason, (void)rlen;
+    snprintf(why, sizeof why, "closed by the gateway with %d", code);
+    conn_drop(CONN(w), why);
 }
 
-static void on_readable(struct conn *c)
+static void h_lost(struct wsc *w, const char *why)
 {
-    for (int round = 0; round < 8 && c->fd >= 0; round++) {
-        if (c->rcap - c->rlen < 4096) {
-            c->rcap = c->rcap ? c->rcap * 2 : 16384;
-            c->rbuf = xrealloc(c->rbuf, c->rcap);
-        }
-        size_t room = c->rcap - c->rlen;
-        ssize_t n = recv(c->fd, c->rbuf + c->rlen, room, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        if (n <= 0) {
-            conn_drop(c, n == 0 ? "connection closed by the gateway" : "connection reset");
-            return;
-        }
-        c->rlen += (size_t)n;
-        int fd = c->fd;
-        if (c->state == S_HANDSHAKE)
-            parse_handshake(c);
-        else
-            parse_frames(c);
-        if (c->fd != fd || c->state == S_CONNECTING || (size_t)n < room)
-            return; /* gone, reconnecting, or drained */
-    }
+    conn_drop(CONN(w), why);
 }
 
-static void on_event(struct conn *c, uint32_t ev)
+/* Any protocol error drops the connection (a subscriber reconnects). */
+static void h_bad(struct wsc *w, const char *why, int must_close)
 {
-    if (c->fd < 0)
-        return;
-    if (c->state == S_CONNECTING) {
-        if (!(ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-            return;
-        int err = 0;
-        socklen_t el = sizeof err;
-        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err) {
-            fprintf(stderr, "soak: connect 127.0.0.1:%d: %s\n", c->port, strerror(err));
-            conn_drop(c, NULL);
-            g.fatal = 1;
-            return;
-        }
-        send_handshake(c);
-        return;
-    }
-    if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
-        on_readable(c);
-    if (c->fd >= 0 && (ev & EPOLLOUT))
-        flush(c);
+    (void)must_close;
+    g.proto_errors++;
+    conn_drop(CONN(w), why);
+}
+
+static void h_fatal(struct wsc *w, const char *why, const char *p, size_t n)
+{
+    if (why)
+        diag(CONN(w), why, p, n);
+    conn_drop(CONN(w), NULL);
+    g.fatal = 1;
 }
 
 static void poll_once(int timeout_ms)
@@ -724,7 +391,7 @@ static void poll_once(int timeout_ms)
     if (n < 0 && errno != EINTR)
         die("epoll_wait: %s", strerror(errno));
     for (int i = 0; i < n; i++)
-        on_event(evs[i].data.ptr, evs[i].events);
+        wsc_event(evs[i].data.ptr, evs[i].events);
 }
 
 /* ---- publisher and churn ------------------------------------------------- */
@@ -743,10 +410,10 @@ static void publish_next(void)
     int n = snprintf(buf, sizeof buf,
                      "{\"op\":\"publish\",\"channel\":\"%s\",\"data\":{\"seq\":%" PRId64
                      ",\"via\":%d},\"id\":%" PRId64 "}",
-                     opt.channel, seq, c->port, seq);
-    queue_text(c, buf, n);
+                     opt.channel, seq, c->ws.port, seq);
+    wsc_queue_text(&c->ws, buf, (size_t)n);
     g.sent++;
-    flush(c);
+    wsc_flush(&c->ws);
 }
 
 /* Starts one reconnect: a random ready subscriber notes what it is owed. */
@@ -824,16 +491,6 @@ static double slope(int gw, double from)
 
 /* ---- main ---------------------------------------------------------------- */
 
-static double num_arg(const char *name, const char *v, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || d < lo || d > hi)
-        die("bad value for --%s: '%s' (want %g..%g)", name, v, lo, hi);
-    return d;
-}
-
 static void usage(void)
 {
     printf("usage: soak --port P [--port P2 ...] [--gateway-pid PID ...] [options]\n"
@@ -895,20 +552,6 @@ static void parse_args(int argc, char **argv)
         die("need --port (see --help)");
 }
 
-static void raise_nofile(int need)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)need > rl.rlim_cur)
-        die("need %d file descriptors, RLIMIT_NOFILE allows %llu", need,
-            (unsigned long long)rl.rlim_cur);
-}
-
 /* Every subscriber connected and holding everything its session owes. */
 static int all_have_all(void)
 {
@@ -922,12 +565,11 @@ static int all_have_all(void)
 
 int main(int argc, char **argv)
 {
+    wsc_env.prog = "soak";
     parse_args(argc, argv);
     raise_nofile(opt.subs + opt.nports + 64);
-    g.rng = (uint64_t)now_ns() | 1;
-    g.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (g.ep < 0)
-        die("epoll_create1: %s", strerror(errno));
+    g.ep = wsc_init(MAX_FRAME, (struct wsc_hooks){h_opened, h_text, h_closed, h_lost,
+                                                  h_bad, h_fatal});
     g.subs = calloc((size_t)opt.subs, sizeof *g.subs);
     samples = calloc(MAX_SAMPLES, sizeof *samples);
     if (!g.subs || !samples)
@@ -941,7 +583,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.nports; i++) {
         struct conn *c = &g.pubs[i];
         c->is_pub = 1;
-        c->port = opt.ports[i];
+        c->ws.port = opt.ports[i];
         if (start_connect(c) < 0)
             return 1;
     }
@@ -949,7 +591,7 @@ int main(int argc, char **argv)
     while (g.ready < opt.subs && !g.fatal) {
         while (next < opt.subs && g.inflight < PARALLEL) {
             struct conn *c = &g.subs[next];
-            c->port = opt.ports[next % opt.nports];
+            c->ws.port = opt.ports[next % opt.nports];
             c->first_seq = -1;
             next++;
             if (start_connect(c) < 0)
@@ -964,7 +606,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.nports && !g.fatal; i++)
         while (g.pubs[i].state != S_READY && !g.fatal) {
             if (now_ns() - t0 > (uint64_t)(opt.setup_timeout * NS))
-                die("publisher on port %d not ready", g.pubs[i].port);
+                die("publisher on port %d not ready", g.pubs[i].ws.port);
             poll_once(100);
         }
     if (g.fatal) {
@@ -1100,7 +742,7 @@ int main(int argc, char **argv)
                pending);
     if (lost_owed)
         printf("  worst subscriber #%d (port %d): %" PRIu64 " owed messages missing\n",
-               worst_sub, g.subs[worst_sub].port, worst);
+               worst_sub, g.subs[worst_sub].ws.port, worst);
     printf("closed by a gateway %" PRIu64 ", protocol errors %" PRIu64
            ", publisher errors %" PRIu64 "\n",
            g.unexpected_closes, g.proto_errors, g.pub_errors);

@@ -6,8 +6,9 @@
 #                        [--max-slope KB/min (256)] [--verbose]
 #
 # Starts redis-server and two wsgate processes on free ports on 127.0.0.1,
-# then the driver (tests/faults/soak.c, compiled here with cc into the build
-# directory): N subscribers spread over both gateways on one channel, R
+# then the driver (tests/faults/soak.c with the WebSocket client it shares
+# with the benchmark, tests/bench/wsclient.c, compiled here with cc into the
+# build directory): N subscribers spread over both gateways on one channel, R
 # messages per second published through both gateways in turn, a fraction F
 # of the subscribers closing and reconnecting every second; RSS of each
 # gateway is sampled every 10 s. At the end it prints messages published,
@@ -70,8 +71,11 @@ done
 [ -x "$WSGATE" ] || die "missing $WSGATE (build first, or set BUILD_DIR)"
 command -v redis-server >/dev/null || die "redis-server not found"
 mkdir -p "$(dirname "$DRIVER")"
-if [ ! -x "$DRIVER" ] || [ "$HERE/soak.c" -nt "$DRIVER" ]; then
-    ${CC:-cc} -O2 -Wall -Wextra -o "$DRIVER" "$HERE/soak.c" || die "cannot build the driver"
+WSCLIENT=$REPO/tests/bench/wsclient
+if [ ! -x "$DRIVER" ] || [ "$HERE/soak.c" -nt "$DRIVER" ] ||
+    [ "$WSCLIENT.c" -nt "$DRIVER" ] || [ "$WSCLIENT.h" -nt "$DRIVER" ]; then
+    ${CC:-cc} -O2 -Wall -Wextra -o "$DRIVER" "$HERE/soak.c" "$WSCLIENT.c" ||
+        die "cannot build the driver"
 fi
 
 # Each gateway holds about SUBS/2 client sockets, the driver SUBS.
