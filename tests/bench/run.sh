@@ -156,20 +156,9 @@ REDIS_PID=
 BENCH_PID=
 KEEP=${KEEP_LOGS:-0}
 
-stop_pid() { # pid name: TERM, wait up to 5 s, then KILL
-    local pid=$1 name=$2 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "run.sh: $name (pid $pid) ignored SIGTERM for 5 s, sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null
-}
+
+# shellcheck source=tests/lib/procs.sh
+. "$(dirname "$0")/../lib/procs.sh"
 
 # shellcheck disable=SC2317 # called through trap
 cleanup() {
@@ -192,30 +181,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A free TCP port on 127.0.0.1 below the ephemeral range (no listener on it).
-free_port() {
-    local p i
-    for i in $(seq 200); do
-        p=$((20000 + RANDOM % 12000))
-        if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
 
-# wait_line file regex seconds pid: 0 when the line shows up, 1 on timeout
-# or when the process exits first.
-wait_line() {
-    local file=$1 re=$2 secs=$3 pid=$4 i
-    for i in $(seq $((secs * 20))); do
-        grep -qE "$re" "$file" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || { grep -qE "$re" "$file" 2>/dev/null; return; }
-        sleep 0.05
-    done
-    return 1
-}
 
 # The bench publisher sends far more than a chat client may: lift the
 # per-connection publish limit unless the caller set one.

@@ -90,17 +90,9 @@ GW_PORTS=()
 REDIS_PID=
 DRIVER_PID=
 
-stop_pid() { # pid name: TERM, wait up to 5 s for it, then KILL
-    local pid=$1 name=$2
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    kill -TERM "$pid" 2>/dev/null
-    timeout 5 tail --pid="$pid" -f /dev/null
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "soak.sh: $name (pid $pid) ignored SIGTERM for 5 s, sending SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null
-}
+
+# shellcheck source=tests/lib/procs.sh
+. "$(dirname "$0")/../lib/procs.sh"
 
 # shellcheck disable=SC2317 # called through trap
 cleanup() {
@@ -122,32 +114,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A free TCP port on 127.0.0.1 below the ephemeral range (no listener on it).
-free_port() {
-    local p i
-    for i in $(seq 200); do
-        p=$((20000 + RANDOM % 12000))
-        if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
-            echo "$p"
-            return 0
-        fi
-    done
-    return 1
-}
 
-# wait_line FILE REGEX SECONDS PID: 0 once a line matches; 1 when PID exits
-# first or the time is up. Follows the file (tail -f --pid), no polling.
-wait_line() {
-    local file=$1 re=$2 secs=$3 pid=$4 fifo=$LOGDIR/follow.fifo follower
-    mkfifo "$fifo" || return 1
-    timeout "$secs" tail -n +1 --pid="$pid" -f "$file" >"$fifo" 2>/dev/null &
-    follower=$!
-    grep -qE -m1 "$re" <"$fifo"
-    kill "$follower" 2>/dev/null # once grep has its line
-    wait "$follower" 2>/dev/null
-    rm -f "$fifo"
-    grep -qE "$re" "$file"
-}
 
 echo "soak.sh: machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 REDIS_URL=
