@@ -45,6 +45,26 @@ async def await_resubscribed(redis, sub, channel, deadline_s, t0):
             raise AssertionError(f"gateway not resubscribed to {channel!r} within {deadline_s}s")
 
 
+async def await_refusals(traffic, since, timeout, n=3):
+    """Until traffic has seen n publishes refused with broker_unavailable
+    since `since` (monotonic seconds); fails after timeout seconds."""
+    t = time.monotonic()
+    while traffic.outcomes(since).get("broker_unavailable", 0) < n:
+        assert time.monotonic() - t < timeout, traffic.outcomes(since)
+        await asyncio.sleep(0.02)   # poll period, bounded above
+
+
+async def await_backoff_cap(gw, mark, retries=5):
+    """Until the gateway has logged `retries` reconnect attempts since log
+    line `mark` (100 ms doubling to its cap): a recovery then meets the
+    slowest retry."""
+    while True:
+        n = len(gw.proc.lines)
+        if sum(1 for _, t in gw.proc.lines[mark:n] if "retry in" in t) >= retries:
+            return
+        await gw.await_line(r"retry in", timeout=5, start=n)
+
+
 class Traffic:
     """A publisher sending one publish every TRAFFIC_PERIOD over its
     WebSocket, recording (time, outcome) with outcome 'ack' or an error

@@ -8,7 +8,7 @@ publisher)."""
 import asyncio
 import time
 
-from faultlib import Traffic, await_resubscribed
+from faultlib import Traffic, await_backoff_cap, await_refusals, await_resubscribed
 from wsgate_testing import NO_PUBLISH_RATE, async_test
 
 READY_DEADLINE = 1.0
@@ -31,18 +31,10 @@ async def test_redis_kill9_and_restart_under_traffic(procs):
     redis.kill()
     down = await gw.await_readyz(503, 3, t0=t_kill)
     # publishes are refused clearly while Redis is gone
-    t = time.monotonic()
-    while traffic.outcomes(t_kill + down).get("broker_unavailable", 0) < 3:
-        assert time.monotonic() - t < 3, traffic.outcomes(t_kill)
-        await asyncio.sleep(0.02)   # poll period, bounded above
-
-    # Stay down until the reconnect backoff reaches its cap (100 ms doubling
-    # to 1 s): the restart then meets the slowest retry.
-    while True:
-        n = len(gw.proc.lines)
-        if sum(1 for _, t in gw.proc.lines[mark:n] if "retry in" in t) >= 5:
-            break
-        await gw.await_line(r"retry in", timeout=5, start=n)
+    await await_refusals(traffic, t_kill + down, 3)
+    # Stay down until the reconnect backoff reaches its cap: the restart then
+    # meets the slowest retry.
+    await await_backoff_cap(gw, mark)
     redis.restart()
     t_back = time.monotonic()
     resub = await await_resubscribed(redis, sub, "steady", 5, t0=t_back)
