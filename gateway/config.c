@@ -13,11 +13,16 @@
 typedef int (*setter_fn)(struct config *cfg, const char *v, char *why,
                          size_t whylen);
 
+enum { OPT_BOOL = 1, OPT_SECRET = 2 };
+
 struct option_def {
     const char *name;   /* flag without the leading "--" */
     const char *defval; /* NULL: no default applied */
     const char *help;
     setter_fn set;
+    unsigned kind;      /* OPT_BOOL: "--flag" alone means true; OPT_SECRET:
+                         * masked by config_print() */
+    const char *unset;  /* --help's default when defval is NULL */
 };
 
 static int copy_str(char *dst, size_t cap, const char *v)
@@ -38,9 +43,7 @@ static int set_str(char *dst, size_t cap, const char *v, char *why, size_t n)
     return -1;
 }
 
-/* Reads a whole file of 1..cap bytes (a secret: binary allowed) into buf,
- * minus one trailing newline. Returns its length, or -1 with why set. */
-static long read_secret(const char *path, unsigned char *buf, size_t cap,
+long config_read_secret(const char *path, unsigned char *buf, size_t cap,
                         char *why, size_t n)
 {
     FILE *f = fopen(path, "rb");
@@ -373,7 +376,7 @@ static int set_api_key(struct config *c, const char *v, char *why, size_t n)
 static int set_api_key_file(struct config *c, const char *v, char *why, size_t n)
 {
     unsigned char key[sizeof c->api_key];
-    long len = read_secret(v, key, sizeof key - 1, why, n);
+    long len = config_read_secret(v, key, sizeof key - 1, why, n);
     if (len < 0)
         return -1;
     if (!key_sendable(key, (size_t)len)) {
@@ -399,7 +402,7 @@ static int set_jwt_secret(struct config *c, const char *v, char *why, size_t n)
 
 static int set_jwt_secret_file(struct config *c, const char *v, char *why, size_t n)
 {
-    long len = read_secret(v, c->jwt_secret, sizeof c->jwt_secret, why, n);
+    long len = config_read_secret(v, c->jwt_secret, sizeof c->jwt_secret, why, n);
     if (len < 0)
         return -1;
     c->jwt_secret_len = (size_t)len;
@@ -435,35 +438,70 @@ static int set_origins(struct config *c, const char *v, char *why, size_t n)
     return set_str(c->allowed_origins, sizeof c->allowed_origins, v, why, n);
 }
 
+/* Booleans from a flag value, a variable or a file: the usual spellings. */
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off", ""};
+    for (size_t i = 0; i < 4; i++)
+        if (!strcmp(v, yes[i]))
+            return *out = 1, 0;
+    for (size_t i = 0; i < 5; i++)
+        if (!strcmp(v, no[i]))
+            return *out = 0, 0;
+    return -1;
+}
+
+static int set_api_insecure(struct config *c, const char *v, char *why, size_t n)
+{
+    if (parse_bool(v, &c->api_insecure) == 0)
+        return 0;
+    snprintf(why, n, "expected true or false");
+    return -1;
+}
+
+/* Only records the path: config_load() reads the file before the
+ * variables and flags that beat it. */
+static int set_config_file(struct config *c, const char *v, char *why, size_t n)
+{
+    if (v[0] && copy_str(c->config_file, sizeof c->config_file, v) == 0)
+        return 0;
+    snprintf(why, n, "expected a file path");
+    return -1;
+}
+
 static const struct option_def options[] = {
-    {"listen", "0.0.0.0:8080", "WebSocket and HTTP address (port 0: any free port)", set_listen},
-    {"redis", NULL, "Redis URL redis://[[user]:password@]host[:port][/db]; unset: embedded broker", set_redis},
-    {"channel-prefix", "wsgate:", "prefix of Redis channel names", set_prefix},
-    {"node-id", NULL, "node name in welcome frames and logs (default hostname:port)", set_node_id},
-    {"web-root", NULL, "directory of static files served at /", set_web_root},
-    {"log-level", "info", "debug, info, warn or error", set_log_level},
-    {"log-format", "text", "text or json (one JSON object per line)", set_log_format},
-    {"max-message-size", "64k", "largest inbound frame, HTTP body or published payload", set_max_message},
-    {"max-queue-bytes", "1m", "per-client send queue; beyond it the client is closed as a slow consumer", set_max_queue},
-    {"drain-seconds", "10", "on SIGTERM, the window over which clients are closed (1001) before exit", set_drain},
-    {"max-connections", "10000", "WebSocket connections per node; more are refused with 503", set_max_connections},
-    {"max-channels", "100", "subscriptions per connection", set_max_channels},
-    {"publish-rate", "100", "publishes per second per connection (token bucket); 0: unlimited", set_publish_rate},
-    {"publish-burst", "200", "publishes a connection may send at once before the rate applies", set_publish_burst},
-    {"queue-soft-bytes", "256k", "send queue size a client may exceed only for --queue-soft-seconds; 0: off", set_queue_soft},
-    {"queue-soft-seconds", "10", "how long a send queue may stay over --queue-soft-bytes", set_queue_soft_seconds},
-    {"ping-interval", "25", "ping a client that has sent nothing for this many seconds", set_ping_interval},
-    {"ping-timeout", "35", "then drop it if it stays silent this many seconds more", set_ping_timeout},
-    {"sndbuf", "256k", "kernel send buffer per client socket (bounds what a stuck client pins); 0: autotuning", set_sndbuf},
-    {"api-key", NULL, "key required as 'Authorization: Bearer KEY' by POST /api/publish; unset: open", set_api_key},
-    {"api-key-file", NULL, "file holding the API key", set_api_key_file},
-    {"allowed-origins", NULL, "comma-separated browser origins allowed to connect; unset: any", set_origins},
-    {"jwt-secret", NULL, "HS256 secret of connect tokens (?token= on /ws); enables --auth required", set_jwt_secret},
-    {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file},
-    {"auth", NULL, "required, optional or off (default: required with a secret, else off)", set_auth},
-    {"anonymous-channels", NULL, "with --auth optional: grants of clients without a token, e.g. 'lobby,public.*'", set_anonymous},
+    {"config", NULL, "file of 'key = value' lines setting these flags (flags and WSGATE_* beat it)", set_config_file, 0, "none"},
+    {"listen", "0.0.0.0:8080", "WebSocket and HTTP address (port 0: any free port)", set_listen, 0, NULL},
+    {"redis", NULL, "Redis URL redis://[[user]:password@]host[:port][/db]", set_redis, 0, "unset: embedded broker"},
+    {"channel-prefix", "wsgate:", "prefix of Redis channel names", set_prefix, 0, NULL},
+    {"node-id", NULL, "node name in welcome frames and logs", set_node_id, 0, "hostname:port"},
+    {"web-root", NULL, "directory of static files served at / (must exist)", set_web_root, 0, NULL},
+    {"log-level", "info", "debug, info, warn or error", set_log_level, 0, NULL},
+    {"log-format", "text", "text or json (one JSON object per line)", set_log_format, 0, NULL},
+    {"max-message-size", "64k", "largest inbound frame, HTTP body or published payload", set_max_message, 0, NULL},
+    {"max-queue-bytes", "1m", "per-client send queue; beyond it the client is closed as a slow consumer", set_max_queue, 0, NULL},
+    {"drain-seconds", "10", "on SIGTERM, the window over which clients are closed (1001) before exit", set_drain, 0, NULL},
+    {"max-connections", "10000", "WebSocket connections per node; more are refused with 503", set_max_connections, 0, NULL},
+    {"max-channels", "100", "subscriptions per connection", set_max_channels, 0, NULL},
+    {"publish-rate", "100", "publishes per second per connection (token bucket); 0: unlimited", set_publish_rate, 0, NULL},
+    {"publish-burst", "200", "publishes a connection may send at once before the rate applies", set_publish_burst, 0, NULL},
+    {"queue-soft-bytes", "256k", "send queue size a client may exceed only for --queue-soft-seconds; 0: off", set_queue_soft, 0, NULL},
+    {"queue-soft-seconds", "10", "how long a send queue may stay over --queue-soft-bytes", set_queue_soft_seconds, 0, NULL},
+    {"ping-interval", "25", "ping a client that has sent nothing for this many seconds", set_ping_interval, 0, NULL},
+    {"ping-timeout", "35", "then drop it if it stays silent this many seconds more", set_ping_timeout, 0, NULL},
+    {"sndbuf", "256k", "kernel send buffer per client socket (bounds what a stuck client pins); 0: autotuning", set_sndbuf, 0, NULL},
+    {"api-key", NULL, "key the HTTP API (/api/...) requires as 'Authorization: Bearer KEY'", set_api_key, OPT_SECRET, "unset: the API answers 403"},
+    {"api-key-file", NULL, "file holding the API key", set_api_key_file, 0, "unset"},
+    {"api-insecure", "false", "serve the HTTP API without a key (only behind a trusted network)", set_api_insecure, OPT_BOOL, NULL},
+    {"allowed-origins", NULL, "comma-separated browser origins allowed to connect", set_origins, 0, "unset: any"},
+    {"jwt-secret", NULL, "HS256 secret of connect tokens (?token= on /ws); enables --auth required", set_jwt_secret, OPT_SECRET, "unset"},
+    {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file, 0, "unset"},
+    {"auth", NULL, "required, optional or off", set_auth, 0, "required with a secret, else off"},
+    {"anonymous-channels", NULL, "with --auth optional: grants of clients without a token, e.g. 'lobby,public.*'", set_anonymous, 0, "unset"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
+_Static_assert(N_OPTIONS <= CONFIG_OPTIONS_MAX, "raise CONFIG_OPTIONS_MAX");
 
 /* "max-queue-bytes" -> "WSGATE_MAX_QUEUE_BYTES" */
 static void env_name(const char *flag, char *out, size_t cap)
@@ -474,12 +512,12 @@ static void env_name(const char *flag, char *out, size_t cap)
     out[n] = '\0';
 }
 
-/* The first 80 bytes of v for an error line, control characters as \xNN
- * so the error stays one line. */
-static void quote_value(char *out, size_t cap, const char *v)
+/* The first bytes of v that fit in cap (at most 80: an error line quotes
+ * a value, not a file), control characters as \xNN so it stays one line. */
+static void show_value(char *out, size_t cap, const char *v, size_t max)
 {
     size_t n = 0;
-    for (size_t i = 0; v[i] && i < 80 && n + 5 < cap; i++) {
+    for (size_t i = 0; v[i] && i < max && n + 5 < cap; i++) {
         unsigned char ch = (unsigned char)v[i];
         if (ch < 0x20 || ch == 0x7f)
             n += (size_t)snprintf(out + n, cap - n, "\\x%02x", ch);
@@ -489,12 +527,59 @@ static void quote_value(char *out, size_t cap, const char *v)
     out[n] = '\0';
 }
 
-static int apply(struct config *cfg, const struct option_def *o,
-                 const char *v, const char *source, char *err, size_t errlen)
+static void quote_value(char *out, size_t cap, const char *v)
+{
+    show_value(out, cap, v, 80);
+}
+
+/* The option named by len bytes at name ('_' matches '-'), or NULL. */
+static const struct option_def *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *o = options[i].name;
+        size_t k = 0;
+        while (k < len && o[k] && (o[k] == name[k] || (o[k] == '-' && name[k] == '_')))
+            k++;
+        if (k == len && !o[k])
+            return &options[i];
+    }
+    return NULL;
+}
+
+/* What config_print() shows of v: secrets and a Redis password masked. */
+static void record(struct config *cfg, const struct option_def *o, const char *v,
+                   const char *origin)
+{
+    size_t i = (size_t)(o - options);
+    char *dst = cfg->shown[i];
+    int b;
+    if (o->kind & OPT_SECRET) {
+        snprintf(dst, CONFIG_SHOWN_MAX, "**** (%zu bytes)", strlen(v));
+    } else if ((o->kind & OPT_BOOL) && parse_bool(v, &b) == 0) {
+        snprintf(dst, CONFIG_SHOWN_MAX, "%s", b ? "true" : "false");
+    } else {
+        show_value(dst, CONFIG_SHOWN_MAX, v, CONFIG_SHOWN_MAX);
+        char *at = o->set == set_redis ? strrchr(dst, '@') : NULL;
+        char *colon = at ? memchr(dst + 8, ':', (size_t)(at - dst - 8)) : NULL;
+        if (colon) {
+            char rest[CONFIG_SHOWN_MAX];
+            snprintf(rest, sizeof rest, "%s", at);
+            snprintf(colon + 1, CONFIG_SHOWN_MAX - (size_t)(colon + 1 - dst), "****%s", rest);
+        }
+    }
+    snprintf(cfg->origin[i], sizeof cfg->origin[i], "%s", origin);
+}
+
+/* Sets o from v; source names where v came from in an error line, origin
+ * in config_print(). */
+static int apply(struct config *cfg, const struct option_def *o, const char *v,
+                 const char *source, const char *origin, char *err, size_t errlen)
 {
     char why[160], shown[4 * 80 + 8];
-    if (o->set(cfg, v, why, sizeof why) == 0)
+    if (o->set(cfg, v, why, sizeof why) == 0) {
+        record(cfg, o, v, origin);
         return 0;
+    }
     quote_value(shown, sizeof shown, v);
     snprintf(err, errlen, "%s: invalid value '%s': %s", source, shown, why);
     return -1;
@@ -503,18 +588,149 @@ static int apply(struct config *cfg, const struct option_def *o,
 void config_usage(const char *default_web_root)
 {
     printf("Usage: wsgate [--flag value]...\n"
+           "       wsgate config --check [--flag value]...   validate, print the settings\n"
+           "       wsgate token ...                           mint or check a connect token\n"
+           "                                                  (wsgate token --help)\n"
            "WebSocket pub/sub gateway. Every flag can also be set by the\n"
-           "environment variable WSGATE_<FLAG> (upper case, '-' as '_');\n"
-           "a flag beats the variable.\n\n");
+           "environment variable WSGATE_<FLAG> (upper case, '-' as '_') or by a\n"
+           "line 'flag = value' in the --config file; a flag beats the variable,\n"
+           "which beats the file. Boolean flags need no value.\n\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const struct option_def *o = &options[i];
-        const char *def = o->defval ? o->defval : "";
+        const char *def = o->defval ? o->defval : o->unset;
         if (o->set == set_web_root)
             def = default_web_root;
-        printf("  --%-18s %s\n  %-20s default: %s\n", o->name, o->help, "",
-               def[0] ? def : "(unset)");
+        printf("  --%-18s %s\n  %-20s default: %s\n", o->name, o->help, "", def);
     }
+    printf("  --%-18s %s\n", "version", "print the version and exit");
     printf("  --%-18s %s\n", "help", "print this help and exit");
+}
+
+void config_print(const struct config *cfg, FILE *out)
+{
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct option_def *o = &options[i];
+        if (cfg->origin[i][0])
+            fprintf(out, "%s = %s  # %s\n", o->name, cfg->shown[i], cfg->origin[i]);
+        else
+            fprintf(out, "# %s (%s)\n", o->name, o->unset ? o->unset : "unset");
+    }
+}
+
+/* Applies every flag in argv, or with only set, that flag alone and quietly
+ * (the pre-pass that finds --config: the full pass reports errors). */
+static int walk_argv(struct config *cfg, int argc, char **argv,
+                     const struct option_def *only, char *err, size_t errlen)
+{
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strncmp(arg, "--", 2) != 0) {
+            if (only)
+                return 0;
+            char shown[4 * 80 + 8];
+            quote_value(shown, sizeof shown, arg);
+            snprintf(err, errlen, "unexpected argument '%s' (flags start with --)", shown);
+            return -1;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        const struct option_def *o = memchr(name, '_', nl) ? NULL : find_option(name, nl);
+        if (!o) {
+            if (only)
+                return 0;
+            char nm[81], shown[4 * 80 + 8];
+            snprintf(nm, sizeof nm, "%.*s", (int)(nl > 80 ? 80 : nl), name);
+            quote_value(shown, sizeof shown, nm);
+            snprintf(err, errlen, "unknown flag '--%s' (see --help)", shown);
+            return -1;
+        }
+        const char *v = eq ? eq + 1
+                        : (o->kind & OPT_BOOL) ? "true"
+                        : (a + 1 < argc ? argv[++a] : NULL);
+        char flag[80];
+        snprintf(flag, sizeof flag, "--%s", o->name);
+        if (!v) {
+            if (only)
+                return 0;
+            snprintf(err, errlen, "%s: missing value", flag);
+            return -1;
+        }
+        if ((!only || o == only) && apply(cfg, o, v, flag, flag, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* Drops surrounding blanks in place. */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Applies the --config file: "key = value" lines, key a flag name without
+ * "--" ('_' for '-' allowed), value the rest of the line without
+ * surrounding blanks or one pair of double quotes; '#' starts a comment
+ * line. */
+static int load_file(struct config *cfg, char *err, size_t errlen)
+{
+    char path[4 * 80 + 8];
+    quote_value(path, sizeof path, cfg->config_file);
+    FILE *f = fopen(cfg->config_file, "r");
+    if (!f) {
+        snprintf(err, errlen, "--config: cannot read '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    char buf[8192];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(buf, sizeof buf, f)) {
+        lineno++;
+        size_t len = strlen(buf);
+        if (len == sizeof buf - 1 && buf[len - 1] != '\n') {
+            snprintf(err, errlen, "--config %s:%d: line longer than %zu bytes", path,
+                     lineno, sizeof buf - 2);
+            rc = -1;
+            break;
+        }
+        char *line = trim(buf);
+        if (!line[0] || line[0] == '#')
+            continue;
+        char *eq = strchr(line, '=');
+        if (!eq) {
+            snprintf(err, errlen, "--config %s:%d: expected 'key = value'", path, lineno);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(line), *v = trim(eq + 1);
+        size_t vl = strlen(v);
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+            v[vl - 1] = '\0';
+            v++;
+        }
+        const struct option_def *o = find_option(key, strlen(key));
+        char shown[4 * 80 + 8], source[4 * 80 + 48], origin[32];
+        quote_value(shown, sizeof shown, key);
+        if (!o || o->set == set_config_file) {
+            snprintf(err, errlen, "--config %s:%d: %s setting '%s' (see --help)", path,
+                     lineno, o ? "a config file cannot hold the" : "unknown", shown);
+            rc = -1;
+            break;
+        }
+        snprintf(source, sizeof source, "--config %s:%d: %s", path, lineno, o->name);
+        snprintf(origin, sizeof origin, "config file line %d", lineno);
+        rc = apply(cfg, o, v, source, origin, err, errlen);
+    }
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, errlen, "--config: cannot read '%s'", path);
+        rc = -1;
+    }
+    fclose(f);
+    return rc;
 }
 
 enum config_result config_load(struct config *cfg, int argc, char **argv,
@@ -522,61 +738,57 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
                                size_t errlen)
 {
     memset(cfg, 0, sizeof *cfg);
-    for (int a = 1; a < argc; a++)
+    for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h"))
             return CONFIG_HELP;
+        if (!strcmp(argv[a], "--version"))
+            return CONFIG_VERSION;
+    }
     for (size_t i = 0; i < N_OPTIONS; i++)
         if (options[i].defval &&
-            apply(cfg, &options[i], options[i].defval, "default", err, errlen))
+            apply(cfg, &options[i], options[i].defval, "default", "default", err, errlen))
             return CONFIG_ERROR;
+    const struct option_def *web = find_option("web-root", 8), *conf = options;
     if (copy_str(cfg->web_root, sizeof cfg->web_root, default_web_root) < 0) {
-        snprintf(err, errlen, "default web root path is too long");
+        snprintf(err, errlen, "--web-root: the default path is too long");
         return CONFIG_ERROR;
     }
+    record(cfg, web, default_web_root, "default");
+
+    /* The file first: variables and flags beat it. */
+    const char *path = getenv("WSGATE_CONFIG");
+    if (walk_argv(cfg, argc, argv, conf, err, errlen) < 0 ||
+        (!cfg->config_file[0] && path &&
+         apply(cfg, conf, path, "WSGATE_CONFIG", "WSGATE_CONFIG", err, errlen) < 0) ||
+        (cfg->config_file[0] && load_file(cfg, err, errlen) < 0))
+        return CONFIG_ERROR;
 
     for (size_t i = 0; i < N_OPTIONS; i++) {
         char name[64];
         env_name(options[i].name, name, sizeof name);
         const char *v = getenv(name);
-        if (v && apply(cfg, &options[i], v, name, err, errlen))
+        if (v && apply(cfg, &options[i], v, name, name, err, errlen))
             return CONFIG_ERROR;
     }
+    if (walk_argv(cfg, argc, argv, NULL, err, errlen) < 0)
+        return CONFIG_ERROR;
 
-    for (int a = 1; a < argc; a++) {
-        const char *arg = argv[a];
-        if (strncmp(arg, "--", 2) != 0) {
-            char shown[4 * 80 + 8];
-            quote_value(shown, sizeof shown, arg);
-            snprintf(err, errlen, "unexpected argument '%s' (flags start with --)", shown);
-            return CONFIG_ERROR;
-        }
-        const char *name = arg + 2, *eq = strchr(name, '=');
-        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
-        const struct option_def *o = NULL;
-        for (size_t i = 0; i < N_OPTIONS; i++)
-            if (strlen(options[i].name) == nl && !strncmp(options[i].name, name, nl))
-                o = &options[i];
-        if (!o) {
-            char nm[81], shown[4 * 80 + 8];
-            snprintf(nm, sizeof nm, "%.*s", (int)(nl > 80 ? 80 : nl), name);
-            quote_value(shown, sizeof shown, nm);
-            snprintf(err, errlen, "unknown flag '--%s' (see --help)", shown);
-            return CONFIG_ERROR;
-        }
-        const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
-        char flag[80];
-        snprintf(flag, sizeof flag, "--%s", o->name);
-        if (!v) {
-            snprintf(err, errlen, "%s: missing value", flag);
-            return CONFIG_ERROR;
-        }
-        if (apply(cfg, o, v, flag, err, errlen))
-            return CONFIG_ERROR;
-    }
-    if (cfg->auth_mode == AUTH_MODE_UNSET)
+    if (cfg->auth_mode == AUTH_MODE_UNSET) {
         cfg->auth_mode = cfg->jwt_secret_len ? AUTH_MODE_REQUIRED : AUTH_MODE_OFF;
+        record(cfg, find_option("auth", 4), cfg->jwt_secret_len ? "required" : "off",
+               "derived from the JWT secret");
+    }
     if (cfg->auth_mode != AUTH_MODE_OFF && !cfg->jwt_secret_len) {
         snprintf(err, errlen, "--auth: needs --jwt-secret or --jwt-secret-file");
+        return CONFIG_ERROR;
+    }
+    if (cfg->anonymous_channels[0] && cfg->auth_mode != AUTH_MODE_OPTIONAL) {
+        snprintf(err, errlen, "--anonymous-channels: needs --auth optional (it has no effect "
+                 "with --auth %s)", cfg->auth_mode == AUTH_MODE_OFF ? "off" : "required");
+        return CONFIG_ERROR;
+    }
+    if (cfg->api_insecure && cfg->api_key[0]) {
+        snprintf(err, errlen, "--api-insecure: contradicts --api-key (the key protects the API)");
         return CONFIG_ERROR;
     }
     return CONFIG_OK;

@@ -1,17 +1,22 @@
-/* config.h - command-line flags and WSGATE_* environment variables.
+/* config.h - command-line flags, WSGATE_* environment variables and the
+ * --config file.
  *
- * Every flag FOO-BAR also reads WSGATE_FOO_BAR; a flag beats the variable.
+ * Every flag FOO-BAR also reads WSGATE_FOO_BAR and the file line
+ * "foo-bar = value"; a flag beats the variable, which beats the file.
  * config_load() fills a caller-owned struct config whose strings are fixed
  * arrays, so it owns nothing on the heap and needs no free. */
 #ifndef WSGATE_CONFIG_H
 #define WSGATE_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "log.h"
 
 #define CONFIG_HOST_MAX 256
 #define CONFIG_STR_MAX 256
+#define CONFIG_OPTIONS_MAX 40 /* flags with a value */
+#define CONFIG_SHOWN_MAX 512  /* bytes of a value config_print() shows */
 
 enum auth_mode { AUTH_MODE_UNSET = 0, AUTH_MODE_OFF, AUTH_MODE_OPTIONAL, AUTH_MODE_REQUIRED };
 
@@ -45,25 +50,45 @@ struct config {
     double queue_soft_seconds; /* how long a queue may stay over the soft limit */
     double ping_interval; /* ping a client silent this long (seconds) */
     double ping_timeout;  /* drop it if still silent this much later */
-    char api_key[CONFIG_STR_MAX];          /* empty: /api/publish is open */
+    char config_file[4096];    /* --config; empty: none */
+    char api_key[CONFIG_STR_MAX];          /* empty: see api_insecure */
+    int api_insecure;          /* no key: 1 serves the HTTP API, 0 answers 403 */
     char allowed_origins[4 * CONFIG_STR_MAX]; /* comma-separated; empty: any */
     unsigned char jwt_secret[4096]; /* HS256 key; jwt_secret_len 0: none */
     size_t jwt_secret_len;
     enum auth_mode auth_mode;  /* resolved: required with a secret, else off */
     char anonymous_channels[4 * CONFIG_STR_MAX]; /* grants without a token */
+    /* Per option, in --help order: the value that won as config_print()
+     * shows it (secrets masked, long values cut) and where it came from
+     * ("default", "--flag", "WSGATE_FLAG", "config file line N"); origin ""
+     * when unset. */
+    char shown[CONFIG_OPTIONS_MAX][CONFIG_SHOWN_MAX];
+    char origin[CONFIG_OPTIONS_MAX][32];
 };
 
-enum config_result { CONFIG_OK = 0, CONFIG_HELP = 1, CONFIG_ERROR = -1 };
+enum config_result { CONFIG_OK = 0, CONFIG_HELP = 1, CONFIG_VERSION = 2, CONFIG_ERROR = -1 };
 
-/* Applies defaults, then the environment, then argv. On CONFIG_ERROR, err
- * holds one line naming the flag (or variable) and what is wrong with it.
- * default_web_root is used when neither flag nor variable sets one. */
+/* Applies defaults, then the --config file (named by --config or
+ * WSGATE_CONFIG), then the environment, then argv, then checks settings
+ * that depend on each other. On CONFIG_ERROR, err holds one line naming the
+ * flag, variable or file line and what is wrong with it. default_web_root
+ * is used when nothing sets one. --help anywhere gives CONFIG_HELP,
+ * --version CONFIG_VERSION. */
 enum config_result config_load(struct config *cfg, int argc, char **argv,
                                const char *default_web_root, char *err,
                                size_t errlen);
 
 /* Writes the --help text, listing every flag with its default. */
 void config_usage(const char *default_web_root);
+
+/* Writes the effective settings of a loaded cfg as "flag = value  # origin"
+ * lines, secrets masked, unset ones as comments. */
+void config_print(const struct config *cfg, FILE *out);
+
+/* Reads a whole file of 1..cap bytes (a secret: binary allowed) into buf,
+ * minus one trailing newline. Returns its length, or -1 with why set. */
+long config_read_secret(const char *path, unsigned char *buf, size_t cap,
+                        char *why, size_t n);
 
 /* Parsers the flags use, exposed for unit tests. Return 0 or -1. */
 int config_parse_listen(const char *s, char *host, size_t hostlen, int *port);

@@ -10,13 +10,16 @@
  * The values of --api-key-file and --jwt-secret-file (and their variables)
  * are replaced by one of a few files written here once, chosen by the
  * value's first byte: the fuzzer must not open paths of its choosing
- * (/dev/stdin would block). The files are memfds, opened through
- * /proc/self/fd, so nothing is left on disk.
+ * (/dev/stdin would block). The value of --config (or WSGATE_CONFIG) is the
+ * text of the config file itself, written to a fresh file for the run, with
+ * the values of its secret-file lines replaced the same way. The files are
+ * memfds, opened through /proc/self/fd, so nothing is left on disk.
  *
  * Beyond crashes, it aborts when config_load() breaks its promises: a
  * result other than OK, HELP or ERROR; an ERROR without a one-line message
  * that starts with its source (flag, variable or argument); an accepted config with a field out of its range or a
  * string not terminated in its array; a different answer on a second load.
+ * A --config file line's error also starts with "--config".
  * An accepted Redis URL must give a host without the characters that
  * delimit one ([ ] / @), a port from 1 to 65535 and a db from 0 to 65535.
  * Every WSGATE_* variable it sets is unset before it returns.
@@ -72,15 +75,18 @@ static void make_files(void)
     snprintf(files[6], sizeof files[6], "/nonexistent/wsgate-fuzz-secret");
 }
 
-static int is_file_flag(const char *s)
+enum { PLAIN = 0, SECRET_FILE, CONFIG_FILE };
+
+/* What the value of flag s names: a secret file, the config file, neither. */
+static int file_flag(const char *s)
 {
-    static const char *const names[] = {"--api-key-file", "--jwt-secret-file"};
-    for (int i = 0; i < 2; i++) {
+    static const char *const names[] = {"--api-key-file", "--jwt-secret-file", "--config"};
+    for (int i = 0; i < 3; i++) {
         size_t n = strlen(names[i]);
         if (!strncmp(s, names[i], n) && (s[n] == '\0' || s[n] == '='))
-            return 1;
+            return i < 2 ? SECRET_FILE : CONFIG_FILE;
     }
-    return 0;
+    return PLAIN;
 }
 
 static int is_file_var(const char *name)
@@ -94,19 +100,69 @@ static const char *file_for(const char *v)
     return files[(unsigned char)v[0] % N_FILES];
 }
 
+/* Config files of this run, closed at its end. */
+static int conf_fds[FUZZ_ARGS_MAX], n_conf;
+static char conf_paths[FUZZ_ARGS_MAX][64];
+
+/* 1 when line sets a secret file: its key, blanks around, '_' for '-'. */
+static int secret_line(const char *line, size_t len, size_t *eq_at)
+{
+    const char *eq = memchr(line, '=', len);
+    if (!eq)
+        return 0;
+    *eq_at = (size_t)(eq - line);
+    char key[32];
+    size_t k = 0;
+    for (const char *p = line; p < eq && k + 1 < sizeof key; p++)
+        if (*p != ' ' && *p != '\t')
+            key[k++] = *p == '_' ? '-' : *p;
+    key[k] = '\0';
+    return !strcmp(key, "api-key-file") || !strcmp(key, "jwt-secret-file");
+}
+
+/* A fresh file holding text, with each secret-file line's value replaced
+ * by one of files[]; returns its path. */
+static const char *config_for(const char *text)
+{
+    int fd = memfd_create("wsgate-fuzz-config", 0);
+    REQUIRE(fd >= 0 && n_conf < FUZZ_ARGS_MAX);
+    for (const char *line = text; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line + 1) : strlen(line), eq;
+        if (secret_line(line, len, &eq)) {
+            const char *f = file_for(line + eq + 1 < line + len ? line + eq + 1 : "");
+            REQUIRE(write(fd, line, eq + 1) == (ssize_t)(eq + 1));
+            REQUIRE(write(fd, f, strlen(f)) == (ssize_t)strlen(f));
+            REQUIRE(write(fd, "\n", 1) == 1);
+        } else {
+            REQUIRE(write(fd, line, len) == (ssize_t)len);
+        }
+        line += len;
+    }
+    conf_fds[n_conf] = fd;
+    snprintf(conf_paths[n_conf], sizeof conf_paths[n_conf], "/proc/self/fd/%d", fd);
+    return conf_paths[n_conf++];
+}
+
+static const char *value_file(int kind, const char *v)
+{
+    return kind == CONFIG_FILE ? config_for(v) : file_for(v);
+}
+
 /* Copies s with the value of a file flag replaced: "--x-file=v" in place,
  * "--x-file" by marking the next element (returned through next_file). */
 static char *arg_copy(const char *s, int *next_file)
 {
     char buf[128];
-    *next_file = 0;
-    if (is_file_flag(s)) {
+    int kind = file_flag(s);
+    *next_file = PLAIN;
+    if (kind) {
         const char *eq = strchr(s, '=');
         if (!eq) {
-            *next_file = 1;
+            *next_file = kind;
             return strdup(s);
         }
-        snprintf(buf, sizeof buf, "%.*s=%s", (int)(eq - s), s, file_for(eq + 1));
+        snprintf(buf, sizeof buf, "%.*s=%s", (int)(eq - s), s, value_file(kind, eq + 1));
         return strdup(buf);
     }
     return strdup(s);
@@ -143,6 +199,14 @@ static void check_config(const struct config *c)
         REQUIRE((unsigned char)*k >= 0x20 && *k != 0x7f);
     check_str(c->allowed_origins, sizeof c->allowed_origins);
     check_str(c->anonymous_channels, sizeof c->anonymous_channels);
+    check_str(c->config_file, sizeof c->config_file);
+    REQUIRE(c->api_insecure == 0 || c->api_insecure == 1);
+    REQUIRE(!(c->api_insecure && c->api_key[0]));
+    REQUIRE(!c->anonymous_channels[0] || c->auth_mode == AUTH_MODE_OPTIONAL);
+    for (size_t i = 0; i < CONFIG_OPTIONS_MAX; i++) {
+        check_str(c->shown[i], sizeof c->shown[i]);
+        check_str(c->origin[i], sizeof c->origin[i]);
+    }
     REQUIRE(c->max_message_size >= 256 && c->max_message_size <= 16u << 20);
     REQUIRE(c->max_queue_bytes >= 1024 && c->max_queue_bytes <= 1u << 30);
     REQUIRE(c->drain_seconds >= 0 && c->drain_seconds <= 3600);
@@ -209,12 +273,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!strncmp(s, "WSGATE_", 7) && eq && eq > s + 7) {
             char *name = strndup(s, (size_t)(eq - s));
             REQUIRE(name);
-            const char *v = is_file_var(name) ? file_for(eq + 1) : eq + 1;
+            const char *v = is_file_var(name) ? file_for(eq + 1)
+                            : !strcmp(name, "WSGATE_CONFIG") ? config_for(eq + 1)
+                            : eq + 1;
             REQUIRE(setenv(name, v, 1) == 0);
             vars[nvars++] = name;
         } else if (next_file) {
-            argv[argc++] = strdup(file_for(s));
-            next_file = 0;
+            argv[argc++] = strdup(value_file(next_file, s));
+            next_file = PLAIN;
         } else {
             argv[argc++] = arg_copy(s, &next_file);
         }
@@ -227,7 +293,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(err, 0x55, sizeof err);
     enum config_result rc =
         config_load(&cfg, argc, argv, FUZZ_WEB_DEFAULT, err, sizeof err);
-    REQUIRE(rc == CONFIG_OK || rc == CONFIG_HELP || rc == CONFIG_ERROR);
+    REQUIRE(rc == CONFIG_OK || rc == CONFIG_HELP || rc == CONFIG_VERSION ||
+            rc == CONFIG_ERROR);
     if (rc == CONFIG_OK)
         check_config(&cfg);
     else if (rc == CONFIG_ERROR)
@@ -240,6 +307,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     parsers(text);
 
+    for (int i = 0; i < n_conf; i++)
+        close(conf_fds[i]);
+    n_conf = 0;
     for (int i = 0; i < nvars; i++) {
         unsetenv(vars[i]);
         free(vars[i]);

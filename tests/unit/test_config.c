@@ -1,5 +1,7 @@
 /* test_config.c - flags, WSGATE_* variables and the value parsers. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "check.h"
@@ -632,9 +634,135 @@ static void test_load_resets(void)
     CHECK_STR(c.node_id, "");
 }
 
+/* A temporary file holding text; returns its path (static buffer). */
+static const char *conf_file(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/wsgate-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* The file sets what flags set; variables beat it, flags beat both. */
+static void test_load_file(void)
+{
+    env_clear();
+    struct config c;
+    char err[512];
+    const char *path = conf_file("# comment\n\n  listen = 127.0.0.1:9100  \n"
+                                 "max_channels=5\nnode-id = \"from-file\"\n"
+                                 "redis = redis://u:pw@r:7/1\napi-insecure = yes\n"
+                                 "max-connections = 9\n");
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--config", path)), CONFIG_OK);
+    CHECK_EQ_INT(c.listen_port, 9100);
+    CHECK_EQ_UINT(c.max_channels, 5);
+    CHECK_STR(c.node_id, "from-file");
+    CHECK_EQ_INT(c.api_insecure, 1);
+    CHECK_STR(c.redis.password, "pw");
+
+    setenv("WSGATE_MAX_CHANNELS", "6", 1);
+    setenv("WSGATE_CONFIG", path, 1);
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--max-connections", "11")), CONFIG_OK);
+    CHECK_EQ_UINT(c.max_channels, 6);     /* variable beats file */
+    CHECK_EQ_UINT(c.max_connections, 11); /* flag beats file */
+    CHECK_STR(c.node_id, "from-file");    /* WSGATE_CONFIG named it */
+
+    /* effective settings: origins, secrets and the password masked */
+    char out[8192] = "";
+    FILE *f = fmemopen(out, sizeof out - 1, "w");
+    config_print(&c, f);
+    fclose(f);
+    CHECK_CONTAINS(out, "max-channels = 6  # WSGATE_MAX_CHANNELS");
+    CHECK_CONTAINS(out, "max-connections = 11  # --max-connections");
+    CHECK_CONTAINS(out, "listen = 127.0.0.1:9100  # config file line 3");
+    CHECK_CONTAINS(out, "redis = redis://u:****@r:7/1");
+    CHECK_CONTAINS(out, "publish-rate = 100  # default");
+    CHECK_CONTAINS(out, "# jwt-secret (unset)");
+    CHECK(!strstr(out, "pw@"));
+    env_clear();
+    unlink(path);
+
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--jwt-secret", "topsecret", "--api-key", "k3y")),
+                 CONFIG_OK);
+    f = fmemopen(out, sizeof out - 1, "w");
+    config_print(&c, f);
+    fclose(f);
+    CHECK(!strstr(out, "topsecret") && !strstr(out, "k3y"));
+    CHECK_CONTAINS(out, "jwt-secret = **** (9 bytes)");
+    CHECK_CONTAINS(out, "auth = required  # derived");
+}
+
+static void test_load_file_errors(void)
+{
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"bogus = 1\n", ":1: unknown setting 'bogus'"},
+        {"\nlisten\n", ":2: expected 'key = value'"},
+        {"max-channels = x\n", ":1: max-channels: invalid value 'x'"},
+        {"config = /x\n", "cannot hold the setting 'config'"},
+        {"api-insecure = maybe\n", "api-insecure: invalid value 'maybe'"},
+    };
+    env_clear();
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct config c;
+        char err[512];
+        const char *path = conf_file(bad[i].text);
+        CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--config", path)), CONFIG_ERROR);
+        CHECK_CONTAINS(err, "--config ");
+        CHECK_CONTAINS(err, bad[i].want);
+        unlink(path);
+    }
+    struct config c;
+    char err[512];
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--config", "/nonexistent/w.conf")), CONFIG_ERROR);
+    CHECK_CONTAINS(err, "--config: cannot read '/nonexistent/w.conf'");
+}
+
+static void test_load_bool_and_checks(void)
+{
+    env_clear();
+    struct config c;
+    char err[512];
+    CHECK_EQ_INT(load(&c, err, sizeof err, NOARGS), CONFIG_OK);
+    CHECK_EQ_INT(c.api_insecure, 0);
+    /* a boolean flag takes no value: the next argument is a flag again */
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--api-insecure", "--max-channels", "3")),
+                 CONFIG_OK);
+    CHECK_EQ_INT(c.api_insecure, 1);
+    CHECK_EQ_UINT(c.max_channels, 3);
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--api-insecure=false")), CONFIG_OK);
+    CHECK_EQ_INT(c.api_insecure, 0);
+    setenv("WSGATE_API_INSECURE", "1", 1);
+    CHECK_EQ_INT(load(&c, err, sizeof err, NOARGS), CONFIG_OK);
+    CHECK_EQ_INT(c.api_insecure, 1);
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--api-key", "k")), CONFIG_ERROR);
+    CHECK_CONTAINS(err, "--api-insecure: contradicts --api-key");
+    setenv("WSGATE_API_INSECURE", "sure", 1);
+    CHECK_EQ_INT(load(&c, err, sizeof err, NOARGS), CONFIG_ERROR);
+    CHECK_CONTAINS(err, "WSGATE_API_INSECURE");
+    env_clear();
+
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--anonymous-channels", "lobby")), CONFIG_ERROR);
+    CHECK_CONTAINS(err, "--anonymous-channels: needs --auth optional");
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--jwt-secret", "s", "--anonymous-channels", "lobby")),
+                 CONFIG_ERROR);
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--jwt-secret", "s", "--auth", "optional",
+                                                 "--anonymous-channels", "lobby")), CONFIG_OK);
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--listen", "1.2.3.4:5", "--version")),
+                 CONFIG_VERSION);
+}
+
 int main(void)
 {
     env_clear();
+    RUN(test_load_file);
+    RUN(test_load_file_errors);
+    RUN(test_load_bool_and_checks);
     RUN(test_listen_valid);
     RUN(test_listen_bad);
     RUN(test_listen_strict);
