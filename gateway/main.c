@@ -10,9 +10,11 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/broker.h"
+#include "cmd/token.h"
 #include "config.h"
 #include "core/app.h"
 #include "core/auth.h"
@@ -23,18 +25,24 @@
 #include "net/server.h"
 
 /* Run from the build tree: serve the source tree's web/; installed: the
- * share directory. */
+ * share directory beside the binary's bin/ (WSGATE_INSTALL_WEB is relative
+ * to it), wherever the install prefix put both. */
 static const char *default_web_root(void)
 {
+    static char web[PATH_MAX];
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash && (*slash = '\0', !strcmp(exe, WSGATE_BUILD_DIR)))
-            return WSGATE_SOURCE_WEB;
-    }
-    return WSGATE_INSTALL_WEB;
+    char *slash = n > 0 ? (exe[n] = '\0', strrchr(exe, '/')) : NULL;
+    if (!slash)
+        return WSGATE_INSTALL_WEB; /* no /proc: relative to the working directory */
+    *slash = '\0';
+    if (!strcmp(exe, WSGATE_BUILD_DIR))
+        return WSGATE_SOURCE_WEB;
+    char joined[2 * PATH_MAX];
+    snprintf(joined, sizeof joined, "%s/%s", exe, WSGATE_INSTALL_WEB);
+    if (!realpath(joined, web)) /* missing: show the path it looked at */
+        snprintf(web, sizeof web, "%.*s", PATH_MAX - 1, joined);
+    return web;
 }
 
 /* More descriptors than the default 1024: one per client. */
@@ -47,25 +55,75 @@ static void raise_fd_limit(void)
     }
 }
 
-/* Node id: --node-id, else hostname:port once the port is bound. */
+/* Node id: --node-id, else hostname:port once the port is bound (port 0:
+ * the hostname alone, for the lines logged before). */
 static const char *node_id(const struct config *cfg, int port, char *buf, size_t len)
 {
     if (cfg->node_id[0])
         return cfg->node_id;
     char host[CONFIG_STR_MAX] = "wsgate";
     gethostname(host, sizeof host - 1);
-    snprintf(buf, len, "%s:%d", host, port);
+    snprintf(buf, len, port ? "%s:%d" : "%s", host, port);
     return buf;
+}
+
+/* What config_load() cannot check: the file system and the grant syntax of
+ * core/auth.c. Returns 0, or -1 with one line in err. A missing default web
+ * root only sets *no_web (a binary copied without its share directory still
+ * serves /ws); one that was asked for is an error. */
+static int check_settings(struct app *app, const char *web_default, int *no_web,
+                          char *err, size_t errlen)
+{
+    struct stat sb;
+    *no_web = stat(app->cfg.web_root, &sb) < 0 || !S_ISDIR(sb.st_mode);
+    if (*no_web && strcmp(app->cfg.web_root, web_default)) {
+        snprintf(err, errlen, "--web-root: '%.200s' is not a directory", app->cfg.web_root);
+        return -1;
+    }
+    char why[256];
+    if (app->cfg.anonymous_channels[0] &&
+        auth_grants_parse(app->cfg.anonymous_channels, &app->anonymous, why, sizeof why) < 0) {
+        snprintf(err, errlen, "--anonymous-channels: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+/* `wsgate config --check [flags]`: the effective settings, or the error. */
+static int config_check(struct app *app, int no_web)
+{
+    config_print(&app->cfg, stdout);
+    if (no_web)
+        printf("# note: no web root at %s: static files will not be served\n",
+               app->cfg.web_root);
+    if (!app->cfg.api_key[0] && !app->cfg.api_insecure)
+        printf("# note: the HTTP API (/api/...) answers 403: no --api-key, no --api-insecure\n");
+    printf("# configuration OK\n");
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     static struct app app; /* zeroed; lives as long as the process */
     char err[512];
+    if (argc > 1 && !strcmp(argv[1], "token"))
+        return cmd_token(argc - 1, argv + 1);
+    int check_only = argc > 1 && !strcmp(argv[1], "config");
+    if (check_only) {
+        if (argc < 3 || strcmp(argv[2], "--check")) {
+            fprintf(stderr, "wsgate: config: expected 'wsgate config --check [--flag value]...'\n");
+            return 2;
+        }
+        argc -= 2; /* argv[0] is now "--check", which config_load() skips */
+        argv += 2;
+    }
     const char *web_default = default_web_root();
     switch (config_load(&app.cfg, argc, argv, web_default, err, sizeof err)) {
     case CONFIG_HELP:
         config_usage(web_default);
+        return 0;
+    case CONFIG_VERSION:
+        printf("wsgate %s\n", WSGATE_VERSION);
         return 0;
     case CONFIG_ERROR:
         fprintf(stderr, "wsgate: %s\n", err);
@@ -73,10 +131,15 @@ int main(int argc, char **argv)
     case CONFIG_OK:
         break;
     }
-    if (app.cfg.anonymous_channels[0] &&
-        auth_grants_parse(app.cfg.anonymous_channels, &app.anonymous, err, sizeof err) < 0) {
-        fprintf(stderr, "wsgate: --anonymous-channels: %s\n", err);
+    int no_web;
+    if (check_settings(&app, web_default, &no_web, err, sizeof err) < 0) {
+        fprintf(stderr, "wsgate: %s\n", err);
+        auth_grants_clear(&app.anonymous);
         return 2;
+    }
+    if (check_only) {
+        auth_grants_clear(&app.anonymous);
+        return config_check(&app, no_web);
     }
     log_set_level(app.cfg.log_level);
     log_set_format(app.cfg.log_format);
@@ -89,6 +152,11 @@ int main(int argc, char **argv)
     int status = 1;
     char node[CONFIG_STR_MAX + 16];
     struct server *server = NULL;
+    log_set_node(node_id(&app.cfg, 0, node, sizeof node));
+    if (no_web)
+        log_warn("no web root at %s: static files are not served", app.cfg.web_root);
+    if (!app.cfg.api_key[0] && !app.cfg.api_insecure)
+        log_info("the HTTP API (/api/...) is off: it needs --api-key or --api-insecure");
     if (!(app.batch = msg_new(APP_BATCH_MAX))) {
         log_error("out of memory at start-up");
         goto out;

@@ -101,6 +101,28 @@ static long b64url_decode(const char *s, size_t len, unsigned char *out)
     return (long)n;
 }
 
+/* Encodes len bytes into out (room for (len * 4 + 2) / 3 + 1), unpadded and
+ * NUL-terminated; returns the characters written. */
+static size_t b64url_encode(const unsigned char *in, size_t len, char *out)
+{
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t n = 0;
+    unsigned acc = 0, bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        acc = (acc << 8) | in[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out[n++] = abc[(acc >> bits) & 63];
+        }
+    }
+    if (bits)
+        out[n++] = abc[(acc << (6 - bits)) & 63];
+    out[n] = '\0';
+    return n;
+}
+
 /* ---- JSON helpers ------------------------------------------------------ */
 
 /* 1 when the (valid) JSON text holds a \u0000 escape in some string. cJSON
@@ -527,4 +549,47 @@ int auth_verify(const struct auth_key *k, const char *token, size_t len,
     fail(err, AUTH_OK, "ok");
     *out = c;
     return 0;
+}
+
+char *auth_sign(const struct auth_key *k, const char *claims, size_t len)
+{
+    static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    size_t hl = sizeof header - 1;
+    size_t cap = (hl * 4 + 2) / 3 + (len * 4 + 2) / 3 + (SIG_LEN * 4 + 2) / 3 + 3;
+    if (len > AUTH_TOKEN_MAX)
+        return NULL;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    size_t n = b64url_encode((const unsigned char *)header, hl, out);
+    out[n++] = '.';
+    n += b64url_encode((const unsigned char *)claims, len, out + n);
+    unsigned char sig[SIG_LEN];
+    if (hmac_sha256(k, out, n, sig) < 0) {
+        free(out);
+        return NULL;
+    }
+    out[n++] = '.';
+    b64url_encode(sig, SIG_LEN, out + n);
+    return out;
+}
+
+char *auth_segment(const char *token, size_t len, int index)
+{
+    const char *p = token, *end = token + len;
+    for (int i = 0; i < index && p; i++) {
+        p = memchr(p, '.', (size_t)(end - p));
+        p = p ? p + 1 : NULL;
+    }
+    if (!p)
+        return NULL;
+    const char *dot = memchr(p, '.', (size_t)(end - p));
+    size_t sl = (size_t)((dot ? dot : end) - p);
+    long n = b64url_decode(p, sl, NULL);
+    char *out = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (!out)
+        return NULL;
+    b64url_decode(p, sl, (unsigned char *)out);
+    out[n] = '\0';
+    return out;
 }

@@ -125,6 +125,18 @@ int auth_verify(const struct auth_key *k, const char *token, size_t len,
 int auth_claims_expired(const struct auth_key *k, const struct auth_claims *c,
                         int64_t now);
 
+/* The compact HS256 token ({"alg":"HS256","typ":"JWT"} header) signing the
+ * len bytes of claims (a JSON object) under k's secret: a malloc'd string
+ * the caller frees; NULL when len exceeds AUTH_TOKEN_MAX or out of memory.
+ * It does not check the claims: verify the result to know it is accepted. */
+char *auth_sign(const struct auth_key *k, const char *claims, size_t len);
+
+/* Segment index (0: header, 1: payload) of the len bytes at token, decoded
+ * from base64url WITHOUT any verification (for explaining a token): a
+ * malloc'd NUL-terminated string the caller frees, NULL when the segment is
+ * missing, not canonical base64url, or out of memory. */
+char *auth_segment(const char *token, size_t len, int index);
+
 /* Frees claims from auth_verify(); NULL is fine. */
 void auth_claims_free(struct auth_claims *c);
 

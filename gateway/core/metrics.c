@@ -77,6 +77,9 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
     struct out o = {.buf = malloc(4096), .cap = 4096};
     if (!o.buf)
         return NULL;
+    put(&o, "# HELP wsgate_build_info The running build: always 1, labelled with its version.\n"
+            "# TYPE wsgate_build_info gauge\nwsgate_build_info{version=\"%s\"} 1\n",
+        WSGATE_VERSION);
     metric(&o, "wsgate_connections", "gauge", "Open WebSocket connections.", g->connections);
     metric(&o, "wsgate_connections_total", "counter", "WebSocket connections accepted.",
            m->connections_total);

@@ -801,8 +801,57 @@ static void test_status_codes(void)
     auth_key_free(k);
 }
 
+/* auth_sign gives byte for byte the token this test mints with OpenSSL's
+ * one-shot HMAC, for payloads of every length mod 3 (base64 tails). */
+static void test_sign(void)
+{
+    static const char *const payloads[] = {
+        "{}", "{\"a\":1}", "{\"sub\":\"ana\"}",
+        "{\"sub\":\"ana\",\"channels\":[\"room.*\"],\"exp\":4102444800}",
+    };
+    struct auth_key *k = key(0);
+    for (size_t i = 0; i < sizeof payloads / sizeof *payloads; i++) {
+        char *t = auth_sign(k, payloads[i], strlen(payloads[i]));
+        CHECK(t != NULL);
+        if (!t)
+            continue;
+        CHECK_STR(t, mint(HS256, payloads[i]));
+        struct auth_claims *c;
+        CHECK_EQ_INT(auth_verify(k, t, strlen(t), 0, &c, NULL), 0);
+        auth_claims_free(c);
+        char *h = auth_segment(t, strlen(t), 0), *p = auth_segment(t, strlen(t), 1);
+        CHECK_STR(h, HS256);
+        CHECK_STR(p, payloads[i]);
+        free(h);
+        free(p);
+        free(t);
+    }
+    char big[AUTH_TOKEN_MAX + 2];
+    memset(big, ' ', sizeof big);
+    CHECK_NULL(auth_sign(k, big, sizeof big));
+    auth_key_free(k);
+}
+
+/* auth_segment decodes without verifying, and refuses what is not there or
+ * not canonical base64url. */
+static void test_segment(void)
+{
+    const char *t = mint(HS256, "{\"sub\":\"x\"}");
+    char *s = auth_segment(t, strlen(t), 1);
+    CHECK_STR(s, "{\"sub\":\"x\"}");
+    free(s);
+    CHECK_NULL(auth_segment("abc", 3, 1));          /* no second segment */
+    CHECK_NULL(auth_segment("a+b.c", 5, 0));        /* not base64url */
+    CHECK_NULL(auth_segment("x", 1, 0));            /* no encoding has 1 char */
+    s = auth_segment("e30.x.y", 7, 0);              /* "{}" */
+    CHECK_STR(s, "{}");
+    free(s);
+}
+
 int main(void)
 {
+    RUN(test_sign);
+    RUN(test_segment);
     RUN(test_valid);
     RUN(test_key);
     RUN(test_expiry);
