@@ -13,7 +13,10 @@
 #                  removed on exit)
 #
 # Environment: WSGATE_BIN (default <repo>/build/wsgate), WSGATE_LOG_LEVEL and
-# other WSGATE_* variables pass through to the gateways.
+# other WSGATE_* variables pass through to the gateways. With HAProxy on a
+# loopback --host, the HTTP API (POST /api/publish) is open (--api-insecure):
+# only this machine reaches it. Otherwise, or with WSGATE_API_KEY or
+# WSGATE_API_KEY_FILE set, it needs the key (and without one answers 403).
 #
 # While it runs, <temp dir>/cluster.state lists what it started, one per line:
 #   <role> <name> <pid> <address>
@@ -27,7 +30,7 @@ prog=local-cluster.sh
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 die() { echo "$prog: $*" >&2; exit 1; }
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 gateways=3 port=8080 host=127.0.0.1 log_dir=
 while [ $# -gt 0 ]; do
@@ -162,13 +165,20 @@ echo "redis redis $redis_pid 127.0.0.1:$redis_port" >>"$state"
 echo "redis    pid $redis_pid  on 127.0.0.1:$redis_port"
 
 # ---- gateways ------------------------------------------------------------
+# Reached from this machine only: the API is open on purpose, unless a key was given.
+api_flags=()
+case $host in
+    127.*|localhost|::1) [ -n "${WSGATE_API_KEY:-}${WSGATE_API_KEY_FILE:-}${WSGATE_API_INSECURE:-}" ] ||
+        api_flags=(--api-insecure) ;;
+esac
 server_lines=()
 for i in $(seq 1 "$gateways"); do
     name=gw$i
     log=$log_dir/$name.log
     : >"$log"
     start gateway "$name" "$log" "$wsgate" --listen 127.0.0.1:0 \
-        --redis "redis://127.0.0.1:$redis_port" --node-id "$name" --web-root "$repo/web"
+        --redis "redis://127.0.0.1:$redis_port" --node-id "$name" --web-root "$repo/web" \
+        "${api_flags[@]}"
     pid=$started_pid
     line=$(await_line "$pid" "$log" 'listening on [^ ]*:[0-9]+' 10) ||
         fail_start "gateway $name did not start listening" "$log"

@@ -77,6 +77,13 @@ static void drop_ctx(redisAsyncContext **p)
     redisAsyncFree(ac);
 }
 
+/* "host:port" (IPv6 in brackets) for log lines and their broker field. */
+static void broker_addr(const struct rbroker *b, char *out, size_t cap)
+{
+    snprintf(out, cap, strchr(b->addr.host, ':') ? "[%s]:%d" : "%s:%d", b->addr.host,
+             b->addr.port);
+}
+
 static void connection_lost(struct rbroker *b, const char *why)
 {
     int was_up = b->phase == UP;
@@ -92,12 +99,16 @@ static void connection_lost(struct rbroker *b, const char *why)
     b->attempt++;
     evtimer_del(b->timer);
     arm(b, delay);
+    char addr[CONFIG_HOST_MAX + 16], msg[CONFIG_HOST_MAX + 256], ms[16];
+    broker_addr(b, addr, sizeof addr);
+    snprintf(ms, sizeof ms, "%u", delay);
     if (was_up) {
-        log_warn("broker down: redis %s:%d: %s", b->addr.host, b->addr.port, why);
+        snprintf(msg, sizeof msg, "broker down: redis %s: %s", addr, why);
+        log_fields(LOG_WARN, msg, "broker", addr, "retry_ms", ms, (const char *)NULL);
         b->base.ev.state(b->base.ev.ctx, 0, 0);
     } else {
-        log_warn("redis %s:%d unavailable: %s (retry in %u ms)", b->addr.host,
-                 b->addr.port, why, delay);
+        snprintf(msg, sizeof msg, "redis %s unavailable: %s (retry in %u ms)", addr, why, delay);
+        log_fields(LOG_WARN, msg, "broker", addr, "retry_ms", ms, (const char *)NULL);
     }
 }
 
@@ -110,7 +121,10 @@ static void became_ready(struct rbroker *b)
     b->ping_ticks = 0;
     evtimer_del(b->timer);
     arm(b, HEALTH_MS);
-    log_info("broker up: redis %s:%d", b->addr.host, b->addr.port);
+    char addr[CONFIG_HOST_MAX + 16], msg[CONFIG_HOST_MAX + 48];
+    broker_addr(b, addr, sizeof addr);
+    snprintf(msg, sizeof msg, "broker up: redis %s", addr);
+    log_fields(LOG_INFO, msg, "broker", addr, (const char *)NULL);
     b->base.ev.state(b->base.ev.ctx, 0, 1);
 }
 
@@ -177,7 +191,10 @@ static redisAsyncContext *open_ctx(struct rbroker *b)
     if (!ac)
         return NULL;
     if (ac->err) {
-        log_warn("redis %s:%d: %s", b->addr.host, b->addr.port, ac->errstr);
+        char addr[CONFIG_HOST_MAX + 16], msg[CONFIG_HOST_MAX + 160];
+        broker_addr(b, addr, sizeof addr);
+        snprintf(msg, sizeof msg, "redis %s: %s", addr, ac->errstr);
+        log_fields(LOG_WARN, msg, "broker", addr, (const char *)NULL);
         redisAsyncFree(ac);
         return NULL;
     }

@@ -1,6 +1,7 @@
 /* hub.c - see hub.h. */
 #include "core/hub.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -234,7 +235,13 @@ static void on_message(void *ctx, const char *name, size_t len,
         return;
     if (plen > h->max_payload || !json_valid(payload, plen)) {
         h->stats.dropped_invalid++;
-        log_debug("dropped an invalid payload of %zu bytes on %s", plen, c->name);
+        if (log_enabled(LOG_INFO)) { /* a publisher bypassing the gateway is misbehaving */
+            char bytes[24];
+            snprintf(bytes, sizeof bytes, "%zu", plen);
+            log_fields(LOG_INFO, plen > h->max_payload ? "dropped a too large broker payload"
+                                                       : "dropped an invalid broker payload",
+                       "channel", c->name, "bytes", bytes, (const char *)NULL);
+        }
         return;
     }
     struct delivery d = {.channel = c->name, .channel_len = c->len,

@@ -23,14 +23,18 @@ struct http_ticket {
     struct http_state *st;   /* valid while wsi is */
 };
 
-/* Writes a complete response now. Returns the callback's return value:
- * -1 when the connection must close. */
-static int send_reply(struct lws *wsi, unsigned status, const char *ctype,
-                      const char *body, size_t len, int close_after)
+/* Writes a complete response now, with an Allow header when allow is set.
+ * Returns the callback's return value: -1 when the connection must close. */
+static int send_reply_allow(struct lws *wsi, unsigned status, const char *ctype,
+                            const char *body, size_t len, int close_after,
+                            const char *allow)
 {
     unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
                                        *end = buf + sizeof buf - 1;
     if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
+        (allow && lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+                                              (const unsigned char *)allow,
+                                              (int)strlen(allow), &p, end)) ||
         (close_after && lws_add_http_header_by_token(
                             wsi, WSI_TOKEN_CONNECTION, (unsigned char *)"close", 5, &p, end)) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
@@ -52,16 +56,37 @@ static int send_reply(struct lws *wsi, unsigned status, const char *ctype,
     return 0;
 }
 
-static int send_json_error(struct lws *wsi, unsigned status, const char *code,
-                           const char *message, int close_after)
+static int send_reply(struct lws *wsi, unsigned status, const char *ctype,
+                      const char *body, size_t len, int close_after)
+{
+    return send_reply_allow(wsi, status, ctype, body, len, close_after, NULL);
+}
+
+static int send_json_error_allow(struct lws *wsi, unsigned status, const char *code,
+                                 const char *message, int close_after,
+                                 const char *allow)
 {
     struct msg *m = v1_encode_http_error(code, message);
     if (!m)
         return -1;
-    int rc = send_reply(wsi, status, "application/json", (char *)msg_data(m),
-                        m->len, close_after);
+    int rc = send_reply_allow(wsi, status, "application/json", (char *)msg_data(m),
+                              m->len, close_after, allow);
     msg_unref(m);
     return rc;
+}
+
+static int send_json_error(struct lws *wsi, unsigned status, const char *code,
+                           const char *message, int close_after)
+{
+    return send_json_error_allow(wsi, status, code, message, close_after, NULL);
+}
+
+/* 405 naming the methods path takes ("GET, HEAD" or "POST"). */
+static int send_wrong_method(struct lws *wsi, const char *allow)
+{
+    char msg[64];
+    snprintf(msg, sizeof msg, "use %s", allow);
+    return send_json_error_allow(wsi, 405, "method_not_allowed", msg, 0, allow);
 }
 
 static int send_text(struct lws *wsi, unsigned status, const char *text)
@@ -120,6 +145,14 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
         *t = (struct http_ticket){.app = app, .wsi = wsi, .st = st};
         st->pending = t; /* the broker may answer before publish returns */
         rc = 0;
+        if (log_enabled(LOG_INFO)) {
+            char ch[256], bytes[24], remote[64] = "";
+            snprintf(ch, sizeof ch, "%.*s", (int)req.channel_len, req.channel);
+            snprintf(bytes, sizeof bytes, "%zu", req.data_len);
+            lws_get_peer_simple(wsi, remote, sizeof remote);
+            log_fields(LOG_INFO, "api publish", "channel", ch, "bytes", bytes,
+                       "remote", remote, (const char *)NULL);
+        }
         if (broker_publish(app->broker, req.channel, req.channel_len, req.data,
                            req.data_len, on_published, t) < 0) {
             st->pending = NULL;
@@ -208,11 +241,10 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
     int get = method == LWSHUMETH_GET || method == LWSHUMETH_HEAD;
 
     if (!strcmp(path, "/healthz"))
-        return get ? send_text(wsi, 200, "ok\n")
-                   : send_json_error(wsi, 405, "method_not_allowed", "use GET", 0);
+        return get ? send_text(wsi, 200, "ok\n") : send_wrong_method(wsi, "GET, HEAD");
     if (!strcmp(path, "/readyz")) {
         if (!get)
-            return send_json_error(wsi, 405, "method_not_allowed", "use GET", 0);
+            return send_wrong_method(wsi, "GET, HEAD");
         if (app->draining)
             return send_text(wsi, 503, "draining\n");
         if (!hub_broker_up(app->hub))
@@ -220,11 +252,19 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
         return send_text(wsi, 200, "ready\n");
     }
     if (!strcmp(path, "/metrics"))
-        return get ? serve_metrics(app, wsi)
-                   : send_json_error(wsi, 405, "method_not_allowed", "use GET", 0);
-    if (!strcmp(path, "/api/publish")) {
+        return get ? serve_metrics(app, wsi) : send_wrong_method(wsi, "GET, HEAD");
+    if (!strncmp(path, "/api/", 5)) {
+        /* Safe by default: a node reachable from anywhere must not take
+         * publishes from anyone because nobody thought of a key. */
+        if (!app->cfg.api_key[0] && !app->cfg.api_insecure)
+            return send_json_error(wsi, 403, "forbidden",
+                                   "the HTTP API is off: start wsgate with --api-key "
+                                   "(or --api-key-file), or with --api-insecure to "
+                                   "serve it without a key", 1);
+        if (strcmp(path, "/api/publish"))
+            return send_json_error(wsi, 404, "not_found", "no such API endpoint", 0);
         if (method != LWSHUMETH_POST)
-            return send_json_error(wsi, 405, "method_not_allowed", "use POST", 0);
+            return send_wrong_method(wsi, "POST");
         if (!authorized(app, wsi))
             return send_json_error(wsi, 401, "unauthorized",
                                    "send Authorization: Bearer <api key>", 1);
@@ -236,7 +276,7 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
         return 0; /* the body arrives through HTTP_BODY */
     }
     if (!get)
-        return send_json_error(wsi, 405, "method_not_allowed", "use GET", 0);
+        return send_wrong_method(wsi, "GET, HEAD");
     return serve_static(app, wsi, path);
 }
 

@@ -12,7 +12,8 @@ from wsgate_testing import async_test, run_wsgate
 FLAGS = ["--listen", "--redis", "--channel-prefix", "--node-id", "--web-root", "--log-level",
          "--max-message-size", "--max-queue-bytes", "--publish-rate", "--publish-burst",
          "--max-channels", "--max-connections", "--queue-soft-bytes", "--queue-soft-seconds",
-         "--api-key", "--api-key-file", "--allowed-origins", "--drain-seconds"]
+         "--api-key", "--api-key-file", "--allowed-origins", "--drain-seconds", "--sndbuf",
+         "--api-insecure", "--config", "--version"]
 
 
 run = run_wsgate
@@ -57,6 +58,13 @@ BAD = [
     (["--api-key-file", "/nonexistent/wsgate.key"], "api-key-file"),
     (["--publish-rate"], "publish-rate"),
     (["--api-key"], "api-key"),
+    (["--web-root", "/nonexistent/web"], "web-root"),
+    (["--anonymous-channels", "lobby"], "anonymous-channels"),
+    (["--jwt-secret", "s", "--anonymous-channels", "lobby"], "anonymous-channels"),
+    (["--api-insecure", "--api-key", "k"], "api-insecure"),
+    (["--api-insecure=maybe"], "api-insecure"),
+    (["--config", "/nonexistent/wsgate.conf"], "config"),
+    (["--sndbuf", "65m"], "sndbuf"),
 ]
 
 
@@ -81,12 +89,20 @@ def test_api_key_file_is_a_directory(tmp_path):
     check_exit_2(["--api-key-file", str(tmp_path)], "api-key-file")
 
 
+def test_web_root_a_file_exits_2(tmp_path):
+    f = tmp_path / "index.html"
+    f.write_text("x")
+    check_exit_2(["--web-root", str(f)], "web-root")
+
+
 @pytest.mark.parametrize("var,value,name", [
     ("WSGATE_PUBLISH_RATE", "-1", "publish-rate"),
     ("WSGATE_MAX_CHANNELS", "x", "max-channels"),
     ("WSGATE_MAX_CONNECTIONS", "0", "max-connections"),
     ("WSGATE_LOG_LEVEL", "loud", "log-level"),
     ("WSGATE_API_KEY_FILE", "/nonexistent/wsgate.key", "api-key-file"),
+    ("WSGATE_API_INSECURE", "maybe", "api-insecure"),
+    ("WSGATE_WEB_ROOT", "/nonexistent/web", "web-root"),
 ])
 def test_bad_env_value_exits_2(var, value, name):
     r = run(["--listen", "127.0.0.1:0"], env={var: value})
@@ -106,6 +122,8 @@ GOOD = [
     ["--drain-seconds", "0"],
     ["--api-key", "k"],
     ["--allowed-origins", "http://a.example"],
+    ["--sndbuf", "0"],
+    ["--api-insecure=false"],
 ]
 
 

@@ -121,9 +121,59 @@ def test_api_publish_too_large(procs):
     assert gw.http("GET", "/healthz").status == 200
 
 
-def test_api_publish_wrong_method(gw):
-    r = gw.http("GET", "/api/publish")
+@pytest.mark.parametrize("method,path,allow", [
+    ("GET", "/api/publish", "POST"), ("PUT", "/api/publish", "POST"),
+    ("POST", "/healthz", "GET, HEAD"), ("POST", "/readyz", "GET, HEAD"),
+    ("DELETE", "/metrics", "GET, HEAD"), ("POST", "/index.html", "GET, HEAD"),
+])
+def test_wrong_method_405_with_allow(gw, method, path, allow):
+    r = gw.http(method, path, body=b"{}" if method != "GET" else None)
     assert r.status == 405, r
+    assert r.headers.get("allow") == allow, r.headers
+    assert r.json()["error"] == "method_not_allowed" and allow in r.json()["message"], r
+    assert gw.http("GET", "/healthz").status == 200
+
+
+def test_unknown_api_path_404(gw):
+    r = gw.http("POST", "/api/nothing", body=b"{}")
+    assert r.status == 404 and r.json()["error"] == "not_found", r
+
+
+API_OFF = ("POST", "/api/publish"), ("GET", "/api/publish"), ("POST", "/api/nothing")
+
+
+@async_test(20)
+async def test_api_off_by_default(procs):
+    """No key and no --api-insecure: every /api/ request is refused with 403
+    and a body saying how to enable it; nothing is published."""
+    gw = procs.gateway(node_id="n1", api_insecure=False)
+    c = await gw.subscriber("c")
+    for method, path in API_OFF:
+        r = await gw.ahttp(method, path, {"channel": "c", "data": "leak"})
+        assert r.status == 403, (method, path, r)
+        j = r.json()
+        assert j["error"] == "forbidden", j
+        assert "--api-key" in j["message"] and "--api-insecure" in j["message"], j
+    await c.publish("c", "sentinel")
+    await c.only_before_sentinel("c", "sentinel")
+    assert gw.proc.has_line(r"HTTP API .*is off"), "the start-up log does not say the API is off"
+
+
+@async_test(20)
+async def test_api_insecure_from_env(procs):
+    gw = procs.gateway(node_id="n1", env={"WSGATE_API_INSECURE": "1"})
+    assert "--api-insecure" not in gw.proc.argv
+    c = await gw.subscriber("c")
+    r = await gw.publish_http("c", 1)
+    assert r.status == 200, r
+    assert await c.next_message("c") == 1
+
+
+@async_test(20)
+async def test_api_publish_logged_at_info(gw):
+    r = await gw.publish_http("logged.ch", {"x": 1})
+    assert r.status == 200, r
+    await gw.await_line(r"info +api publish channel=logged\.ch bytes=8 remote=127\.0\.0\.1")
 
 
 def test_index_served_from_default_web_root(gw):

@@ -18,11 +18,25 @@ NO_PUBLISH_RATE = ("--publish-rate", "0")
 MANY_CHANNELS = ("--max-channels", "10000")
 
 
+# The HTTP API answers 403 unless a key is set or --api-insecure is given:
+# test gateways on loopback open it on purpose, unless the test sets a key
+# (or passes api_insecure=False to test the default).
+API_KEY_SETTINGS = ("--api-key", "--api-key-file", "WSGATE_API_KEY", "WSGATE_API_KEY_FILE",
+                    "WSGATE_API_INSECURE")
+
+
+def wants_insecure_api(args, env):
+    given = {a.split("=", 1)[0] for a in args} | set(env or {})
+    return not given.intersection(API_KEY_SETTINGS)
+
+
 class Gateway:
     def __init__(self, procs, args, redis=None, node_id=None, wait_listen=True, wait_broker=True,
-                 env=None, cwd=None, listen="127.0.0.1:0", name=None):
+                 env=None, cwd=None, listen="127.0.0.1:0", name=None, api_insecure=True):
         require_binary()
         argv = [WSGATE_BIN]
+        if api_insecure and wants_insecure_api(args, env):
+            argv.append("--api-insecure")
         if listen is not None:
             argv += ["--listen", listen]
         if redis is not None:
