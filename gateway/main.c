@@ -23,6 +23,7 @@
 #include "core/msg.h"
 #include "log.h"
 #include "net/server.h"
+#include "process.h"
 
 /* Run from the build tree: serve the source tree's web/; installed: the
  * share directory beside the binary's bin/ (WSGATE_INSTALL_WEB is relative
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
         app.session_salt = (uint32_t)getpid();
     srandom(app.session_salt);
 
+    app.metrics.start_time = process_now();
     int status = 1;
     char node[CONFIG_STR_MAX + 16];
     struct server *server = NULL;
@@ -196,12 +198,12 @@ int main(int argc, char **argv)
     }
 
     unsigned sockets = server_max_sockets(server);
+    app.metrics.capacity = sockets < app.cfg.max_connections ? sockets : app.cfg.max_connections;
     log_info("listening on %s:%d (node %s, broker %s); holds up to %u connections "
              "(--max-connections %u, %u client sockets under the descriptor limit)",
              app.cfg.listen_host, server_port(server), app.node_id,
              app.cfg.use_redis ? "redis" : "embedded",
-             sockets < app.cfg.max_connections ? sockets : app.cfg.max_connections,
-             app.cfg.max_connections, sockets);
+             app.metrics.capacity, app.cfg.max_connections, sockets);
     if (server_run(server) < 0)
         goto out;
     log_info("shut down cleanly");

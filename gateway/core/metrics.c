@@ -16,9 +16,38 @@ static const char *const reason_names[DISC_COUNT] = {
     "timeout",
 };
 
+/* The codes net/ws.c refuses upgrades with (core/auth.h's for tokens). */
+static const char *const refusal_names[METRICS_REFUSALS] = {
+    "origin_not_allowed", "draining", "connection_limit", "token_missing",
+    "token_too_large", "token_malformed", "alg_not_allowed", "bad_header",
+    "bad_signature", "expired", "not_yet_valid", "bad_claims", "out_of_memory",
+    "other",
+};
+
+static const unsigned api_statuses[METRICS_API_STATUSES] = {
+    200, 400, 401, 403, 404, 405, 413, 500, 503, 0 /* other */
+};
+
 const char *metrics_reason_name(enum disconnect_reason r)
 {
     return reason_names[r];
+}
+
+void metrics_count_refusal(struct metrics *m, const char *code)
+{
+    int i = 0;
+    while (i < METRICS_REFUSALS - 1 && strcmp(refusal_names[i], code))
+        i++;
+    m->refused[i]++;
+    m->refused_total++;
+}
+
+void metrics_count_api(struct metrics *m, unsigned status)
+{
+    int i = 0;
+    while (i < METRICS_API_STATUSES - 1 && api_statuses[i] != status)
+        i++;
+    m->api_requests[i]++;
 }
 
 void metrics_observe_latency(struct metrics *m, double seconds)
@@ -71,6 +100,31 @@ static void metric(struct out *o, const char *name, const char *type,
     put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, v);
 }
 
+static void metric_f(struct out *o, const char *name, const char *type,
+                     const char *help, double v)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n%s %.6f\n", name, help, name, type, name, v);
+}
+
+/* The standard process_* family (the names every Prometheus client uses). */
+static void process_metrics(struct out *o, const struct metrics *m,
+                            const struct metrics_process *p)
+{
+    metric_f(o, "process_start_time_seconds", "gauge",
+             "Start time of the process since the Unix epoch in seconds.", m->start_time);
+    if (!p->ok)
+        return;
+    metric_f(o, "process_cpu_seconds_total", "counter",
+             "Total user and system CPU time spent in seconds.", p->cpu_seconds);
+    metric(o, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+           p->rss_bytes);
+    metric(o, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+           p->virtual_bytes);
+    metric(o, "process_open_fds", "gauge", "Number of open file descriptors.", p->open_fds);
+    metric(o, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+           p->max_fds);
+}
+
 char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
                      size_t *len)
 {
@@ -86,6 +140,27 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
     metric(&o, "wsgate_connections_refused_total", "counter",
            "WebSocket upgrades refused (connection limit, draining, origin, token).",
            m->refused_total);
+    put(&o, "# HELP wsgate_upgrades_refused_total WebSocket upgrades refused, by the "
+            "error code of the answer.\n# TYPE wsgate_upgrades_refused_total counter\n");
+    for (int i = 0; i < METRICS_REFUSALS; i++)
+        put(&o, "wsgate_upgrades_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
+            (unsigned long long)m->refused[i]);
+    metric(&o, "wsgate_max_connections", "gauge",
+           "Connections this node can hold: --max-connections or the descriptor limit.",
+           m->capacity);
+    metric(&o, "wsgate_ready", "gauge",
+           "1 while /readyz answers 200 (broker connected, not draining).",
+           (unsigned long long)g->ready);
+    put(&o, "# HELP wsgate_api_requests_total HTTP API (/api/...) answers, by status.\n"
+            "# TYPE wsgate_api_requests_total counter\n");
+    for (int i = 0; i < METRICS_API_STATUSES; i++) {
+        if (api_statuses[i])
+            put(&o, "wsgate_api_requests_total{code=\"%u\"} %llu\n", api_statuses[i],
+                (unsigned long long)m->api_requests[i]);
+        else
+            put(&o, "wsgate_api_requests_total{code=\"other\"} %llu\n",
+                (unsigned long long)m->api_requests[i]);
+    }
     metric(&o, "wsgate_subscriptions", "gauge", "Client subscriptions on this node.",
            g->subscriptions);
     metric(&o, "wsgate_channels", "gauge", "Channels with local subscribers.", g->channels);
@@ -127,6 +202,7 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
             "wsgate_fanout_latency_seconds_count %llu\n",
         (unsigned long long)m->latency_count, m->latency_sum,
         (unsigned long long)m->latency_count);
+    process_metrics(&o, m, &g->process);
     if (o.failed) {
         free(o.buf);
         return NULL;

@@ -15,6 +15,7 @@
 #include "core/metrics.h"
 #include "log.h"
 #include "net/loop.h"
+#include "process.h"
 #include "proto/v1.h"
 
 struct http_ticket {
@@ -81,6 +82,14 @@ static int send_json_error(struct lws *wsi, unsigned status, const char *code,
     return send_json_error_allow(wsi, status, code, message, close_after, NULL);
 }
 
+/* An HTTP API error, counted by status. */
+static int api_error(struct app *app, struct lws *wsi, unsigned status, const char *code,
+                     const char *message, int close_after)
+{
+    metrics_count_api(&app->metrics, status);
+    return send_json_error(wsi, status, code, message, close_after);
+}
+
 /* 405 naming the methods path takes ("GET, HEAD" or "POST"). */
 static int send_wrong_method(struct lws *wsi, const char *allow)
 {
@@ -119,6 +128,7 @@ static void on_published(void *arg, int ok, const struct position *pos)
     struct http_ticket *t = arg;
     if (ok)
         t->app->metrics.published_total++;
+    metrics_count_api(&t->app->metrics, ok ? 200 : 503);
     if (t->wsi) {
         struct http_state *st = t->st;
         st->pending = NULL;
@@ -138,9 +148,9 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
     int rc;
     struct http_ticket *t = NULL;
     if (v1_parse_publish_body(st->body ? st->body : "", st->body_len, &req, &err) < 0) {
-        rc = send_json_error(wsi, 400, err.code, err.message, 0);
+        rc = api_error(app, wsi, 400, err.code, err.message, 0);
     } else if (!(t = malloc(sizeof *t))) {
-        rc = send_json_error(wsi, 500, "internal", "out of memory", 1);
+        rc = api_error(app, wsi, 500, "internal", "out of memory", 1);
     } else {
         *t = (struct http_ticket){.app = app, .wsi = wsi, .st = st};
         st->pending = t; /* the broker may answer before publish returns */
@@ -157,8 +167,8 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
                            req.data_len, on_published, t) < 0) {
             st->pending = NULL;
             free(t);
-            rc = send_json_error(wsi, 503, "broker_unavailable",
-                                 "the broker is unavailable, try again", 0);
+            rc = api_error(app, wsi, 503, "broker_unavailable",
+                           "the broker is unavailable, try again", 0);
         }
     }
     free_body(st); /* req.data pointed into it */
@@ -190,7 +200,9 @@ static int serve_metrics(struct app *app, struct lws *wsi)
         .broker_reconnects = hs->broker_ups ? hs->broker_ups - 1 : 0,
         .broker_messages = hs->messages_in,
         .dropped_invalid = hs->dropped_invalid,
+        .ready = !app->draining && hub_broker_up(app->hub),
     };
+    process_read(&g.process);
     size_t len;
     char *text = metrics_render(&app->metrics, &g, &len);
     if (!text)
@@ -257,21 +269,23 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
         /* Safe by default: a node reachable from anywhere must not take
          * publishes from anyone because nobody thought of a key. */
         if (!app->cfg.api_key[0] && !app->cfg.api_insecure)
-            return send_json_error(wsi, 403, "forbidden",
-                                   "the HTTP API is off: start wsgate with --api-key "
-                                   "(or --api-key-file), or with --api-insecure to "
-                                   "serve it without a key", 1);
+            return api_error(app, wsi, 403, "forbidden",
+                             "the HTTP API is off: start wsgate with --api-key "
+                             "(or --api-key-file), or with --api-insecure to "
+                             "serve it without a key", 1);
         if (strcmp(path, "/api/publish"))
-            return send_json_error(wsi, 404, "not_found", "no such API endpoint", 0);
-        if (method != LWSHUMETH_POST)
+            return api_error(app, wsi, 404, "not_found", "no such API endpoint", 0);
+        if (method != LWSHUMETH_POST) {
+            metrics_count_api(&app->metrics, 405);
             return send_wrong_method(wsi, "POST");
+        }
         if (!authorized(app, wsi))
-            return send_json_error(wsi, 401, "unauthorized",
-                                   "send Authorization: Bearer <api key>", 1);
+            return api_error(app, wsi, 401, "unauthorized",
+                             "send Authorization: Bearer <api key>", 1);
         long cl = content_length(wsi);
         if (cl > (long)app->cfg.max_message_size)
-            return send_json_error(wsi, 413, "too_large",
-                                   "body exceeds --max-message-size", 1);
+            return api_error(app, wsi, 413, "too_large",
+                             "body exceeds --max-message-size", 1);
         free_body(st);
         return 0; /* the body arrives through HTTP_BODY */
     }
@@ -285,8 +299,8 @@ static int on_body(struct app *app, struct lws *wsi, struct http_state *st,
 {
     if (st->body_len + len > app->cfg.max_message_size) {
         free_body(st);
-        return send_json_error(wsi, 413, "too_large",
-                               "body exceeds --max-message-size", 1);
+        return api_error(app, wsi, 413, "too_large",
+                         "body exceeds --max-message-size", 1);
     }
     char *b = realloc(st->body, st->body_len + len + 1);
     if (!b)

@@ -164,7 +164,7 @@ static int reject(struct lws *wsi, unsigned status, const char *code)
 static int refuse(struct app *app, struct lws *wsi, unsigned status,
                   const char *code)
 {
-    app->metrics.refused_total++;
+    metrics_count_refusal(&app->metrics, code);
     log_info("upgrade refused with %u: %s", status, code);
     return reject(wsi, status, code);
 }

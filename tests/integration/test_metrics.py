@@ -4,7 +4,8 @@ connections, subscriptions, channels, publishes (WS and HTTP), deliveries,
 bytes sent, fan-out latency, queue bytes, broker up/reconnects, invalid
 payloads dropped, and each disconnect reason when provoked (client,
 too_large, rate_limited here; slow_consumer in test_slow_consumers.py;
-drain in test_drain.py)."""
+drain in test_drain.py); the process_* family against /proc, refused
+upgrades by reason and HTTP API answers by status."""
 
 import asyncio
 import json
@@ -14,13 +15,18 @@ import pytest
 from wsgate_testing import WsClient, ascrape_metrics, async_test, await_metrics, parse_prometheus
 
 
+# counters that are not one zero sample on a fresh node (labelled, or CPU time)
+OTHER_COUNTERS = ["wsgate_upgrades_refused_total", "wsgate_api_requests_total",
+                  "process_cpu_seconds_total"]
 COUNTERS = ["wsgate_connections_total", "wsgate_connections_refused_total",
             "wsgate_messages_published_total", "wsgate_messages_delivered_total", "wsgate_bytes_sent_total", "wsgate_writes_total",
             "wsgate_broker_reconnects_total", "wsgate_dropped_invalid_total", "wsgate_disconnects_total"]
 
 
 GAUGES = ["wsgate_connections", "wsgate_subscriptions", "wsgate_channels", "wsgate_broker_up",
-          "wsgate_queue_bytes"]
+          "wsgate_queue_bytes", "wsgate_ready", "wsgate_max_connections", "wsgate_build_info",
+          "process_start_time_seconds", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+          "process_open_fds", "process_max_fds"]
 
 
 REASONS = ["client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error", "timeout"]
@@ -88,13 +94,15 @@ def test_metrics_format_on_a_fresh_node(procs, mode):
     params = dict(p.strip().split("=", 1) for p in ctype.split(";")[1:] if "=" in p)
     assert params.get("version") == "0.0.4", f"content type {ctype!r} lacks version=0.0.4"
     m = parse_prometheus(r.body.decode("utf-8"))
-    for name in COUNTERS:
+    for name in COUNTERS + OTHER_COUNTERS:
         assert m.families.get(name, {}).get("type") == "counter", f"{name} missing or not a counter"
     for name in GAUGES:
         assert m.families.get(name, {}).get("type") == "gauge", f"{name} missing or not a gauge"
     assert m.families.get(HIST, {}).get("type") == "histogram", f"{HIST} missing or not a histogram"
-    for name in COUNTERS + GAUGES + [HIST]:
+    for name in COUNTERS + OTHER_COUNTERS + GAUGES + [HIST]:
         assert m.families[name]["help"], f"{name} has no HELP text"
+    for name in ("wsgate_upgrades_refused_total", "wsgate_api_requests_total"):
+        assert sum(v for _, _, v in m.families[name]["samples"]) == 0, f"{name} moved on a fresh node"
     reasons = sorted(l["reason"] for _, l, _ in m.families["wsgate_disconnects_total"]["samples"])
     assert reasons == sorted(REASONS), f"disconnect reasons {reasons}"
     # a fresh node: nothing happened yet
@@ -300,3 +308,66 @@ async def test_disconnect_reasons(procs):
     await step("too_large", too_large)
     await step("rate_limited", rate_limited)
     await witness.ping()
+
+
+@async_test(20)
+async def test_process_metrics_match_proc(procs):
+    import os
+    import time
+    from wsgate_testing import cpu_seconds, rss_kb
+    t0 = time.time()
+    gw = procs.gateway(node_id="p")
+    clients = [await gw.connect() for _ in range(5)]
+    pid = gw.proc.pid
+    m = await ascrape_metrics(gw)
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    assert abs(m.value("process_open_fds") - fds) <= 1, (m.value("process_open_fds"), fds)
+    assert m.value("process_open_fds") >= 5 + 3, "each client holds a descriptor"
+    with open(f"/proc/{pid}/limits") as f:
+        soft = next(int(l.split()[3]) for l in f if l.startswith("Max open files"))
+    assert m.value("process_max_fds") == soft
+    rss = rss_kb(pid) * 1024
+    assert 0.5 * rss <= m.value("process_resident_memory_bytes") <= 2 * rss, (m.value("process_resident_memory_bytes"), rss)
+    assert m.value("process_virtual_memory_bytes") >= m.value("process_resident_memory_bytes")
+    assert 0 < m.value("process_cpu_seconds_total") <= cpu_seconds(pid) + 0.05
+    assert t0 - 1 <= m.value("process_start_time_seconds") <= time.time(), (t0, m.value("process_start_time_seconds"))
+    assert m.value("wsgate_ready") == 1
+    assert m.value("wsgate_max_connections") == 10000
+    for c in clients:
+        await c.close()
+
+
+@async_test(20)
+async def test_refusals_by_reason(procs):
+    from wsgate_testing import raw_upgrade
+    gw = procs.gateway("--allowed-origins", "http://ok.example", "--max-connections", "1", node_id="r")
+    m0 = await ascrape_metrics(gw)
+    r = await asyncio.to_thread(raw_upgrade, gw.port, {"Origin": "http://evil.example"})
+    assert r.status == 403, r
+    c = await gw.connect(origin="http://ok.example")
+    r = await asyncio.to_thread(raw_upgrade, gw.port, {"Origin": "http://ok.example"})
+    assert r.status == 503, r
+    m1 = await ascrape_metrics(gw)
+    moved = lambda reason: (m1.value("wsgate_upgrades_refused_total", reason=reason)
+                            - m0.value("wsgate_upgrades_refused_total", reason=reason))
+    assert moved("origin_not_allowed") == 1 and moved("connection_limit") == 1
+    assert moved("draining") == 0
+    assert (m1.value("wsgate_connections_refused_total")
+            - m0.value("wsgate_connections_refused_total")) == 2
+    await c.close()
+
+
+@async_test(20)
+async def test_api_requests_by_status(procs):
+    gw = procs.gateway(node_id="a")
+    off = procs.gateway(node_id="o", api_insecure=False)
+    await gw.publish_http("c", 1)
+    await gw.publish_http("c", 2)
+    await gw.ahttp("POST", "/api/publish", body=b"nope")
+    await gw.ahttp("GET", "/api/publish")
+    await gw.ahttp("GET", "/healthz")          # not the API: not counted
+    await off.publish_http("c", 1)
+    m, mo = await ascrape_metrics(gw), await ascrape_metrics(off)
+    code = lambda metrics, c: metrics.value("wsgate_api_requests_total", code=c)
+    assert (code(m, "200"), code(m, "400"), code(m, "405"), code(m, "403")) == (2, 1, 1, 0)
+    assert code(mo, "403") == 1 and code(mo, "200") == 0

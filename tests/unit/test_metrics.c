@@ -68,9 +68,55 @@ static void test_reason_names(void)
     CHECK_STR(metrics_reason_name(DISC_DRAIN), "drain");
 }
 
+/* Refusals and API answers by label, the process family only when read. */
+static void test_labelled_and_process(void)
+{
+    struct metrics m = {.capacity = 42, .start_time = 1700000000.5};
+    metrics_count_refusal(&m, "draining");
+    metrics_count_refusal(&m, "draining");
+    metrics_count_refusal(&m, "expired");
+    metrics_count_refusal(&m, "no_such_code");
+    metrics_count_api(&m, 200);
+    metrics_count_api(&m, 403);
+    metrics_count_api(&m, 418);
+    struct metrics_gauges g = {.ready = 1};
+    size_t len;
+    char *t = metrics_render(&m, &g, &len);
+    CHECK_NOT_NULL(t);
+    if (!t)
+        return;
+    CHECK(value_of(t, "wsgate_connections_refused_total") == 4);
+    CHECK(value_of(t, "wsgate_upgrades_refused_total{reason=\"draining\"}") == 2);
+    CHECK(value_of(t, "wsgate_upgrades_refused_total{reason=\"expired\"}") == 1);
+    CHECK(value_of(t, "wsgate_upgrades_refused_total{reason=\"other\"}") == 1);
+    CHECK(value_of(t, "wsgate_api_requests_total{code=\"200\"}") == 1);
+    CHECK(value_of(t, "wsgate_api_requests_total{code=\"403\"}") == 1);
+    CHECK(value_of(t, "wsgate_api_requests_total{code=\"other\"}") == 1);
+    CHECK(value_of(t, "wsgate_max_connections") == 42);
+    CHECK(value_of(t, "wsgate_ready") == 1);
+    CHECK(value_of(t, "process_start_time_seconds") == 1700000000.5);
+    CHECK(!strstr(t, "process_open_fds")); /* not read: not rendered */
+    free(t);
+
+    g.process = (struct metrics_process){.ok = 1, .cpu_seconds = 1.25, .rss_bytes = 4096,
+                                         .virtual_bytes = 8192, .open_fds = 7, .max_fds = 1024};
+    t = metrics_render(&m, &g, &len);
+    CHECK_NOT_NULL(t);
+    if (!t)
+        return;
+    CHECK(value_of(t, "process_cpu_seconds_total") == 1.25);
+    CHECK(value_of(t, "process_resident_memory_bytes") == 4096);
+    CHECK(value_of(t, "process_virtual_memory_bytes") == 8192);
+    CHECK(value_of(t, "process_open_fds") == 7);
+    CHECK(value_of(t, "process_max_fds") == 1024);
+    CHECK_CONTAINS(t, "# TYPE process_cpu_seconds_total counter\n");
+    free(t);
+}
+
 int main(void)
 {
     RUN(test_render);
+    RUN(test_labelled_and_process);
     RUN(test_reason_names);
     return check_summary();
 }
