@@ -59,7 +59,9 @@ def test_compose_config_valid():
 def test_compose_shape():
     doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     s = doc["services"]
-    assert set(s) == {"redis", "gateway", "lb"}
+    assert set(s) == {"redis", "gateway", "lb", "prometheus", "grafana"}
+    # monitoring only with --profile monitoring; the default stack is unchanged
+    assert {n for n, v in s.items() if v.get("profiles") == ["monitoring"]} == {"prometheus", "grafana"}
     assert "healthcheck" in s["redis"]
     gw = s["gateway"]
     assert gw["build"]["dockerfile"] == "deploy/Dockerfile"
