@@ -557,15 +557,13 @@ static void record(struct config *cfg, const struct option_def *o, const char *v
         snprintf(dst, CONFIG_SHOWN_MAX, "**** (%zu bytes)", strlen(v));
     } else if ((o->kind & OPT_BOOL) && parse_bool(v, &b) == 0) {
         snprintf(dst, CONFIG_SHOWN_MAX, "%s", b ? "true" : "false");
+    } else if (o->set == set_redis && cfg->use_redis && cfg->redis.password[0]) {
+        const struct redis_addr *r = &cfg->redis; /* rebuilt: the password never shows */
+        snprintf(dst, CONFIG_SHOWN_MAX, strchr(r->host, ':') ? "redis://%s:****@[%s]:%d/%d"
+                                                             : "redis://%s:****@%s:%d/%d",
+                 r->user, r->host, r->port, r->db);
     } else {
         show_value(dst, CONFIG_SHOWN_MAX, v, CONFIG_SHOWN_MAX);
-        char *at = o->set == set_redis ? strrchr(dst, '@') : NULL;
-        char *colon = at ? memchr(dst + 8, ':', (size_t)(at - dst - 8)) : NULL;
-        if (colon) {
-            char rest[CONFIG_SHOWN_MAX];
-            snprintf(rest, sizeof rest, "%s", at);
-            snprintf(colon + 1, CONFIG_SHOWN_MAX - (size_t)(colon + 1 - dst), "****%s", rest);
-        }
     }
     snprintf(cfg->origin[i], sizeof cfg->origin[i], "%s", origin);
 }

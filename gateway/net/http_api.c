@@ -141,6 +141,20 @@ static void on_published(void *arg, int ok, const struct position *pos)
     free(t);
 }
 
+/* Publishes over HTTP are rarer than over WebSocket and come from backends:
+ * each one handed to the broker is worth a line. */
+static void log_publish(struct lws *wsi, const struct v1_req *req)
+{
+    if (!log_enabled(LOG_INFO))
+        return;
+    char ch[256], bytes[24], remote[64] = "";
+    snprintf(ch, sizeof ch, "%.*s", (int)req->channel_len, req->channel);
+    snprintf(bytes, sizeof bytes, "%zu", req->data_len);
+    lws_get_peer_simple(wsi, remote, sizeof remote);
+    log_fields(LOG_INFO, "api publish", "channel", ch, "bytes", bytes, "remote", remote,
+               (const char *)NULL);
+}
+
 static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
 {
     struct v1_req req;
@@ -155,20 +169,14 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
         *t = (struct http_ticket){.app = app, .wsi = wsi, .st = st};
         st->pending = t; /* the broker may answer before publish returns */
         rc = 0;
-        if (log_enabled(LOG_INFO)) {
-            char ch[256], bytes[24], remote[64] = "";
-            snprintf(ch, sizeof ch, "%.*s", (int)req.channel_len, req.channel);
-            snprintf(bytes, sizeof bytes, "%zu", req.data_len);
-            lws_get_peer_simple(wsi, remote, sizeof remote);
-            log_fields(LOG_INFO, "api publish", "channel", ch, "bytes", bytes,
-                       "remote", remote, (const char *)NULL);
-        }
         if (broker_publish(app->broker, req.channel, req.channel_len, req.data,
                            req.data_len, on_published, t) < 0) {
             st->pending = NULL;
             free(t);
             rc = api_error(app, wsi, 503, "broker_unavailable",
                            "the broker is unavailable, try again", 0);
+        } else {
+            log_publish(wsi, &req);
         }
     }
     free_body(st); /* req.data pointed into it */

@@ -686,12 +686,14 @@ static void test_load_file(void)
     env_clear();
     unlink(path);
 
-    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--jwt-secret", "topsecret", "--api-key", "k3y")),
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--jwt-secret", "topsecret", "--api-key", "k3y",
+                                                 "--redis", "redis://:p@ss@[::1]:6380")),
                  CONFIG_OK);
     f = fmemopen(out, sizeof out - 1, "w");
     config_print(&c, f);
     fclose(f);
-    CHECK(!strstr(out, "topsecret") && !strstr(out, "k3y"));
+    CHECK(!strstr(out, "topsecret") && !strstr(out, "k3y") && !strstr(out, "ss@"));
+    CHECK_CONTAINS(out, "redis = redis://:****@[::1]:6380/0  # --redis");
     CHECK_CONTAINS(out, "jwt-secret = **** (9 bytes)");
     CHECK_CONTAINS(out, "auth = required  # derived");
 }
