@@ -473,7 +473,7 @@ static int set_config_file(struct config *c, const char *v, char *why, size_t n)
 static const struct option_def options[] = {
     {"config", NULL, "file of 'key = value' lines setting these flags (flags and WSGATE_* beat it)", set_config_file, 0, "none"},
     {"listen", "0.0.0.0:8080", "WebSocket and HTTP address (port 0: any free port)", set_listen, 0, NULL},
-    {"redis", NULL, "Redis URL redis://[[user]:password@]host[:port][/db]", set_redis, 0, "unset: embedded broker"},
+    {"redis", NULL, "Redis URL redis://[[user]:password@]host[:port][/db]", set_redis, 0, "none (embedded broker)"},
     {"channel-prefix", "wsgate:", "prefix of Redis channel names", set_prefix, 0, NULL},
     {"node-id", NULL, "node name in welcome frames and logs", set_node_id, 0, "hostname:port"},
     {"web-root", NULL, "directory of static files served at / (must exist)", set_web_root, 0, NULL},
@@ -491,14 +491,14 @@ static const struct option_def options[] = {
     {"ping-interval", "25", "ping a client that has sent nothing for this many seconds", set_ping_interval, 0, NULL},
     {"ping-timeout", "35", "then drop it if it stays silent this many seconds more", set_ping_timeout, 0, NULL},
     {"sndbuf", "256k", "kernel send buffer per client socket (bounds what a stuck client pins); 0: autotuning", set_sndbuf, 0, NULL},
-    {"api-key", NULL, "key the HTTP API (/api/...) requires as 'Authorization: Bearer KEY'", set_api_key, OPT_SECRET, "unset: the API answers 403"},
-    {"api-key-file", NULL, "file holding the API key", set_api_key_file, 0, "unset"},
+    {"api-key", NULL, "key the HTTP API (/api/...) requires as 'Authorization: Bearer KEY'", set_api_key, OPT_SECRET, "none (the API answers 403)"},
+    {"api-key-file", NULL, "file holding the API key", set_api_key_file, 0, "none"},
     {"api-insecure", "false", "serve the HTTP API without a key (only behind a trusted network)", set_api_insecure, OPT_BOOL, NULL},
-    {"allowed-origins", NULL, "comma-separated browser origins allowed to connect", set_origins, 0, "unset: any"},
-    {"jwt-secret", NULL, "HS256 secret of connect tokens (?token= on /ws); enables --auth required", set_jwt_secret, OPT_SECRET, "unset"},
-    {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file, 0, "unset"},
+    {"allowed-origins", NULL, "comma-separated browser origins allowed to connect", set_origins, 0, "none (any origin)"},
+    {"jwt-secret", NULL, "HS256 secret of connect tokens (?token= on /ws); enables --auth required", set_jwt_secret, OPT_SECRET, "none"},
+    {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file, 0, "none"},
     {"auth", NULL, "required, optional or off", set_auth, 0, "required with a secret, else off"},
-    {"anonymous-channels", NULL, "with --auth optional: grants of clients without a token, e.g. 'lobby,public.*'", set_anonymous, 0, "unset"},
+    {"anonymous-channels", NULL, "with --auth optional: grants of clients without a token, e.g. 'lobby,public.*'", set_anonymous, 0, "none"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 _Static_assert(N_OPTIONS <= CONFIG_OPTIONS_MAX, "raise CONFIG_OPTIONS_MAX");
@@ -554,7 +554,9 @@ static void record(struct config *cfg, const struct option_def *o, const char *v
     char *dst = cfg->shown[i];
     int b;
     if (o->kind & OPT_SECRET) {
-        snprintf(dst, CONFIG_SHOWN_MAX, "**** (%zu bytes)", strlen(v));
+        snprintf(dst, CONFIG_SHOWN_MAX, "****");
+        snprintf(cfg->origin[i], sizeof cfg->origin[i], "%.32s, %zu bytes", origin, strlen(v));
+        return;
     } else if ((o->kind & OPT_BOOL) && parse_bool(v, &b) == 0) {
         snprintf(dst, CONFIG_SHOWN_MAX, "%s", b ? "true" : "false");
     } else if (o->set == set_redis && cfg->use_redis && cfg->redis.password[0]) {
@@ -608,10 +610,16 @@ void config_print(const struct config *cfg, FILE *out)
 {
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const struct option_def *o = &options[i];
-        if (cfg->origin[i][0])
-            fprintf(out, "%s = %s  # %s\n", o->name, cfg->shown[i], cfg->origin[i]);
+        /* neither the file's own name nor a derived value is a setting */
+        if (cfg->origin[i][0] && (o->set == set_config_file ||
+                                  !strncmp(cfg->origin[i], "derived", 7)))
+            fprintf(out, "# %s: %s  (%s)\n", o->name, cfg->shown[i], cfg->origin[i]);
+        else if (cfg->origin[i][0])
+            fprintf(out, strpbrk(cfg->shown[i], "#\" ") ? "%s = \"%s\"  # %s\n"
+                                                       : "%s = %s  # %s\n",
+                    o->name, cfg->shown[i], cfg->origin[i]);
         else
-            fprintf(out, "# %s (%s)\n", o->name, o->unset ? o->unset : "unset");
+            fprintf(out, "# %s: %s\n", o->name, o->unset ? o->unset : "none");
     }
 }
 
@@ -670,10 +678,33 @@ static char *trim(char *s)
     return s;
 }
 
+/* A file value in place: "quoted" is taken as is between the first and the
+ * last quote; else a blank followed by '#' starts a comment. Either way a
+ * comment may follow. Returns 0, or -1 for other text after a quote. */
+static int unquote(char **v)
+{
+    char *p = *v, *end;
+    if (p[0] == '"' && (end = strrchr(p + 1, '"'))) {
+        char *rest = trim(end + 1);
+        if (rest[0] && rest[0] != '#')
+            return -1;
+        *end = '\0';
+        *v = p + 1;
+        return 0;
+    }
+    for (char *c = p; (c = strchr(c, '#')); c++)
+        if (c > p && (c[-1] == ' ' || c[-1] == '\t')) {
+            *c = '\0';
+            break;
+        }
+    *v = trim(p);
+    return 0;
+}
+
 /* Applies the --config file: "key = value" lines, key a flag name without
  * "--" ('_' for '-' allowed), value the rest of the line without
- * surrounding blanks or one pair of double quotes; '#' starts a comment
- * line. */
+ * surrounding blanks (see unquote() for quotes and comments); '#' starts a
+ * comment line. */
 static int load_file(struct config *cfg, char *err, size_t errlen)
 {
     char path[4 * 80 + 8];
@@ -705,10 +736,10 @@ static int load_file(struct config *cfg, char *err, size_t errlen)
         }
         *eq = '\0';
         char *key = trim(line), *v = trim(eq + 1);
-        size_t vl = strlen(v);
-        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
-            v[vl - 1] = '\0';
-            v++;
+        if (unquote(&v) < 0) {
+            snprintf(err, errlen, "--config %s:%d: text after the closing quote", path, lineno);
+            rc = -1;
+            break;
         }
         const struct option_def *o = find_option(key, strlen(key));
         char shown[4 * 80 + 8], source[4 * 80 + 48], origin[32];

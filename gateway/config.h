@@ -63,7 +63,7 @@ struct config {
      * ("default", "--flag", "WSGATE_FLAG", "config file line N"); origin ""
      * when unset. */
     char shown[CONFIG_OPTIONS_MAX][CONFIG_SHOWN_MAX];
-    char origin[CONFIG_OPTIONS_MAX][32];
+    char origin[CONFIG_OPTIONS_MAX][64];
 };
 
 enum config_result { CONFIG_OK = 0, CONFIG_HELP = 1, CONFIG_VERSION = 2, CONFIG_ERROR = -1 };
@@ -82,7 +82,8 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
 void config_usage(const char *default_web_root);
 
 /* Writes the effective settings of a loaded cfg as "flag = value  # origin"
- * lines, secrets masked, unset ones as comments. */
+ * lines (a config file, but for the masked secrets); unset and derived ones
+ * and the config file's own name as comments. */
 void config_print(const struct config *cfg, FILE *out);
 
 /* Reads a whole file of 1..cap bytes (a secret: binary allowed) into buf,

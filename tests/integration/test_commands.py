@@ -163,18 +163,27 @@ def test_config_check_prints_effective_settings_masked(tmp_path):
     for secret in ("redispw", "apikey123", "jwtsecret99"):
         assert secret not in out + r.stderr.decode(), f"{secret} leaked:\n{out}"
     want = [r"^redis = redis://alice:\*\*\*\*@127\.0\.0\.1:6390/2  # config file line 1$",
-            r"^api-key = \*\*\*\* \(9 bytes\)  # config file line 2$",
+            r"^api-key = \*\*\*\*  # config file line 2, 9 bytes$",
             r"^max-connections = 77  # config file line 3$",
             r"^max-channels = 9  # --max-channels$",
             r"^publish-rate = 5  # WSGATE_PUBLISH_RATE$",
-            r"^jwt-secret = \*\*\*\* \(11 bytes\)  # --jwt-secret$",
-            r"^auth = required  # derived",
+            r"^jwt-secret = \*\*\*\*  # --jwt-secret, 11 bytes$",
+            r"^# auth: required  \(derived from the JWT secret\)$",
             r"^listen = 0\.0\.0\.0:8080  # default$",
-            r"^# node-id \(hostname:port\)$",
+            r"^# node-id: hostname:port$",
+            rf"^# config: {re.escape(str(conf))}  \(--config\)$",
             r"^# configuration OK$"]
     for w in want:
         assert re.search(w, out, re.M), f"{w!r} not in:\n{out}"
     assert "answers 403" not in out, "a key is set: the API is on"
+    # the output is itself a config file (secrets aside): it loads to the same settings
+    again = tmp_path / "again.conf"
+    again.write_text("\n".join(l for l in out.splitlines() if "****" not in l) + "\n")
+    r2 = run_wsgate(["config", "--check", "--config", str(again)])
+    out2 = r2.stdout.decode()
+    assert r2.returncode == 0, r2
+    for line in ("max-channels = 9", "publish-rate = 5", "max-connections = 77"):
+        assert re.search(rf"^{line}  # config file line \d+$", out2, re.M), out2
     r = run_wsgate(["config", "--check"])
     assert r.returncode == 0 and "# note: the HTTP API (/api/...) answers 403" in r.stdout.decode()
 

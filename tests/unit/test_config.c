@@ -681,7 +681,7 @@ static void test_load_file(void)
     CHECK_CONTAINS(out, "listen = 127.0.0.1:9100  # config file line 3");
     CHECK_CONTAINS(out, "redis = redis://u:****@r:7/1");
     CHECK_CONTAINS(out, "publish-rate = 100  # default");
-    CHECK_CONTAINS(out, "# jwt-secret (unset)");
+    CHECK_CONTAINS(out, "# jwt-secret: none");
     CHECK(!strstr(out, "pw@"));
     env_clear();
     unlink(path);
@@ -694,8 +694,30 @@ static void test_load_file(void)
     fclose(f);
     CHECK(!strstr(out, "topsecret") && !strstr(out, "k3y") && !strstr(out, "ss@"));
     CHECK_CONTAINS(out, "redis = redis://:****@[::1]:6380/0  # --redis");
-    CHECK_CONTAINS(out, "jwt-secret = **** (9 bytes)");
-    CHECK_CONTAINS(out, "auth = required  # derived");
+    CHECK_CONTAINS(out, "jwt-secret = ****  # --jwt-secret, 9 bytes");
+    CHECK_CONTAINS(out, "# auth: required  (derived");
+}
+
+/* Comments after a value, and quotes that keep a '#' or blanks. */
+static void test_load_file_quotes(void)
+{
+    env_clear();
+    struct config c;
+    char err[512];
+    const char *path = conf_file("channel-prefix = app:   # the app's channels\n"
+                                 "node-id = n#1\n"
+                                 "jwt-secret = \"  a #b \"  # kept whole\n"
+                                 "allowed-origins = \"http://x\"\n");
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--config", path)), CONFIG_OK);
+    CHECK_STR(c.channel_prefix, "app:");
+    CHECK_STR(c.node_id, "n#1"); /* '#' after no blank is part of the value */
+    CHECK_MEM(c.jwt_secret, c.jwt_secret_len, "  a #b ");
+    CHECK_STR(c.allowed_origins, "http://x");
+    unlink(path);
+    path = conf_file("node-id = \"n1\" x\n");
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--config", path)), CONFIG_ERROR);
+    CHECK_CONTAINS(err, ":1: text after the closing quote");
+    unlink(path);
 }
 
 static void test_load_file_errors(void)
@@ -763,6 +785,7 @@ int main(void)
 {
     env_clear();
     RUN(test_load_file);
+    RUN(test_load_file_quotes);
     RUN(test_load_file_errors);
     RUN(test_load_bool_and_checks);
     RUN(test_listen_valid);
