@@ -597,7 +597,7 @@ void config_usage(const char *default_web_root)
            "which beats the file. Boolean flags need no value.\n\n");
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const struct option_def *o = &options[i];
-        const char *def = o->defval ? o->defval : o->unset;
+        const char *def = o->defval ? o->defval : o->unset ? o->unset : "none";
         if (o->set == set_web_root)
             def = default_web_root;
         printf("  --%-18s %s\n  %-20s default: %s\n", o->name, o->help, "", def);
