@@ -427,6 +427,32 @@ static int set_anonymous(struct config *c, const char *v, char *why, size_t n)
     return set_str(c->anonymous_channels, sizeof c->anonymous_channels, v, why, n);
 }
 
+static int set_history_size(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_uint_in(&c->history_size, v, 0, 100000, why, n);
+}
+
+static int set_history_ttl(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_uint_in(&c->history_ttl, v, 1, 30 * 86400, why, n);
+}
+
+/* Checked as a grant list by main (core/auth.h owns that syntax). */
+static int set_history_channels(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_str(c->history_channels, sizeof c->history_channels, v, why, n);
+}
+
+static int set_presence_ttl(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_uint_in(&c->presence_ttl, v, 1, 86400, why, n);
+}
+
+static int set_presence_channels(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_str(c->presence_channels, sizeof c->presence_channels, v, why, n);
+}
+
 static int set_origins(struct config *c, const char *v, char *why, size_t n)
 {
     for (const char *p = v; *p; p++) {
@@ -499,6 +525,11 @@ static const struct option_def options[] = {
     {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file, 0, "none"},
     {"auth", NULL, "required, optional or off", set_auth, 0, "required with a secret, else off"},
     {"anonymous-channels", NULL, "with --auth optional: grants of clients without a token, e.g. 'lobby,public.*'", set_anonymous, 0, "none"},
+    {"history-size", "100", "messages of history kept per channel for recovery; 0: history off", set_history_size, 0, NULL},
+    {"history-ttl", "300", "seconds a channel's history is kept after its last publish", set_history_ttl, 0, NULL},
+    {"history-channels", "*", "channels with history: exact names and prefixes ending in '*'", set_history_channels, 0, NULL},
+    {"presence-channels", NULL, "channels with presence (who is subscribed), e.g. 'room.*'", set_presence_channels, 0, "none"},
+    {"presence-ttl", "60", "seconds a replica that died stays listed in presence at most", set_presence_ttl, 0, NULL},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 _Static_assert(N_OPTIONS <= CONFIG_OPTIONS_MAX, "raise CONFIG_OPTIONS_MAX");

@@ -58,6 +58,11 @@ struct config {
     size_t jwt_secret_len;
     enum auth_mode auth_mode;  /* resolved: required with a secret, else off */
     char anonymous_channels[4 * CONFIG_STR_MAX]; /* grants without a token */
+    unsigned history_size;     /* messages kept per channel; 0: history off */
+    unsigned history_ttl;      /* seconds a channel's history outlives its last publish */
+    char history_channels[4 * CONFIG_STR_MAX]; /* channels with history (grant syntax) */
+    unsigned presence_ttl;     /* seconds a dead node's members stay listed at most */
+    char presence_channels[4 * CONFIG_STR_MAX]; /* channels with presence; "": none */
     /* Per option, in --help order: the value that won as config_print()
      * shows it (secrets masked, long values cut) and where it came from
      * ("default", "--flag", "WSGATE_FLAG", "config file line N"); origin ""

@@ -81,13 +81,27 @@ static int check_settings(struct app *app, const char *web_default, int *no_web,
         snprintf(err, errlen, "--web-root: '%.200s' is not a directory", app->cfg.web_root);
         return -1;
     }
+    /* The grant lists: an empty one grants nothing. */
+    const struct { const char *flag, *list; struct auth_grants *out; } lists[] = {
+        {"--anonymous-channels", app->cfg.anonymous_channels, &app->anonymous},
+        {"--history-channels", app->cfg.history_channels, &app->history_channels},
+        {"--presence-channels", app->cfg.presence_channels, &app->presence_channels},
+    };
     char why[256];
-    if (app->cfg.anonymous_channels[0] &&
-        auth_grants_parse(app->cfg.anonymous_channels, &app->anonymous, why, sizeof why) < 0) {
-        snprintf(err, errlen, "--anonymous-channels: %s", why);
-        return -1;
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        if (lists[i].list[0] && auth_grants_parse(lists[i].list, lists[i].out, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s: %s", lists[i].flag, why);
+            return -1;
+        }
     }
     return 0;
+}
+
+static void clear_grants(struct app *app)
+{
+    auth_grants_clear(&app->anonymous);
+    auth_grants_clear(&app->history_channels);
+    auth_grants_clear(&app->presence_channels);
 }
 
 /* `wsgate config --check [flags]`: the effective settings, or the error. */
@@ -135,13 +149,18 @@ int main(int argc, char **argv)
     int no_web;
     if (check_settings(&app, web_default, &no_web, err, sizeof err) < 0) {
         fprintf(stderr, "wsgate: %s\n", err);
-        auth_grants_clear(&app.anonymous);
+        clear_grants(&app);
         return 2;
     }
     if (check_only) {
-        auth_grants_clear(&app.anonymous);
+        clear_grants(&app);
         return config_check(&app, no_web);
     }
+    struct history_opts hist = {.size = app.cfg.history_size,
+                                .ttl = app.cfg.history_ttl,
+                                .channels = &app.history_channels};
+    struct presence_opts pres = {.ttl = app.cfg.presence_ttl,
+                                 .channels = &app.presence_channels};
     log_set_level(app.cfg.log_level);
     log_set_format(app.cfg.log_format);
     signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
@@ -168,6 +187,7 @@ int main(int argc, char **argv)
         goto out;
     }
     app.node_id = node_id(&app.cfg, server_port(server), node, sizeof node);
+    pres.node = app.node_id;
     log_set_node(app.node_id);
 
     if (app.cfg.auth_mode != AUTH_MODE_OFF) {
@@ -190,8 +210,8 @@ int main(int argc, char **argv)
     struct broker_events ev = hub_broker_events(app.hub);
     app.broker = app.cfg.use_redis
                      ? broker_redis_new(server_base(server), &app.cfg.redis,
-                                        app.cfg.channel_prefix, &ev)
-                     : broker_memory_new(&ev);
+                                        app.cfg.channel_prefix, &ev, &hist, &pres)
+                     : broker_memory_new(&ev, &hist, &pres);
     if (!app.broker || hub_set_broker(app.hub, app.broker) < 0) {
         log_error("cannot create the broker");
         goto out;
@@ -218,6 +238,6 @@ out:
     server_free(server);
     msg_unref(app.batch);
     auth_key_free(app.auth);
-    auth_grants_clear(&app.anonymous);
+    clear_grants(&app);
     return status;
 }

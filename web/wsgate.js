@@ -17,6 +17,11 @@
 //   token) backs off; options.token may be a function, called for every
 //   connection, so a fresh token is used after one expired;
 // - resubscribes every channel after each reconnect (once the new welcome arrives);
+//   on a channel with history it remembers the last position (epoch, offset)
+//   and asks the server to recover what was missed, so the handler sees every
+//   message once, in order; when that cannot be done (or the server reports
+//   messages lost for good) it emits "recovery_failed" {channel, reason,
+//   epoch, offset}: the caller must reload that channel's state;
 // - matches replies to requests by id: publish() returns a promise that the
 //   ack resolves and an error rejects (a WsgateError with the server's code);
 // - reports everything else through events: "state", "welcome", "close",
@@ -113,6 +118,15 @@ export function buildUrl(url, { token, batch = true, base } = {}) {
 
 const OPEN = 1;
 
+/** {epoch, offset} of a message, ack or lost frame that carries a valid
+ *  position, else null. */
+function position(frame) {
+  const { epoch, offset } = frame;
+  return typeof epoch === "string" && /^[A-Za-z0-9_-]{1,32}$/.test(epoch) && Number.isSafeInteger(offset) && offset >= 0
+    ? { epoch, offset }
+    : null;
+}
+
 const DEFAULTS = {
   batch: true, // ask for batched frames (?batch=1)
   token: undefined, // string, or a function returning a string or a promise (called per connect)
@@ -164,7 +178,8 @@ export class Client {
 
   // ---- events ------------------------------------------------------------
 
-  /** Listen to "state", "welcome", "close", "error" or "frame". Returns an off function. */
+  /** Listen to "state", "welcome", "close", "error", "recovery_failed" or "frame".
+   *  Returns an off function. */
   on(type, fn) {
     if (typeof fn !== "function") throw new TypeError("wsgate: listener must be a function");
     if (!this._listeners.has(type)) this._listeners.set(type, new Set());
@@ -378,6 +393,11 @@ export class Client {
         const sub = typeof frame.channel === "string" ? this._subs.get(frame.channel) : undefined;
         if (!sub) return; // not (or no longer) subscribed: drop
         const info = { channel: frame.channel, node: this.node };
+        const pos = position(frame);
+        if (pos) {
+          sub.pos = pos;
+          Object.assign(info, pos);
+        }
         for (const h of [...sub.handlers]) {
           if (sub.handlers.has(h)) this._call(h.onMessage, frame.data, "message", info);
         }
@@ -394,6 +414,16 @@ export class Client {
         } else if (frame.op === "error") {
           this._protocolError(new WsgateError(String(frame.code || "error"), String(frame.message || frame.code || "server error"), { frame }));
         }
+        return;
+      }
+      case "lost": {
+        // Messages on a live subscription were lost for good; delivery goes
+        // on after the position given.
+        const sub = typeof frame.channel === "string" ? this._subs.get(frame.channel) : undefined;
+        const pos = position(frame);
+        if (!sub || !pos) return;
+        sub.pos = pos;
+        this._emit("recovery_failed", { channel: sub.channel, reason: String(frame.reason || "lost"), ...pos });
         return;
       }
       default:
@@ -537,11 +567,14 @@ export class Client {
 
   // ---- subscriptions -----------------------------------------------------
 
-  /** Call onMessage(data, {channel, node}) for every message on channel, from
-   *  now on and across reconnects. Returns a function that unsubscribes (only
-   *  this handler; the channel is left when its last handler goes).
-   *  options.onSubscribed({channel, node, resubscribed}) runs on each ack
-   *  (after every reconnect too); options.onError(err) if the server refuses
+  /** Call onMessage(data, {channel, node[, offset, epoch]}) for every message
+   *  on channel, from now on and across reconnects (on a history channel the
+   *  ones missed while reconnecting too, once each, in order). Returns a
+   *  function that unsubscribes (only this handler; the channel is left when
+   *  its last handler goes).
+   *  options.onSubscribed({channel, node, resubscribed[, recovered, reason]})
+   *  runs on each ack (after every reconnect too; recovered: whether what was
+   *  missed will be delivered, reason: why not); options.onError(err) if the server refuses
    *  the channel for good (bad_channel, forbidden, ...): the handler is then
    *  dropped. Transient refusals (broker_unavailable) reconnect and retry. */
   subscribe(channel, onMessage, options = {}) {
@@ -552,7 +585,7 @@ export class Client {
     const handler = { onMessage, onSubscribed: options.onSubscribed, onError: options.onError };
     let sub = this._subs.get(channel);
     if (!sub) {
-      sub = { channel, handlers: new Set(), status: "idle", reqId: 0 };
+      sub = { channel, handlers: new Set(), status: "idle", reqId: 0, pos: null };
       this._subs.set(channel, sub);
       sub.handlers.add(handler);
       if (this.state === "connected") this._sendSubscribe(sub, false);
@@ -596,7 +629,9 @@ export class Client {
   _sendSubscribe(sub, resubscribed) {
     const ws = this._ws;
     sub.status = "pending";
-    const req = this._newRequest({ op: "subscribe", channel: sub.channel }, (frame, err) => {
+    const request = { op: "subscribe", channel: sub.channel };
+    if (resubscribed && sub.pos) request.recover = { ...sub.pos };
+    const req = this._newRequest(request, (frame, err) => {
       if (this._subs.get(sub.channel) !== sub || ws !== this._ws) return; // left, or an old connection
       if (err) {
         // No reply in time: treat the connection as broken.
@@ -605,8 +640,19 @@ export class Client {
       }
       if (frame.op === "ack" || frame.code === "already_subscribed") {
         sub.status = "live";
+        const info = { channel: sub.channel, node: this.node, resubscribed };
+        const pos = position(frame);
+        // Recovered: the missed messages follow and move the position on.
+        if (pos && frame.recovered !== true) sub.pos = pos;
+        if (typeof frame.recovered === "boolean") {
+          info.recovered = frame.recovered;
+          if (!frame.recovered) info.reason = String(frame.reason || "unknown");
+        }
         for (const h of [...sub.handlers]) {
-          if (h.onSubscribed) this._call(h.onSubscribed, { channel: sub.channel, node: this.node, resubscribed }, "onSubscribed");
+          if (h.onSubscribed) this._call(h.onSubscribed, info, "onSubscribed");
+        }
+        if (frame.recovered === false) {
+          this._emit("recovery_failed", { channel: sub.channel, reason: info.reason, ...pos });
         }
         this._checkHealthy();
         return;

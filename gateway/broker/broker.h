@@ -19,6 +19,23 @@
  *   its channel's history, or NULL when the channel keeps none.
  * - events.message() carries the message's position, or NULL when it has
  *   none (history off, or a plain PUBLISH from a backend).
+ * - History (optional; engines without it leave both ops NULL):
+ *   history_on() says whether a channel keeps one (--history-channels).
+ *   history() reads the channel's epoch, top offset and up to limit
+ *   messages after offset since (capped at --history-size), creating the
+ *   channel's epoch if it has none yet; it returns 0 and later calls
+ *   done(arg, r) exactly once (perhaps before returning), r NULL when the
+ *   read failed (never before history() returns), or returns -1 when unavailable and never calls done. A
+ *   read sent after a channel's subscription was confirmed sees every
+ *   message that subscription has not delivered yet, or later ones too.
+ * - Presence (optional, NULL ops: none): presence_on() says whether a
+ *   channel keeps one (--presence-channels); presence_join()/leave() add
+ *   and remove one session of this node (the engine keeps it alive, e.g.
+ *   refreshed in Redis every --presence-ttl / 3, so a dead node's members
+ *   go within the TTL); presence() reads the channel's members on every
+ *   node with the same completion rules as history(). Joins and leaves on
+ *   every node (a dead node's members leave when their TTL has passed) are
+ *   reported through events.presence().
  * - events.state(shard, 1) is reported each time a shard becomes available
  *   after having been unavailable; every subscription it served was lost
  *   with the outage and must be requested again. state(shard, 0) reports
@@ -32,7 +49,30 @@
 
 #include <stddef.h>
 
+#include "core/auth.h"
 #include "core/delivery.h"
+#include "core/history.h"
+#include "core/presence.h"
+
+/* --history-*: which channels keep a history, and how much. */
+struct history_opts {
+    unsigned size; /* messages per channel; 0: history off */
+    unsigned ttl;  /* seconds kept after the channel's last publish */
+    const struct auth_grants *channels; /* borrowed; which channels */
+};
+
+/* --presence-*: which channels keep presence, and this node's name. */
+struct presence_opts {
+    unsigned ttl; /* seconds a member outlives its node's last refresh */
+    const struct auth_grants *channels; /* borrowed; empty: presence off */
+    const char *node;                   /* borrowed; this node's id */
+};
+
+static inline int history_opts_on(const struct history_opts *o,
+                                  const char *ch, size_t len)
+{
+    return o->size && auth_grants_allow(o->channels, ch, len);
+}
 
 struct broker_events {
     void *ctx;
@@ -41,9 +81,14 @@ struct broker_events {
                     const struct position *pos);
     void (*subscribed)(void *ctx, const char *channel, size_t channel_len);
     void (*state)(void *ctx, unsigned shard, int up);
+    /* A session joined (join 1) or left a channel's presence. */
+    void (*presence)(void *ctx, const char *channel, size_t channel_len, int join,
+                     const struct presence_member *m);
 };
 
 typedef void (*broker_done_fn)(void *arg, int ok, const struct position *pos);
+typedef void (*broker_history_fn)(void *arg, const struct history_read *r);
+typedef void (*broker_presence_fn)(void *arg, const struct presence_read *r);
 
 struct broker;
 
@@ -59,6 +104,17 @@ struct broker_ops {
     unsigned (*shards)(const struct broker *b);
     unsigned (*shard_of)(const struct broker *b, const char *channel, size_t len);
     int (*shard_up)(const struct broker *b, unsigned shard);
+    int (*history_on)(const struct broker *b, const char *channel, size_t len);
+    int (*history)(struct broker *b, const char *channel, size_t len,
+                   uint64_t since, size_t limit, broker_history_fn done,
+                   void *arg);
+    int (*presence_on)(const struct broker *b, const char *channel, size_t len);
+    void (*presence_join)(struct broker *b, const char *channel, size_t len,
+                          const char *session, const char *sub);
+    void (*presence_leave)(struct broker *b, const char *channel, size_t len,
+                           const char *session);
+    int (*presence)(struct broker *b, const char *channel, size_t len,
+                    broker_presence_fn done, void *arg);
     void (*destroy)(struct broker *b);
 };
 
@@ -95,14 +151,51 @@ static inline int broker_shard_up(const struct broker *b, unsigned shard)
 {
     return b->ops->shard_up ? b->ops->shard_up(b, shard) : 1;
 }
+static inline int broker_history_on(const struct broker *b, const char *ch,
+                                    size_t len)
+{
+    return b->ops->history_on ? b->ops->history_on(b, ch, len) : 0;
+}
+static inline int broker_history(struct broker *b, const char *ch, size_t len,
+                                 uint64_t since, size_t limit,
+                                 broker_history_fn done, void *arg)
+{
+    return b->ops->history ? b->ops->history(b, ch, len, since, limit, done, arg)
+                           : -1;
+}
+static inline int broker_presence_on(const struct broker *b, const char *ch,
+                                     size_t len)
+{
+    return b->ops->presence_on ? b->ops->presence_on(b, ch, len) : 0;
+}
+static inline void broker_presence_join(struct broker *b, const char *ch, size_t len,
+                                        const char *session, const char *sub)
+{
+    if (b->ops->presence_join)
+        b->ops->presence_join(b, ch, len, session, sub);
+}
+static inline void broker_presence_leave(struct broker *b, const char *ch, size_t len,
+                                         const char *session)
+{
+    if (b->ops->presence_leave)
+        b->ops->presence_leave(b, ch, len, session);
+}
+static inline int broker_presence(struct broker *b, const char *ch, size_t len,
+                                  broker_presence_fn done, void *arg)
+{
+    return b->ops->presence ? b->ops->presence(b, ch, len, done, arg) : -1;
+}
 static inline void broker_free(struct broker *b)
 {
     if (b)
         b->ops->destroy(b);
 }
 
-/* The embedded engine: single node, always up. */
-struct broker *broker_memory_new(const struct broker_events *ev);
+/* The embedded engine: single node, always up; history in memory, one
+ * random epoch per process. hist is copied (its grants stay borrowed). */
+struct broker *broker_memory_new(const struct broker_events *ev,
+                                 const struct history_opts *hist,
+                                 const struct presence_opts *pres);
 
 struct event_base;
 struct redis_addr;
@@ -110,6 +203,8 @@ struct redis_addr;
 struct broker *broker_redis_new(struct event_base *base,
                                 const struct redis_addr *addr,
                                 const char *prefix,
-                                const struct broker_events *ev);
+                                const struct broker_events *ev,
+                                const struct history_opts *hist,
+                                const struct presence_opts *pres);
 
 #endif

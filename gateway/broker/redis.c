@@ -5,19 +5,31 @@
  * broker down, and reconnects after a capped exponential backoff with
  * jitter. hiredis 0.14 has no timeouts, so one timer serves, by phase, as
  * the backoff, the connect timeout and the PING health check. See broker.h
- * for the contract the hub relies on. */
+ * for the contract the hub relies on.
+ *
+ * History: a publish on a history channel runs history_publish.lua (loaded
+ * with SCRIPT LOAD on every new connection, called with EVALSHA, sent again
+ * as EVAL on NOSCRIPT) which appends to the channel's stream and publishes
+ * the payload in the position envelope of broker/wire.h; reads run
+ * history_read.lua the same way. Keys: <prefix>{C}:meta and
+ * <prefix>{C}:stream, one hash slot per channel. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
+#include <openssl/sha.h>
 #include <hiredis.h>
 #include <async.h>
 #include <adapters/libevent.h>
 
 #include "broker/broker.h"
+#include "broker/members.h"
+#include "broker/scripts.h"
+#include "broker/wire.h"
 #include "config.h"
 #include "core/channel.h"
+#include "core/clock.h"
 #include "log.h"
 
 /* Liveness: a Redis that stops answering (frozen, or a partition that
@@ -35,6 +47,15 @@
 #define HEALTH_DOWN_TICKS 7
 #define BACKOFF_BASE_MS 100
 #define BACKOFF_CAP_MS 800
+/* The meta hash (epoch, top offset) outlives the stream by this much, so
+ * offsets do not restart when a quiet channel's messages expire. */
+#define META_EXTRA_TTL_S 86400
+
+/* A script and its SHA-1, as EVALSHA wants it. */
+struct script {
+    const char *text;
+    char sha[2 * SHA_DIGEST_LENGTH + 1];
+};
 
 enum phase { WAITING, CONNECTING, UP };
 
@@ -51,9 +72,32 @@ struct rbroker {
     unsigned ping_ticks;  /* health periods the last PING has been pending */
     unsigned char ping_out;
     struct event *timer;
+    struct history_opts hist;
+    struct script publish, read;
+    struct presence_opts pres;
+    struct script touch, present;
+    struct members *members;  /* this node's, kept alive in Redis */
+    uint64_t touched_us;      /* their last refresh; 0: due */
 };
 
-/* A publish awaiting its reply; hiredis hands it back as privdata. */
+/* A script call awaiting its reply (hiredis hands it back as privdata),
+ * with its arguments kept to send again as EVAL on NOSCRIPT: argv[1] is
+ * the SHA, argv[2..] point into buf. */
+struct call {
+    const struct script *script;
+    union {
+        broker_done_fn publish;
+        broker_history_fn read;
+        broker_presence_fn presence;
+    } done;
+    void *arg;
+    int argc;
+    const char **argv; /* room for the count new_call() was given */
+    size_t *argl;
+    char buf[];
+};
+
+/* A plain PUBLISH awaiting its reply. */
 struct pubreq {
     broker_done_fn done;
     void *arg;
@@ -112,6 +156,8 @@ static void connection_lost(struct rbroker *b, const char *why)
     }
 }
 
+static void refresh_presence(struct rbroker *b);
+
 static void became_ready(struct rbroker *b)
 {
     if (!b->pub_ready || !b->sub_ready || b->phase == UP)
@@ -125,6 +171,8 @@ static void became_ready(struct rbroker *b)
     broker_addr(b, addr, sizeof addr);
     snprintf(msg, sizeof msg, "broker up: redis %s", addr);
     log_fields(LOG_INFO, msg, "broker", addr, (const char *)NULL);
+    b->touched_us = 0; /* Redis may have lost this node's members */
+    refresh_presence(b);
     b->base.ev.state(b->base.ev.ctx, 0, 1);
 }
 
@@ -211,6 +259,15 @@ static redisAsyncContext *open_ctx(struct rbroker *b)
     /* Pub/sub ignores the database, but the history keys live in it. */
     if (b->addr.db)
         redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", b->addr.db);
+    /* Once per connection: EVALSHA needs no text after. */
+    if (b->hist.size) {
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SCRIPT LOAD %s", b->publish.text);
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SCRIPT LOAD %s", b->read.text);
+    }
+    if (b->pres.channels && b->pres.channels->n) {
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SCRIPT LOAD %s", b->touch.text);
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SCRIPT LOAD %s", b->present.text);
+    }
     redisAsyncCommand(ac, on_setup_reply, b, "PING");
     return ac;
 }
@@ -238,6 +295,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             connection_lost(b, "no reply to PING within 700 ms");
             return;
         }
+        refresh_presence(b);
         if (!b->ping_out &&
             redisAsyncCommand(b->pub, on_pong, NULL, "PING") == REDIS_OK) {
             b->ping_out = 1;
@@ -273,10 +331,20 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
         return;
     const char *name = ch->str + b->prefix_len;
     size_t len = ch->len - b->prefix_len;
-    if (!strcmp(kind->str, "message") && r->element[2]->type == REDIS_REPLY_STRING)
-        b->base.ev.message(b->base.ev.ctx, name, len, r->element[2]->str,
-                           r->element[2]->len, NULL);
-    else if (!strcmp(kind->str, "subscribe"))
+    redisReply *m = r->element[2];
+    struct wire_member wm;
+    if (!strcmp(kind->str, "message") && m->type == REDIS_REPLY_STRING &&
+        wire_presence(m->str, m->len, &wm) == 1) {
+        b->base.ev.presence(b->base.ev.ctx, name, len, wm.join,
+                            &(struct presence_member){wm.session, wm.sub, wm.node});
+    } else if (!strcmp(kind->str, "message") && m->type == REDIS_REPLY_STRING) {
+        struct position pos;
+        size_t skip = 0;
+        /* A malformed envelope goes on as it is: the hub drops it as invalid. */
+        int env = wire_parse(m->str, m->len, &pos, &skip) == 1;
+        b->base.ev.message(b->base.ev.ctx, name, len, m->str + skip, m->len - skip,
+                           env ? &pos : NULL);
+    } else if (!strcmp(kind->str, "subscribe"))
         b->base.ev.subscribed(b->base.ev.ctx, name, len);
 }
 
@@ -334,13 +402,204 @@ static void on_pub_reply(redisAsyncContext *ac, void *reply, void *priv)
     free(req);
 }
 
+static int rb_history_on(const struct broker *base, const char *ch, size_t len)
+{
+    return history_opts_on(&((const struct rbroker *)base)->hist, ch, len);
+}
+
+/* Sends c on the publish connection; fn gets the reply. */
+static int send_call(struct rbroker *b, struct call *c, redisCallbackFn *fn)
+{
+    return redisAsyncCommandArgv(b->pub, fn, c, c->argc, c->argv, c->argl) == REDIS_OK
+               ? 0 : -1;
+}
+
+/* 1 when r is NOSCRIPT to c's EVALSHA (Redis lost its script cache) and c
+ * went again as EVAL, which also reloads the script: wait for that reply. */
+static int retried_as_eval(redisAsyncContext *ac, struct call *c,
+                           const redisReply *r, redisCallbackFn *fn)
+{
+    struct rbroker *b = ac->data;
+    if (!r || !b || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) ||
+        c->argl[0] == 4)
+        return 0;
+    c->argv[0] = "EVAL";
+    c->argl[0] = 4;
+    c->argv[1] = c->script->text;
+    c->argl[1] = strlen(c->script->text);
+    return send_call(b, c, fn) == 0;
+}
+
+/* Appends one argument, copied into c->buf at *p. */
+static void call_arg(struct call *c, char **p, const char *s, size_t len)
+{
+    memcpy(*p, s, len);
+    c->argv[c->argc] = *p;
+    c->argl[c->argc++] = len;
+    *p += len;
+}
+
+static void call_num(struct call *c, char **p, unsigned long long v)
+{
+    char num[24];
+    call_arg(c, p, num, (size_t)snprintf(num, sizeof num, "%llu", v));
+}
+
+/* EVALSHA <sha> 2 <prefix>{C}:<key1> <prefix>{C}:<key2>, with room for
+ * nargs more arguments of extra bytes in all. NULL when out of memory. */
+static struct call *new_call(const struct rbroker *b, const struct script *sc,
+                             const char *ch, size_t len, const char *key1,
+                             const char *key2, size_t nargs, size_t extra, char **p)
+{
+    size_t keys = 2 * (b->prefix_len + len + 24), n = nargs + 5;
+    struct call *c = malloc(sizeof *c + keys + extra + n * (sizeof *c->argv + sizeof *c->argl));
+    if (!c)
+        return NULL;
+    c->argv = (const char **)(void *)c->buf; /* buf is pointer-aligned: arrays first */
+    c->argl = (size_t *)(c->argv + n);
+    c->script = sc;
+    c->argc = 0;
+    c->argv[c->argc] = "EVALSHA";
+    c->argl[c->argc++] = 7;
+    c->argv[c->argc] = sc->sha;
+    c->argl[c->argc++] = sizeof sc->sha - 1;
+    c->argv[c->argc] = "2";
+    c->argl[c->argc++] = 1;
+    *p = (char *)(c->argl + n);
+    for (int k = 0; k < 2; k++) {
+        char *start = *p;
+        *p += (size_t)sprintf(*p, "%s{%.*s}:%s", b->prefix, (int)len, ch, k ? key2 : key1);
+        c->argv[c->argc] = start;
+        c->argl[c->argc++] = (size_t)(*p - start);
+    }
+    return c;
+}
+
+static void on_publish_script(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct call *c = priv;
+    const redisReply *r = reply;
+    if (retried_as_eval(ac, c, r, on_publish_script))
+        return;
+    struct position pos;
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+             r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer > 0 &&
+             r->element[1]->type == REDIS_REPLY_STRING &&
+             position_epoch_valid(r->element[1]->str, r->element[1]->len);
+    if (ok) {
+        pos.offset = (uint64_t)r->element[0]->integer;
+        memcpy(pos.epoch, r->element[1]->str, r->element[1]->len);
+        pos.epoch[r->element[1]->len] = '\0';
+    } else if (r && r->type == REDIS_REPLY_ERROR) {
+        log_warn("redis history publish failed: %s", r->str);
+    }
+    c->done.publish(c->arg, ok, ok ? &pos : NULL);
+    free(c);
+}
+
+static int publish_history(struct rbroker *b, const char *ch, size_t chlen,
+                           const char *payload, size_t len, broker_done_fn done,
+                           void *arg)
+{
+    char *p, epoch[HISTORY_EPOCH_LEN + 1], name[REDIS_NAME_MAX];
+    struct call *c = new_call(b, &b->publish, ch, chlen, "meta", "stream", 6,
+                              b->prefix_len + chlen + len + 3 * 24 + sizeof epoch, &p);
+    if (!c)
+        return -1;
+    c->done.publish = done;
+    c->arg = arg;
+    history_epoch_new(epoch);
+    call_arg(c, &p, prefixed(b, ch, chlen, name), b->prefix_len + chlen);
+    call_arg(c, &p, payload, len);
+    call_num(c, &p, b->hist.size);
+    call_num(c, &p, b->hist.ttl);
+    call_num(c, &p, (unsigned long long)b->hist.ttl + META_EXTRA_TTL_S);
+    call_arg(c, &p, epoch, HISTORY_EPOCH_LEN);
+    if (send_call(b, c, on_publish_script) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* [epoch, top, [[id, [field, value, ...]], ...]] from history_read.lua. */
+static void on_read_script(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct call *c = priv;
+    const redisReply *r = reply;
+    if (retried_as_eval(ac, c, r, on_read_script))
+        return;
+    struct history_read hr = {0};
+    struct history_entry *e = NULL;
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+             r->element[0]->type == REDIS_REPLY_STRING &&
+             position_epoch_valid(r->element[0]->str, r->element[0]->len) &&
+             r->element[1]->type == REDIS_REPLY_INTEGER && r->element[1]->integer >= 0 &&
+             r->element[2]->type == REDIS_REPLY_ARRAY;
+    if (ok) {
+        memcpy(hr.top.epoch, r->element[0]->str, r->element[0]->len);
+        hr.top.epoch[r->element[0]->len] = '\0';
+        hr.top.offset = (uint64_t)r->element[1]->integer;
+        const redisReply *list = r->element[2];
+        if (list->elements && !(e = malloc(list->elements * sizeof *e)))
+            ok = 0;
+        for (size_t i = 0; ok && i < list->elements; i++) {
+            const redisReply *it = list->element[i], *f;
+            ok = it->type == REDIS_REPLY_ARRAY && it->elements == 2 &&
+                 it->element[0]->type == REDIS_REPLY_STRING &&
+                 wire_entry_id(it->element[0]->str, it->element[0]->len, &e[i].offset) == 0 &&
+                 (f = it->element[1])->type == REDIS_REPLY_ARRAY && f->elements == 2 &&
+                 f->element[1]->type == REDIS_REPLY_STRING;
+            if (ok) {
+                e[i].payload = f->element[1]->str;
+                e[i].len = f->element[1]->len;
+            }
+        }
+        hr.entries = e;
+        hr.n = list->elements;
+    }
+    if (!ok && r)
+        log_warn("redis history read failed%s%s", r->type == REDIS_REPLY_ERROR ? ": " : "",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+    c->done.read(c->arg, ok ? &hr : NULL);
+    free(e);
+    free(c);
+}
+
+static int rb_history(struct broker *base, const char *ch, size_t len,
+                      uint64_t since, size_t limit, broker_history_fn done, void *arg)
+{
+    struct rbroker *b = (struct rbroker *)base;
+    char *p, epoch[HISTORY_EPOCH_LEN + 1];
+    struct call *c;
+    if (b->phase != UP || len > CHANNEL_MAX || !rb_history_on(base, ch, len) ||
+        !(c = new_call(b, &b->read, ch, len, "meta", "stream", 4, 4 * 24 + sizeof epoch, &p)))
+        return -1;
+    c->done.read = done;
+    c->arg = arg;
+    history_epoch_new(epoch);
+    call_num(c, &p, since);
+    call_num(c, &p, limit < b->hist.size ? limit : b->hist.size);
+    call_arg(c, &p, epoch, HISTORY_EPOCH_LEN);
+    call_num(c, &p, (unsigned long long)b->hist.ttl + META_EXTRA_TTL_S);
+    if (send_call(b, c, on_read_script) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
 static int rb_publish(struct broker *base, const char *ch, size_t chlen,
                       const char *payload, size_t len, broker_done_fn done,
                       void *arg)
 {
     struct rbroker *b = (struct rbroker *)base;
     struct pubreq *req;
-    if (b->phase != UP || chlen > CHANNEL_MAX || !(req = malloc(sizeof *req)))
+    if (b->phase != UP || chlen > CHANNEL_MAX)
+        return -1;
+    if (rb_history_on(base, ch, chlen))
+        return publish_history(b, ch, chlen, payload, len, done, arg);
+    if (!(req = malloc(sizeof *req)))
         return -1;
     req->done = done;
     req->arg = arg;
@@ -365,10 +624,214 @@ static int rb_shard_up(const struct broker *base, unsigned shard)
 static void rb_destroy(struct broker *base)
 {
     struct rbroker *b = (struct rbroker *)base;
+    b->phase = WAITING; /* what the pending callbacks do sends nothing more */
     drop_ctx(&b->pub); /* pending publishes complete with ok = 0 */
     drop_ctx(&b->sub);
     event_free(b->timer);
+    members_free(b->members);
     free(b);
+}
+
+/* ---- presence -------------------------------------------------------- */
+
+static int rb_presence_on(const struct broker *base, const char *ch, size_t len)
+{
+    return auth_grants_allow(((const struct rbroker *)base)->pres.channels, ch, len);
+}
+
+static void on_touched(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct call *c = priv;
+    const redisReply *r = reply;
+    if (retried_as_eval(ac, c, r, on_touched))
+        return;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn("redis presence refresh failed: %s", r->str);
+    free(c);
+}
+
+/* Adds or keeps alive the members v of one channel in Redis. */
+static void touch(void *arg, const char *ch, size_t len, const struct member *v, size_t n)
+{
+    struct rbroker *b = arg;
+    char *p;
+    size_t node = strlen(b->pres.node), extra = 24 + n * (sizeof v->session + node + sizeof v->sub + 2);
+    struct call *c = n ? new_call(b, &b->touch, ch, len, "presence", "presence:info", 1 + 2 * n,
+                                  extra, &p) : NULL;
+    if (!c)
+        return; /* nothing to do, or out of memory: the next refresh retries */
+    call_num(c, &p, (unsigned long long)b->pres.ttl * 1000);
+    for (size_t i = 0; i < n; i++) {
+        call_arg(c, &p, v[i].session, strlen(v[i].session));
+        char *info = p; /* "<node> <sub>": neither holds a space */
+        p += sprintf(p, "%s %s", b->pres.node, v[i].sub);
+        c->argv[c->argc] = info;
+        c->argl[c->argc++] = (size_t)(p - info);
+    }
+    if (send_call(b, c, on_touched) < 0)
+        free(c);
+}
+
+struct touch_one {
+    struct rbroker *b;
+    const char *ch;
+    size_t len;
+    const char *session;
+};
+
+static void announce(struct rbroker *b, const char *ch, size_t len, int join,
+                     const char *session, const char *sub);
+
+/* Announces the session leaving, while its sub is still known. */
+static void announce_leave(void *arg, const struct member *v, size_t n)
+{
+    struct touch_one *t = arg;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i].session, t->session))
+            announce(t->b, t->ch, t->len, 0, v[i].session, v[i].sub);
+}
+
+static void touch_session(void *arg, const struct member *v, size_t n)
+{
+    struct touch_one *t = arg;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i].session, t->session))
+            touch(t->b, t->ch, t->len, &v[i], 1);
+}
+
+static void on_present(redisAsyncContext *ac, void *reply, void *priv);
+
+/* presence_read.lua on a channel: prunes (announcing leaves), and answers
+ * done(arg, r) unless done is NULL. Returns 0 or -1. */
+static int read_presence(struct rbroker *b, const char *ch, size_t len,
+                         broker_presence_fn done, void *arg)
+{
+    char *p, name[REDIS_NAME_MAX];
+    struct call *c = new_call(b, &b->present, ch, len, "presence", "presence:info", 1,
+                              b->prefix_len + len, &p);
+    if (!c)
+        return -1;
+    c->done.presence = done;
+    c->arg = arg;
+    call_arg(c, &p, prefixed(b, ch, len, name), b->prefix_len + len);
+    if (send_call(b, c, on_present) < 0) {
+        free(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Keeps one channel's members of this node alive, and has the members a
+ * dead node left behind pruned and announced. */
+static void refresh_channel(void *arg, const char *ch, size_t len, const struct member *v,
+                            size_t n)
+{
+    touch(arg, ch, len, v, n);
+    read_presence(arg, ch, len, NULL, NULL);
+}
+
+/* Refreshes every member of this node when due (every --presence-ttl / 3,
+ * and at once after a reconnect: Redis may have lost them). */
+static void refresh_presence(struct rbroker *b)
+{
+    uint64_t now = clock_us();
+    if (b->touched_us && now - b->touched_us < (uint64_t)b->pres.ttl * 1000000 / 3)
+        return;
+    b->touched_us = now;
+    members_each(b->members, refresh_channel, b);
+}
+
+/* Announces on the channel: "!join|!leave <session> <node> <sub>". */
+static void announce(struct rbroker *b, const char *ch, size_t len, int join,
+                     const char *session, const char *sub)
+{
+    char name[REDIS_NAME_MAX], msg[512];
+    int n = snprintf(msg, sizeof msg, "!%s %s %s %s", join ? "join" : "leave", session,
+                     b->pres.node, sub);
+    if (n > 0 && (size_t)n < sizeof msg) /* one argument: spaces would split a format */
+        redisAsyncCommand(b->pub, NULL, NULL, "PUBLISH %b %b", prefixed(b, ch, len, name),
+                          b->prefix_len + len, msg, (size_t)n);
+}
+
+static void rb_presence_join(struct broker *base, const char *ch, size_t len,
+                             const char *session, const char *sub)
+{
+    struct rbroker *b = (struct rbroker *)base;
+    if (members_add(b->members, ch, len, session, sub) < 0 || b->phase != UP)
+        return;
+    members_of(b->members, ch, len, touch_session, &(struct touch_one){b, ch, len, session});
+    announce(b, ch, len, 1, session, sub);
+}
+
+static void rb_presence_leave(struct broker *base, const char *ch, size_t len,
+                              const char *session)
+{
+    struct rbroker *b = (struct rbroker *)base;
+    if (b->phase == UP)
+        members_of(b->members, ch, len, announce_leave,
+                   &(struct touch_one){b, ch, len, session});
+    members_remove(b->members, ch, len, session);
+    if (b->phase != UP)
+        return; /* it expires from Redis within the TTL, announced then */
+    char key[sizeof b->prefix + CHANNEL_MAX + 32];
+    int n = snprintf(key, sizeof key, "%s{%.*s}:presence", b->prefix, (int)len, ch);
+    redisAsyncCommand(b->pub, NULL, NULL, "ZREM %b %s", key, (size_t)n, session);
+    redisAsyncCommand(b->pub, NULL, NULL, "HDEL %b:info %s", key, (size_t)n, session);
+}
+
+/* [session, "<node> <sub>", ...] from presence_read.lua. */
+static void on_present(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct call *c = priv;
+    const redisReply *r = reply;
+    if (retried_as_eval(ac, c, r, on_present))
+        return;
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements % 2 == 0;
+    size_t n = ok ? r->elements / 2 : 0, total = 1;
+    for (size_t i = 0; ok && i < r->elements; i++) {
+        ok = r->element[i]->type == REDIS_REPLY_STRING;
+        total += ok ? r->element[i]->len + 1 : 0;
+    }
+    struct presence_member *v = ok ? calloc(n ? n : 1, sizeof *v) : NULL;
+    char *text = v ? malloc(total) : NULL, *t = text; /* NUL-terminated copies */
+    for (size_t i = 0; text && i < n; i++) {
+        const redisReply *id = r->element[2 * i], *info = r->element[2 * i + 1];
+        v[i].session = t;
+        memcpy(t, id->str, id->len);
+        t += id->len;
+        *t++ = '\0';
+        char *node = t, *sp;
+        memcpy(t, info->str, info->len);
+        t += info->len;
+        *t++ = '\0';
+        if ((sp = strchr(node, ' ')))
+            *sp = '\0';
+        v[i].node = node;
+        v[i].sub = sp ? sp + 1 : "";
+    }
+    if (c->done.presence) /* NULL: a prune by the refresh */
+        c->done.presence(c->arg, text ? &(struct presence_read){v, n} : NULL);
+    free(text);
+    free(v);
+    free(c);
+}
+
+static int rb_presence(struct broker *base, const char *ch, size_t len,
+                       broker_presence_fn done, void *arg)
+{
+    struct rbroker *b = (struct rbroker *)base;
+    if (b->phase != UP || len > CHANNEL_MAX || !rb_presence_on(base, ch, len))
+        return -1;
+    return read_presence(b, ch, len, done, arg);
+}
+
+static void script_init(struct script *s, const char *text)
+{
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)text, strlen(text), md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        sprintf(s->sha + 2 * i, "%02x", md[i]);
+    s->text = text;
 }
 
 static const struct broker_ops redis_ops = {
@@ -376,13 +839,21 @@ static const struct broker_ops redis_ops = {
     .unsubscribe = rb_unsubscribe,
     .publish = rb_publish,
     .shard_up = rb_shard_up,
+    .history_on = rb_history_on,
+    .history = rb_history,
+    .presence_on = rb_presence_on,
+    .presence_join = rb_presence_join,
+    .presence_leave = rb_presence_leave,
+    .presence = rb_presence,
     .destroy = rb_destroy,
 };
 
 struct broker *broker_redis_new(struct event_base *evb,
                                 const struct redis_addr *addr,
                                 const char *prefix,
-                                const struct broker_events *ev)
+                                const struct broker_events *ev,
+                                const struct history_opts *hist,
+                                const struct presence_opts *pres)
 {
     struct rbroker *b = calloc(1, sizeof *b);
     if (!b)
@@ -397,8 +868,16 @@ struct broker *broker_redis_new(struct event_base *evb,
         return NULL;
     }
     memcpy(b->prefix, prefix, b->prefix_len + 1);
+    b->hist = *hist;
+    b->pres = *pres;
+    script_init(&b->publish, script_publish);
+    script_init(&b->read, script_read);
+    script_init(&b->touch, script_presence_touch);
+    script_init(&b->present, script_presence_read);
     b->timer = evtimer_new(evb, on_timer, b);
-    if (!b->timer) {
+    if (!b->timer || !(b->members = members_new())) {
+        if (b->timer)
+            event_free(b->timer);
         free(b);
         return NULL;
     }

@@ -33,6 +33,8 @@ struct app {
     struct metrics metrics;
     struct auth_key *auth;        /* NULL: --auth off */
     struct auth_grants anonymous; /* grants of clients without a token */
+    struct auth_grants history_channels; /* --history-channels */
+    struct auth_grants presence_channels; /* --presence-channels */
 };
 
 #endif

@@ -4,6 +4,7 @@
 #define WSGATE_CHANNEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CHANNEL_MAX 200
 
@@ -26,6 +27,15 @@ static inline int channel_chars(const char *s, size_t len)
 static inline int channel_name_valid(const char *s, size_t len)
 {
     return len >= 1 && len <= CHANNEL_MAX && channel_chars(s, len);
+}
+
+/* FNV-1a of a name: the hash of every channel table. */
+static inline uint32_t channel_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
 }
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "broker/broker.h"
 #include "core/bucket.h"
+#include "core/channel.h"
 #include "core/clock.h"
 #include "core/msg.h"
 #include "log.h"
@@ -36,10 +37,13 @@ struct client {
     char peer[48];
 };
 
-/* A publish waiting for the broker's answer. */
+/* A publish or presence request waiting for the broker's answer. */
 struct pub_wait {
     struct client *c;
     struct req_id id;
+    int stats;            /* presence_stats */
+    size_t len;           /* presence: the channel */
+    char channel[CHANNEL_MAX];
 };
 
 /* How each reason closes: RFC 6455 code (4xxx: ours) and reason text. */
@@ -148,27 +152,69 @@ static void hub_deliver(struct hub_client *hc, struct delivery *d)
                   d->channel);
 }
 
-static void hub_subscribe_done(struct hub_client *hc, const struct req_id *id,
-                               const char *code)
+/* An ack that tells positions when the codec can say them. */
+static void reply_ack(struct client *c, const struct req_id *id,
+                      const struct ack_position *a)
 {
-    client_reply(of_hub(hc), id, code,
-                 code ? "the broker is unavailable, try again" : NULL);
+    if (c->codec->ack)
+        client_send(c, c->codec->ack(id, a));
+    else
+        client_reply(c, id, NULL, NULL);
+}
+
+static void hub_subscribe_done(struct hub_client *hc, const struct req_id *id,
+                               const char *code, const struct hub_ack *ack)
+{
+    struct client *c = of_hub(hc);
+    if (code || !ack) {
+        client_reply(c, id, code, code ? "the broker is unavailable, try again" : NULL);
+        return;
+    }
+    struct ack_position a = {
+        .pos = ack->top, .recover = ack->recover,
+        .unrecovered = ack->loss == HISTORY_COMPLETE ? NULL : history_loss_name(ack->loss),
+    };
+    reply_ack(c, id, &a);
+}
+
+static void hub_lost(struct hub_client *hc, const char *channel, size_t len,
+                     enum history_loss why, const struct position *top)
+{
+    struct client *c = of_hub(hc);
+    log_info("session %s: messages on %.*s lost: %s", c->id, (int)len, channel,
+             history_loss_name(why));
+    if (c->codec->lost)
+        client_send(c, c->codec->lost(channel, len, history_loss_name(why), top));
+}
+
+static void hub_presence(struct hub_client *hc, const char *channel, size_t len, int join,
+                         const struct presence_member *m)
+{
+    struct client *c = of_hub(hc);
+    if (c->codec->presence_event)
+        client_send(c, c->codec->presence_event(channel, len, join, m));
 }
 
 const struct hub_callbacks client_hub_callbacks = {
     .deliver = hub_deliver,
     .subscribe_done = hub_subscribe_done,
+    .lost = hub_lost,
+    .presence = hub_presence,
 };
 
 static void on_published(void *arg, int ok, const struct position *pos)
 {
-    (void)pos; /* acks carry no position yet */
     struct pub_wait *w = arg;
     struct client *c = w->c;
-    if (ok)
+    if (ok) {
         c->app->metrics.published_total++;
-    client_reply(c, &w->id, ok ? NULL : "broker_unavailable",
-                 "the broker did not accept the message, try again");
+        c->app->metrics.history_appends += pos != NULL;
+    }
+    if (ok)
+        reply_ack(c, &w->id, &(struct ack_position){.pos = pos});
+    else
+        client_reply(c, &w->id, "broker_unavailable",
+                     "the broker did not accept the message, try again");
     free(w);
     release(c);
 }
@@ -224,8 +270,48 @@ void client_publish(struct client *c, const char *channel, size_t len,
     }
 }
 
+static void on_presence(void *arg, const struct presence_read *r)
+{
+    struct pub_wait *w = arg;
+    struct client *c = w->c;
+    if (!r)
+        client_reply(c, &w->id, "broker_unavailable", "the presence read failed, try again");
+    else if (c->codec->presence)
+        client_send(c, c->codec->presence(&w->id, w->channel, w->len, r, w->stats));
+    else
+        client_reply(c, &w->id, NULL, NULL);
+    free(w);
+    release(c);
+}
+
+void client_presence(struct client *c, const char *channel, size_t len,
+                     const struct req_id *id, int stats)
+{
+    if (!granted(c, channel, len, 0)) {
+        reply_forbidden(c, id);
+        return;
+    }
+    if (!broker_presence_on(c->app->broker, channel, len)) {
+        client_reply(c, id, "presence_off", "this channel keeps no presence (--presence-channels)");
+        return;
+    }
+    struct pub_wait *w = malloc(sizeof *w);
+    if (!w) {
+        client_reply(c, id, "internal", "out of memory");
+        return;
+    }
+    *w = (struct pub_wait){.c = c, .id = *id, .stats = stats, .len = len};
+    memcpy(w->channel, channel, len);
+    c->refs++;
+    if (broker_presence(c->app->broker, channel, len, on_presence, w) < 0) {
+        free(w);
+        c->refs--;
+        client_reply(c, id, "broker_unavailable", "the broker is unavailable, try again");
+    }
+}
+
 void client_subscribe(struct client *c, const char *channel, size_t len,
-                      const struct req_id *id)
+                      const struct req_id *id, const struct hub_sub_opts *o)
 {
     if (!granted(c, channel, len, 0)) {
         reply_forbidden(c, id);
@@ -236,7 +322,11 @@ void client_subscribe(struct client *c, const char *channel, size_t len,
                      "subscription limit of this connection reached");
         return;
     }
-    int rc = hub_subscribe(c->app->hub, &c->hc, channel, len, id);
+    if (o && o->presence_events && !broker_presence_on(c->app->broker, channel, len)) {
+        client_reply(c, id, "presence_off", "this channel keeps no presence (--presence-channels)");
+        return;
+    }
+    int rc = hub_subscribe(c->app->hub, &c->hc, channel, len, id, o);
     if (rc == HUB_EALREADY)
         client_reply(c, id, "already_subscribed", "already subscribed to this channel");
     else if (rc == HUB_EUNAVAILABLE)
@@ -372,6 +462,8 @@ struct client *client_open(struct app *app, const struct client_opts *o)
     c->heard_us = clock_us();
     c->batch = o->batch && o->codec->batch_sep;
     c->claims = o->claims;
+    c->hc.session = c->id;
+    c->hc.sub = c->claims ? c->claims->sub : "";
     bucket_init(&c->publishes, app->cfg.publish_burst, clock_us());
     snprintf(c->id, sizeof c->id, "%08x%08x", app->session_salt, ++app->session_seq);
     snprintf(c->peer, sizeof c->peer, "%s", o->peer ? o->peer : "");

@@ -89,12 +89,18 @@ void client_reply(struct client *c, const struct req_id *id, const char *code,
 
 /* Each answers through client_reply() exactly once, now or when the broker
  * has answered. channel: a valid name of len bytes. */
+/* o: recover from a position, presence events (NULL: none). */
 void client_subscribe(struct client *c, const char *channel, size_t len,
-                      const struct req_id *id);
+                      const struct req_id *id, const struct hub_sub_opts *o);
 void client_unsubscribe(struct client *c, const char *channel, size_t len,
                         const struct req_id *id);
 void client_publish(struct client *c, const char *channel, size_t len,
                     const char *data, size_t data_len, const struct req_id *id);
+
+/* Who is subscribed to channel (stats: only the counts), on every node;
+ * needs a subscribe grant. Answers once, now or when the broker has. */
+void client_presence(struct client *c, const char *channel, size_t len,
+                     const struct req_id *id, int stats);
 
 /* 1 while the client takes no new requests (closing or cut off). */
 int client_closing(const struct client *c);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/channel.h"
 #include "core/clock.h"
 #include "log.h"
 #include "proto/json.h"
@@ -22,6 +23,21 @@ struct channel {
     char name[];           /* NUL-terminated */
 };
 
+/* A live message held while its subscriber reads history. */
+struct held {
+    struct held *next;
+    struct position pos; /* offset 0: it had none */
+    uint64_t born_us;
+    size_t len;
+    char payload[];
+};
+
+/* A history read in flight; detached (s = NULL) when its sub goes first. */
+struct fetch {
+    struct hub *h;
+    struct sub *s;
+};
+
 /* One client on one channel: a node in both the channel's and the client's
  * doubly linked lists. */
 struct sub {
@@ -30,7 +46,17 @@ struct sub {
     struct channel *ch;
     struct hub_client *client;
     struct req_id ack_id;
-    unsigned char waiting; /* subscribe not yet answered */
+    unsigned char waiting; /* the broker has not confirmed the channel yet */
+    unsigned char acked;   /* the subscribe has been answered */
+    unsigned char history; /* the channel keeps history: pos is tracked */
+    unsigned char recover; /* the subscribe asked to recover from pos */
+    unsigned char holding; /* reading history: live messages go to held */
+    unsigned char joined;  /* in the channel's presence */
+    unsigned char events;  /* wants presence events */
+    struct position pos;   /* delivered up to; epoch "": not known yet */
+    struct fetch *fetch;   /* the read in flight, or NULL */
+    struct held *held, *held_tail;
+    unsigned nheld;
 };
 
 struct hub {
@@ -43,14 +69,6 @@ struct hub {
     unsigned shards, shards_up;
     struct hub_stats stats;
 };
-
-static uint32_t hash_name(const char *s, size_t len)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
 
 static struct channel *lookup(const struct hub *h, const char *name,
                               size_t len, uint32_t hash)
@@ -124,10 +142,23 @@ static void channel_release_if_idle(struct hub *h, struct channel *c)
     channel_remove(h, c);
 }
 
+static void free_held(struct held *m)
+{
+    while (m) {
+        struct held *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
 static void sub_unlink(struct hub *h, struct sub *s)
 {
     struct channel *c = s->ch;
     struct hub_client *cl = s->client;
+    int joined = s->joined;
+    if (s->fetch)
+        s->fetch->s = NULL;
+    free_held(s->held);
     if (s->cprev) s->cprev->cnext = s->cnext; else c->subs = s->cnext;
     if (s->cnext) s->cnext->cprev = s->cprev;
     if (s->sprev) s->sprev->snext = s->snext; else cl->subs = s->snext;
@@ -136,6 +167,10 @@ static void sub_unlink(struct hub *h, struct sub *s)
     cl->nsubs--;
     h->stats.subscriptions--;
     free(s);
+    if (joined) { /* announced to the others only: s is out of the lists */
+        h->stats.presence_members--;
+        broker_presence_leave(h->broker, c->name, c->len, cl->session);
+    }
 }
 
 static struct sub *find_sub(const struct channel *c, const struct hub_client *cl)
@@ -152,12 +187,199 @@ static struct sub *find_sub(const struct channel *c, const struct hub_client *cl
     return NULL;
 }
 
+/* Hands one message to one subscriber. */
+static void deliver_one(struct hub *h, struct sub *s, const char *payload,
+                        size_t len, const struct position *pos, uint64_t born_us)
+{
+    struct delivery d = {.channel = s->ch->name, .channel_len = s->ch->len,
+                         .payload = payload, .payload_len = len,
+                         .pos = pos && pos->offset ? pos : NULL, .born_us = born_us};
+    h->cb.deliver(s->client, &d);
+    for (size_t i = 0; i < DELIVERY_CODECS; i++)
+        msg_unref(d.frames[i]);
+}
+
+/* 1 when a broker payload (live or read from history) may be delivered:
+ * valid JSON within --max-message-size; else it is counted and logged. */
+static int payload_ok(struct hub *h, const char *channel, const char *payload, size_t len)
+{
+    if (len <= h->max_payload && json_valid(payload, len))
+        return 1;
+    h->stats.dropped_invalid++;
+    if (log_enabled(LOG_INFO)) { /* a publisher bypassing the gateway is misbehaving */
+        char bytes[24];
+        snprintf(bytes, sizeof bytes, "%zu", len);
+        log_fields(LOG_INFO, len > h->max_payload ? "dropped a too large broker payload"
+                                                  : "dropped an invalid broker payload",
+                   "channel", channel, "bytes", bytes, (const char *)NULL);
+    }
+    return 0;
+}
+
+static void hold(struct hub *h, struct sub *s, const char *payload, size_t len,
+                 const struct position *pos, uint64_t born_us)
+{
+    struct held *m;
+    if (s->nheld >= HUB_HELD_MAX || !(m = malloc(sizeof *m + len))) {
+        h->stats.held_dropped++;
+        return;
+    }
+    m->next = NULL;
+    m->pos = pos ? *pos : (struct position){0};
+    m->born_us = born_us;
+    m->len = len;
+    memcpy(m->payload, payload, len);
+    if (s->held_tail) s->held_tail->next = m; else s->held = m;
+    s->held_tail = m;
+    s->nheld++;
+}
+
+static void on_fetched(void *arg, const struct history_read *r);
+
+/* Starts reading the history s misses (or, with no epoch known yet, just
+ * the channel's top); s holds live messages until the read is answered.
+ * Returns -1 when the broker cannot take the read (s stays holding). */
+static int start_fetch(struct hub *h, struct sub *s)
+{
+    struct fetch *f = malloc(sizeof *f);
+    s->holding = 1;
+    if (!f)
+        return -1;
+    *f = (struct fetch){h, s};
+    s->fetch = f;
+    size_t limit = s->pos.epoch[0] ? SIZE_MAX : 0;
+    /* The embedded engine answers before this returns: f is gone then. */
+    if (broker_history(h->broker, s->ch->name, s->ch->len, s->pos.offset, limit,
+                       on_fetched, f) < 0) {
+        s->fetch = NULL;
+        free(f);
+        return -1;
+    }
+    return 0;
+}
+
+/* Delivers what s held in arrival order, merged by offset; a hole stops
+ * the flush and starts a read, holding the rest again. */
+static void flush_held(struct hub *h, struct sub *s)
+{
+    struct held *m = s->held;
+    s->held = s->held_tail = NULL;
+    s->nheld = 0;
+    s->holding = 0;
+    while (m) {
+        struct held *next = m->next;
+        m->next = NULL;
+        enum history_admit a = HISTORY_NEXT;
+        if (!s->holding && m->pos.offset)
+            a = history_admit(&s->pos, &m->pos);
+        if (s->holding || a == HISTORY_GAP) {
+            if (s->held_tail) s->held_tail->next = m; else s->held = m;
+            s->held_tail = m;
+            s->nheld++;
+            if (!s->holding)
+                start_fetch(h, s);
+        } else {
+            if (a == HISTORY_NEXT) {
+                if (m->pos.offset)
+                    s->pos.offset = m->pos.offset;
+                deliver_one(h, s, m->payload, m->len, &m->pos, m->born_us);
+            }
+            free(m);
+        }
+        m = next;
+    }
+}
+
+/* Acks the subscribe of s (a: what the ack tells, or NULL) and joins the
+ * channel's presence when it keeps one. */
+static void ack(struct hub *h, struct sub *s, const struct hub_ack *a)
+{
+    s->acked = 1;
+    h->cb.subscribe_done(s->client, &s->ack_id, NULL, a);
+    if (broker_presence_on(h->broker, s->ch->name, s->ch->len) && s->client->session) {
+        s->joined = 1;
+        h->stats.presence_members++;
+        broker_presence_join(h->broker, s->ch->name, s->ch->len, s->client->session,
+                             s->client->sub ? s->client->sub : "");
+    }
+}
+
+/* The channel of a history subscriber is confirmed: read where it stands.
+ * Returns -1 when its subscribe failed (answered, s unlinked; the caller
+ * releases the channel). */
+static int confirmed(struct hub *h, struct sub *s)
+{
+    if (!s->history) {
+        struct hub_ack a = {.recover = s->recover, .loss = HISTORY_OFF};
+        if (s->recover)
+            h->stats.unrecovered[HISTORY_OFF]++;
+        ack(h, s, s->recover ? &a : NULL);
+        return 0;
+    }
+    if (start_fetch(h, s) == 0)
+        return 0;
+    s->acked = 1;
+    h->cb.subscribe_done(s->client, &s->ack_id, "broker_unavailable", NULL);
+    sub_unlink(h, s);
+    return -1;
+}
+
+/* A history read is answered: ack a pending subscribe, deliver what was
+ * missed (or report why it cannot be), then what was held meanwhile. */
+static void on_fetched(void *arg, const struct history_read *r)
+{
+    struct fetch *f = arg;
+    struct hub *h = f->h;
+    struct sub *s = f->s;
+    free(f);
+    if (!s)
+        return;
+    s->fetch = NULL;
+    if (!r) {
+        if (s->acked) /* still holding: read again when the broker is back */
+            return;
+        struct channel *c = s->ch;
+        s->acked = 1;
+        h->cb.subscribe_done(s->client, &s->ack_id, "broker_unavailable", NULL);
+        sub_unlink(h, s);
+        channel_release_if_idle(h, c);
+        return;
+    }
+    int fresh = !s->pos.epoch[0], filling = s->acked;
+    enum history_loss loss = fresh ? HISTORY_COMPLETE : history_gap(&s->pos, r);
+    if (!filling) {
+        if (s->recover && loss == HISTORY_COMPLETE)
+            h->stats.recovered++;
+        else if (s->recover)
+            h->stats.unrecovered[loss]++;
+        ack(h, s, &(struct hub_ack){.top = &r->top, .recover = s->recover, .loss = loss});
+    } else if (loss != HISTORY_COMPLETE) {
+        h->stats.gaps_lost++;
+        h->cb.lost(s->client, s->ch->name, s->ch->len, loss, &r->top);
+    }
+    if (fresh || loss != HISTORY_COMPLETE) {
+        s->pos = r->top;
+    } else {
+        if (filling && s->pos.offset < r->top.offset)
+            h->stats.gap_fills++;
+        for (size_t i = 0; i < r->n; i++) {
+            const struct history_entry *e = &r->entries[i];
+            if (e->offset <= s->pos.offset)
+                continue;
+            s->pos.offset = e->offset;
+            if (payload_ok(h, s->ch->name, e->payload, e->len))
+                deliver_one(h, s, e->payload, e->len, &s->pos, clock_us());
+        }
+    }
+    flush_held(h, s); /* may start another read: r is not used after this */
+}
+
 int hub_subscribe(struct hub *h, struct hub_client *cl, const char *name,
-                  size_t len, const struct req_id *id)
+                  size_t len, const struct req_id *id, const struct hub_sub_opts *o)
 {
     if (!shard_up(h, name, len))
         return HUB_EUNAVAILABLE;
-    uint32_t hash = hash_name(name, len);
+    uint32_t hash = channel_hash(name, len);
     struct channel *c = lookup(h, name, len, hash);
     if (c && find_sub(c, cl))
         return HUB_EALREADY;
@@ -179,13 +401,20 @@ int hub_subscribe(struct hub *h, struct hub_client *cl, const char *name,
     c->nsubs++;
     cl->nsubs++;
     h->stats.subscriptions++;
+    s->ack_id = *id;
+    s->history = (unsigned char)broker_history_on(h->broker, name, len);
+    if (o && o->recover) {
+        s->recover = 1;
+        s->pos = *o->recover;
+    }
+    s->events = o && o->presence_events;
 
     if (c->live) {
-        h->cb.subscribe_done(cl, id, NULL);
+        if (confirmed(h, s) < 0)
+            channel_release_if_idle(h, c);
         return 0;
     }
     s->waiting = 1;
-    s->ack_id = *id;
     if (c->inflight == 0) {
         c->inflight = 1;
         const char *names[1] = {c->name};
@@ -204,12 +433,12 @@ int hub_subscribe(struct hub *h, struct hub_client *cl, const char *name,
 int hub_unsubscribe(struct hub *h, struct hub_client *cl, const char *name,
                     size_t len)
 {
-    struct channel *c = lookup(h, name, len, hash_name(name, len));
+    struct channel *c = lookup(h, name, len, channel_hash(name, len));
     struct sub *s = c ? find_sub(c, cl) : NULL;
     if (!s)
         return HUB_ENOTSUB;
-    if (s->waiting) /* its subscribe still gets its answer, first */
-        h->cb.subscribe_done(cl, &s->ack_id, NULL);
+    if (!s->acked) /* its subscribe still gets its answer, first */
+        h->cb.subscribe_done(cl, &s->ack_id, NULL, NULL);
     sub_unlink(h, s);
     channel_release_if_idle(h, c);
     return 0;
@@ -230,26 +459,33 @@ static void on_message(void *ctx, const char *name, size_t len,
 {
     struct hub *h = ctx;
     h->stats.messages_in++;
-    struct channel *c = lookup(h, name, len, hash_name(name, len));
-    if (!c || !c->nsubs)
+    struct channel *c = lookup(h, name, len, channel_hash(name, len));
+    if (!c || !c->nsubs || !payload_ok(h, c->name, payload, plen))
         return;
-    if (plen > h->max_payload || !json_valid(payload, plen)) {
-        h->stats.dropped_invalid++;
-        if (log_enabled(LOG_INFO)) { /* a publisher bypassing the gateway is misbehaving */
-            char bytes[24];
-            snprintf(bytes, sizeof bytes, "%zu", plen);
-            log_fields(LOG_INFO, plen > h->max_payload ? "dropped a too large broker payload"
-                                                       : "dropped an invalid broker payload",
-                       "channel", c->name, "bytes", bytes, (const char *)NULL);
-        }
-        return;
-    }
     struct delivery d = {.channel = c->name, .channel_len = c->len,
                          .payload = payload, .payload_len = plen,
                          .pos = pos, .born_us = clock_us()};
-    for (struct sub *s = c->subs; s; s = s->cnext)
-        if (!s->waiting)
+    /* A read started here may be answered at once (embedded engine), but
+     * only ever touches its own sub, which stays linked. */
+    for (struct sub *s = c->subs; s; s = s->cnext) {
+        if (s->waiting)
+            continue;
+        if (s->history && pos && !s->holding) {
+            enum history_admit a = history_admit(&s->pos, pos);
+            if (a == HISTORY_DUPLICATE)
+                continue;
+            if (a == HISTORY_GAP) { /* hold this, read what is missing */
+                hold(h, s, payload, plen, pos, d.born_us);
+                start_fetch(h, s);
+                continue;
+            }
+            s->pos.offset = pos->offset;
+        }
+        if (s->holding)
+            hold(h, s, payload, plen, pos, d.born_us);
+        else
             h->cb.deliver(s->client, &d);
+    }
     for (size_t i = 0; i < DELIVERY_CODECS; i++)
         msg_unref(d.frames[i]);
 }
@@ -257,14 +493,18 @@ static void on_message(void *ctx, const char *name, size_t len,
 static void on_subscribed(void *ctx, const char *name, size_t len)
 {
     struct hub *h = ctx;
-    struct channel *c = lookup(h, name, len, hash_name(name, len));
+    struct channel *c = lookup(h, name, len, channel_hash(name, len));
     if (!c || !c->inflight || --c->inflight)
         return;
     c->live = 1;
-    for (struct sub *s = c->subs; s; s = s->cnext) {
+    for (struct sub *s = c->subs, *next; s; s = next) {
+        next = s->cnext; /* confirmed() may unlink s */
         if (s->waiting) {
             s->waiting = 0;
-            h->cb.subscribe_done(s->client, &s->ack_id, NULL);
+            confirmed(h, s);
+        } else if (s->history && !s->fetch) {
+            /* resubscribed after an outage: read what pub/sub missed */
+            start_fetch(h, s);
         }
     }
     channel_release_if_idle(h, c);
@@ -323,8 +563,9 @@ static void on_state(void *ctx, unsigned shard, int up)
             c->inflight = 0;
             for (struct sub *s = c->subs, *sn; s; s = sn) {
                 sn = s->cnext;
-                if (s->waiting) {
-                    h->cb.subscribe_done(s->client, &s->ack_id, "broker_unavailable");
+                if (!s->acked) {
+                    h->cb.subscribe_done(s->client, &s->ack_id, "broker_unavailable",
+                                         NULL);
                     sub_unlink(h, s);
                 }
             }
@@ -335,12 +576,23 @@ static void on_state(void *ctx, unsigned shard, int up)
     }
 }
 
+static void on_presence(void *ctx, const char *name, size_t len, int join,
+                        const struct presence_member *m)
+{
+    struct hub *h = ctx;
+    struct channel *c = lookup(h, name, len, channel_hash(name, len));
+    for (struct sub *s = c ? c->subs : NULL; s; s = s->cnext)
+        if (s->events && s->acked && h->cb.presence)
+            h->cb.presence(s->client, c->name, c->len, join, m);
+}
+
 struct broker_events hub_broker_events(struct hub *h)
 {
     return (struct broker_events){.ctx = h,
                                   .message = on_message,
                                   .subscribed = on_subscribed,
-                                  .state = on_state};
+                                  .state = on_state,
+                                  .presence = on_presence};
 }
 
 int hub_set_broker(struct hub *h, struct broker *b)
@@ -386,6 +638,9 @@ void hub_free(struct hub *h)
             while (c->subs) { /* clients should have been dropped already */
                 struct sub *s = c->subs;
                 c->subs = s->cnext;
+                if (s->fetch)
+                    s->fetch->s = NULL;
+                free_held(s->held);
                 free(s);
             }
             free(c);

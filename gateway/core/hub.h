@@ -12,6 +12,21 @@
  * entry outlives its last subscriber until that wave is answered, so a quick
  * unsubscribe/subscribe cannot be acked on a stale confirmation.
  *
+ * On a channel that keeps history (broker_history_on) every subscriber
+ * tracks the position it has delivered up to. Once the broker confirmed the
+ * channel, the subscriber reads the history (from its recover position, or
+ * just the channel's top) and holds the live messages that arrive
+ * meanwhile; the ack carries the channel's epoch and top, the read messages
+ * follow, then the held ones merged by offset (duplicates skipped). A live
+ * message past a hole (pub/sub lost some, or the epoch changed) is held and
+ * the hole read from history the same way; a hole that cannot be filled is
+ * reported through lost(). After a broker outage every such subscriber reads
+ * what it missed once the channel is confirmed again.
+ *
+ * On a channel with presence (broker_presence_on) a subscriber joins the
+ * channel's presence once its subscribe is acked and leaves it when it goes;
+ * subscribers that asked for presence events hear every join and leave.
+ *
  * The broker's shards come and go independently: a channel whose shard is
  * down refuses new subscribers, and keeps its established ones, which are
  * resubscribed when the shard returns.
@@ -27,6 +42,7 @@
 
 #include "broker/broker.h"
 #include "core/delivery.h"
+#include "core/history.h"
 #include "proto/codec.h"
 
 struct sub;
@@ -34,23 +50,53 @@ struct sub;
 struct hub_client {
     struct sub *subs; /* this client's subscriptions */
     unsigned nsubs;
+    const char *session; /* for presence: the client's, borrowed */
+    const char *sub;     /* its token's "sub", "" when anonymous */
+};
+
+/* What a subscribe ack tells about the channel's history. */
+struct hub_ack {
+    const struct position *top; /* epoch and top offset; NULL: no history */
+    int recover;                /* the subscribe asked to recover */
+    enum history_loss loss;     /* with recover: HISTORY_COMPLETE, or why not */
 };
 
 struct hub_callbacks {
     /* Queue d for c; d and its frames are borrowed (take a reference to a
      * frame to keep it). */
     void (*deliver)(struct hub_client *c, struct delivery *d);
-    /* Answer a subscribe: code NULL for an ack, else an error code. */
+    /* Answer a subscribe: code NULL for an ack (ack: what it tells, NULL
+     * for a plain ack), else an error code. */
     void (*subscribe_done)(struct hub_client *c, const struct req_id *id,
-                           const char *code);
+                           const char *code, const struct hub_ack *ack);
+    /* Messages on a subscribed channel were lost and cannot be read back:
+     * delivery goes on after top (the channel's position now). */
+    void (*lost)(struct hub_client *c, const char *channel, size_t len,
+                 enum history_loss why, const struct position *top);
+    /* A session joined (join 1) or left the presence of a channel c
+     * subscribed to with presence events. */
+    void (*presence)(struct hub_client *c, const char *channel, size_t len, int join,
+                     const struct presence_member *m);
+};
+
+/* Options of a subscribe. */
+struct hub_sub_opts {
+    const struct position *recover; /* deliver from here (epoch valid), or NULL */
+    int presence_events;            /* report joins and leaves (presence channels) */
 };
 
 struct hub_stats {
     uint64_t messages_in;     /* messages the broker handed us */
     uint64_t dropped_invalid; /* payloads that were not valid JSON or too big */
     uint64_t broker_ups;      /* times a broker shard reported itself up */
+    uint64_t recovered;       /* subscribes with recover that got everything */
+    uint64_t unrecovered[HISTORY_LOSS_COUNT]; /* those that did not, by reason */
+    uint64_t gap_fills;       /* holes in live delivery filled from history */
+    uint64_t gaps_lost;       /* holes that could not be filled */
+    uint64_t held_dropped;    /* held messages dropped over HUB_HELD_MAX */
     unsigned channels;
     unsigned subscriptions;
+    unsigned presence_members; /* subscribers in their channel's presence */
 };
 
 enum hub_error {
@@ -70,10 +116,16 @@ struct broker_events hub_broker_events(struct hub *h);
  * Returns 0, or HUB_ENOMEM. */
 int hub_set_broker(struct hub *h, struct broker *b);
 
+/* Live messages one subscriber may hold while it reads history; past it,
+ * the newest are dropped (read back from history when they had a
+ * position). */
+#define HUB_HELD_MAX 10000
+
 /* Returns 0 when subscribe_done() has been or will be called for this
- * request, else a negative enum hub_error (and no callback). */
+ * request, else a negative enum hub_error (and no callback). o may be
+ * NULL (no options). */
 int hub_subscribe(struct hub *h, struct hub_client *c, const char *channel,
-                  size_t len, const struct req_id *id);
+                  size_t len, const struct req_id *id, const struct hub_sub_opts *o);
 /* Returns 0 or HUB_ENOTSUB. Delivery stops at once. */
 int hub_unsubscribe(struct hub *h, struct hub_client *c, const char *channel,
                     size_t len);

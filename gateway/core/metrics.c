@@ -1,6 +1,8 @@
 /* metrics.c - see metrics.h. */
 #include "core/metrics.h"
 
+#include "core/history.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,6 +185,21 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
            "Broker payloads dropped as invalid JSON or too large.", g->dropped_invalid);
     metric(&o, "wsgate_queue_bytes", "gauge", "Bytes waiting in client send queues.",
            m->queue_bytes);
+    metric(&o, "wsgate_presence_members", "gauge",
+           "This node's subscribers listed in their channel's presence.", g->presence_members);
+    metric(&o, "wsgate_history_appends_total", "counter",
+           "Publishes from this node appended to a channel's history.", m->history_appends);
+    metric(&o, "wsgate_history_gap_fills_total", "counter",
+           "Holes in live delivery filled from history.", g->gap_fills);
+    metric(&o, "wsgate_history_gaps_lost_total", "counter",
+           "Holes in live delivery that history could not fill.", g->gaps_lost);
+    put(&o, "# HELP wsgate_recoveries_total Subscribes that asked to recover, by result.\n"
+            "# TYPE wsgate_recoveries_total counter\n"
+            "wsgate_recoveries_total{result=\"recovered\",reason=\"\"} %llu\n",
+        (unsigned long long)g->recovered);
+    for (int r = HISTORY_COMPLETE + 1; g->unrecovered && r < HISTORY_LOSS_COUNT; r++)
+        put(&o, "wsgate_recoveries_total{result=\"not_recovered\",reason=\"%s\"} %llu\n",
+            history_loss_name((enum history_loss)r), (unsigned long long)g->unrecovered[r]);
 
     put(&o, "# HELP wsgate_disconnects_total Connections closed, by reason.\n"
             "# TYPE wsgate_disconnects_total counter\n");

@@ -34,6 +34,7 @@ struct metrics {
     unsigned capacity;           /* connections this node can hold, set at start */
     double start_time;           /* Unix time the process started */
     uint64_t published_total;    /* publishes the broker accepted from this node */
+    uint64_t history_appends;    /* of those, appended to a channel's history */
     uint64_t delivered_total;    /* message frames written to clients */
     uint64_t bytes_sent_total;   /* WebSocket payload bytes written */
     uint64_t writes_total;       /* transport writes carrying them */
@@ -57,6 +58,10 @@ struct metrics_gauges {
     int broker_up, ready;
     uint64_t broker_reconnects, broker_messages, dropped_invalid;
     struct metrics_process process;
+    /* history, counted by the hub */
+    uint64_t recovered, gap_fills, gaps_lost;
+    unsigned presence_members;
+    const uint64_t *unrecovered; /* HISTORY_LOSS_COUNT, by enum history_loss */
 };
 
 /* The label value of a reason: "slow_consumer", "drain", ... */

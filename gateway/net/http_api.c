@@ -2,6 +2,7 @@
 #include "net/http_api.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <openssl/crypto.h>
 
 #include "broker/broker.h"
+#include "core/channel.h"
 #include "core/hub.h"
 #include "core/metrics.h"
 #include "log.h"
@@ -22,6 +24,8 @@ struct http_ticket {
     struct app *app;
     struct lws *wsi;         /* NULL once the connection closed */
     struct http_state *st;   /* valid while wsi is */
+    size_t len;              /* presence: the channel */
+    char channel[CHANNEL_MAX];
 };
 
 /* Writes a complete response now, with an Allow header when allow is set.
@@ -121,22 +125,18 @@ void http_release(struct http_state *st)
     st->status = 0;
 }
 
-/* The broker answered a publish: reply from the next HTTP_WRITEABLE. */
-static void on_published(void *arg, int ok, const struct position *pos)
+/* The broker answered: reply from the next HTTP_WRITEABLE. */
+static void answer(struct http_ticket *t, unsigned status, struct msg *reply)
 {
-    (void)pos; /* the reply carries no position yet */
-    struct http_ticket *t = arg;
-    if (ok)
-        t->app->metrics.published_total++;
-    metrics_count_api(&t->app->metrics, ok ? 200 : 503);
+    metrics_count_api(&t->app->metrics, status);
     if (t->wsi) {
         struct http_state *st = t->st;
         st->pending = NULL;
-        st->status = ok ? 200 : 503;
-        st->reply = ok ? msg_from_text("{\"ok\":true}", 11)
-                       : v1_encode_http_error("broker_unavailable",
-                                              "the broker did not accept the message");
+        st->status = (unsigned short)status;
+        st->reply = reply;
         loop_want_write(t->wsi);
+    } else {
+        msg_unref(reply);
     }
     free(t);
 }
@@ -153,6 +153,26 @@ static void log_publish(struct lws *wsi, const struct v1_req *req)
     lws_get_peer_simple(wsi, remote, sizeof remote);
     log_fields(LOG_INFO, "api publish", "channel", ch, "bytes", bytes, "remote", remote,
                (const char *)NULL);
+}
+
+static void on_published(void *arg, int ok, const struct position *pos)
+{
+    struct http_ticket *t = arg;
+    if (ok) {
+        t->app->metrics.published_total++;
+        t->app->metrics.history_appends += pos != NULL;
+    }
+    answer(t, ok ? 200 : 503,
+           ok ? v1_encode_published(pos)
+              : v1_encode_http_error("broker_unavailable",
+                                     "the broker did not accept the message"));
+}
+
+static void on_history(void *arg, const struct history_read *r)
+{
+    answer(arg, r ? 200 : 503,
+           r ? v1_encode_history(r)
+             : v1_encode_http_error("broker_unavailable", "the history read failed"));
 }
 
 static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
@@ -197,6 +217,86 @@ static int authorized(const struct app *app, struct lws *wsi)
            CRYPTO_memcmp(got + 7, key, klen) == 0;
 }
 
+static void on_presence(void *arg, const struct presence_read *r)
+{
+    struct http_ticket *t = arg;
+    answer(t, r ? 200 : 503,
+           r ? v1_encode_presence_http(t->channel, t->len, r)
+             : v1_encode_http_error("broker_unavailable", "the presence read failed"));
+}
+
+/* ?channel=C into buf (lws copies "name=value" and points past the name);
+ * NULL when missing or not a valid name. */
+static const char *channel_arg(struct lws *wsi, char *buf, int len)
+{
+    const char *ch = lws_get_urlarg_by_name(wsi, "channel=", buf, len);
+    return ch && channel_name_valid(ch, strlen(ch)) ? ch : NULL;
+}
+
+static int bad_channel(struct app *app, struct lws *wsi)
+{
+    return api_error(app, wsi, 400, "bad_channel",
+                           "?channel= must be 1-200 bytes of A-Z a-z 0-9 _ - . : @ /", 0);
+}
+
+/* GET /api/presence?channel=C: who is subscribed, on every node. */
+static int serve_presence(struct app *app, struct lws *wsi, struct http_state *st)
+{
+    char chbuf[CHANNEL_MAX + 16];
+    const char *ch = channel_arg(wsi, chbuf, sizeof chbuf);
+    if (!ch)
+        return bad_channel(app, wsi);
+    if (!broker_presence_on(app->broker, ch, strlen(ch)))
+        return api_error(app, wsi, 404, "presence_off", "this channel keeps no presence", 0);
+    struct http_ticket *t = malloc(sizeof *t);
+    if (!t)
+        return api_error(app, wsi, 500, "internal", "out of memory", 1);
+    *t = (struct http_ticket){.app = app, .wsi = wsi, .st = st, .len = strlen(ch)};
+    memcpy(t->channel, ch, t->len);
+    st->pending = t; /* the broker may answer before presence() returns */
+    if (broker_presence(app->broker, ch, t->len, on_presence, t) < 0) {
+        st->pending = NULL;
+        free(t);
+        return api_error(app, wsi, 503, "broker_unavailable",
+                               "the broker is unavailable, try again", 0);
+    }
+    return 0;
+}
+
+/* GET /api/history?channel=C[&since=N]: the kept messages after offset N
+ * (default 0: all), with the channel's epoch and top offset. */
+static int serve_history(struct app *app, struct lws *wsi, struct http_state *st)
+{
+    char chbuf[CHANNEL_MAX + 16], sincebuf[40];
+    const char *ch = channel_arg(wsi, chbuf, sizeof chbuf);
+    const char *since_s = lws_get_urlarg_by_name(wsi, "since=", sincebuf, sizeof sincebuf);
+    uint64_t since = 0;
+    if (!ch)
+        return bad_channel(app, wsi);
+    if (since_s) {
+        char *end;
+        since = strtoull(since_s, &end, 10);
+        if (!since_s[0] || *end || since_s[0] < '0' || since_s[0] > '9' ||
+            since > 9007199254740991ULL)
+            return api_error(app, wsi, 400, "bad_request",
+                                   "?since= must be an offset from 0 to 2^53-1", 0);
+    }
+    if (!broker_history_on(app->broker, ch, strlen(ch)))
+        return api_error(app, wsi, 404, "history_off", "this channel keeps no history", 0);
+    struct http_ticket *t = malloc(sizeof *t);
+    if (!t)
+        return api_error(app, wsi, 500, "internal", "out of memory", 1);
+    *t = (struct http_ticket){.app = app, .wsi = wsi, .st = st};
+    st->pending = t; /* the broker may answer before history() returns */
+    if (broker_history(app->broker, ch, strlen(ch), since, SIZE_MAX, on_history, t) < 0) {
+        st->pending = NULL;
+        free(t);
+        return api_error(app, wsi, 503, "broker_unavailable",
+                               "the broker is unavailable, try again", 0);
+    }
+    return 0;
+}
+
 static int serve_metrics(struct app *app, struct lws *wsi)
 {
     const struct hub_stats *hs = hub_stats(app->hub);
@@ -209,6 +309,11 @@ static int serve_metrics(struct app *app, struct lws *wsi)
         .broker_messages = hs->messages_in,
         .dropped_invalid = hs->dropped_invalid,
         .ready = !app->draining && hub_broker_up(app->hub),
+        .recovered = hs->recovered,
+        .gap_fills = hs->gap_fills,
+        .gaps_lost = hs->gaps_lost,
+        .unrecovered = hs->unrecovered,
+        .presence_members = hs->presence_members,
     };
     process_read(&g.process);
     size_t len;
@@ -281,15 +386,22 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
                              "the HTTP API is off: start wsgate with --api-key "
                              "(or --api-key-file), or with --api-insecure to "
                              "serve it without a key", 1);
-        if (strcmp(path, "/api/publish"))
+        int publish = !strcmp(path, "/api/publish");
+        int (*serve)(struct app *, struct lws *, struct http_state *) =
+            !strcmp(path, "/api/history")    ? serve_history
+            : !strcmp(path, "/api/presence") ? serve_presence
+                                             : NULL;
+        if (!publish && !serve)
             return api_error(app, wsi, 404, "not_found", "no such API endpoint", 0);
-        if (method != LWSHUMETH_POST) {
+        if (publish ? method != LWSHUMETH_POST : !get) {
             metrics_count_api(&app->metrics, 405);
-            return send_wrong_method(wsi, "POST");
+            return send_wrong_method(wsi, publish ? "POST" : "GET, HEAD");
         }
         if (!authorized(app, wsi))
             return api_error(app, wsi, 401, "unauthorized",
                              "send Authorization: Bearer <api key>", 1);
+        if (serve)
+            return serve(app, wsi, st);
         long cl = content_length(wsi);
         if (cl > (long)app->cfg.max_message_size)
             return api_error(app, wsi, 413, "too_large",

@@ -17,6 +17,7 @@
 
 #include "core/delivery.h"
 #include "core/msg.h"
+#include "core/presence.h"
 
 struct client;
 
@@ -24,6 +25,14 @@ struct client;
 struct req_id {
     int has;
     int64_t v;
+};
+
+/* What an ack tells about a channel's history. */
+struct ack_position {
+    const struct position *pos; /* publish: the message's position; subscribe:
+                                   the channel's epoch and top offset; may be NULL */
+    int recover;                /* subscribe asked to recover */
+    const char *unrecovered;    /* with recover: NULL recovered, else why not */
 };
 
 struct codec {
@@ -42,6 +51,20 @@ struct codec {
                          const char *message);
     /* A delivery, encoded once for every subscriber of this protocol. */
     struct msg *(*delivery)(const struct delivery *d);
+    /* Optional (NULL: acks stay plain, losses go unreported): an ack with
+     * history positions, and the notice that messages on a subscribed
+     * channel were lost for good (why: a snake_case reason) and delivery
+     * goes on after top. */
+    struct msg *(*ack)(const struct req_id *id, const struct ack_position *a);
+    struct msg *(*lost)(const char *channel, size_t len, const char *why,
+                        const struct position *top);
+    /* Optional (NULL: presence requests get a plain ack): the answer to a
+     * presence request, the member list or (stats) only the counts. */
+    struct msg *(*presence)(const struct req_id *id, const char *channel, size_t len,
+                            const struct presence_read *r, int stats);
+    /* Optional (NULL: not reported): a session joined or left a channel. */
+    struct msg *(*presence_event)(const char *channel, size_t len, int join,
+                                  const struct presence_member *m);
 };
 
 /* The codec's frame for d, encoded on first use; borrowed from d. */

@@ -20,8 +20,9 @@ static int reject(struct v1_error *err, const char *code, const char *message)
     return -1;
 }
 
-enum member { M_OP, M_ID, M_CHANNEL, M_DATA, M_COUNT };
-static const char *const member_names[M_COUNT] = {"op", "id", "channel", "data"};
+enum member { M_OP, M_ID, M_CHANNEL, M_DATA, M_RECOVER, M_PRESENCE, M_COUNT };
+static const char *const member_names[M_COUNT] = {"op", "id", "channel", "data",
+                                                  "recover", "presence"};
 
 /* One pass: strict validation and the members a request uses. */
 static int scan(const char *buf, size_t len, struct json_span *m,
@@ -63,7 +64,8 @@ static int take_op(const struct json_span *span, struct v1_req *req,
 {
     static const struct { const char *name; enum v1_op op; } ops[] = {
         {"subscribe", OP_SUBSCRIBE}, {"unsubscribe", OP_UNSUBSCRIBE},
-        {"publish", OP_PUBLISH}, {"ping", OP_PING},
+        {"publish", OP_PUBLISH}, {"ping", OP_PING}, {"presence", OP_PRESENCE},
+        {"presence_stats", OP_PRESENCE_STATS},
     };
     if (!span->text || span->text[0] != '"')
         return reject(err, "bad_request", "\"op\" must be a string");
@@ -75,7 +77,38 @@ static int take_op(const struct json_span *span, struct v1_req *req,
             return 0;
         }
     }
-    return reject(err, "unknown_op", "op must be subscribe, unsubscribe, publish or ping");
+    return reject(err, "unknown_op",
+                  "op must be subscribe, unsubscribe, publish, ping, presence or presence_stats");
+}
+
+/* "recover":{"epoch":E,"offset":N}: E a valid epoch, N a whole number
+ * from 0 to 2^53-1 written in plain digits. */
+static int take_recover(const struct json_span *span, struct v1_req *req,
+                        struct v1_error *err)
+{
+    static const char *const names[2] = {"epoch", "offset"};
+    static const char bad[] =
+        "\"recover\" must be {\"epoch\":<epoch from an ack or message>,\"offset\":<integer>}";
+    struct json_span f[2];
+    if (json_object(span->text, span->len, names, f, 2) != 0 || !f[0].text ||
+        !f[1].text || f[0].text[0] != '"')
+        return reject(err, "bad_request", bad);
+    long n = json_string_ascii(&f[0], req->recover.epoch, sizeof req->recover.epoch);
+    if (n < 0 || !position_epoch_valid(req->recover.epoch, (size_t)n))
+        return reject(err, "bad_request", bad);
+    uint64_t v = 0;
+    if (f[1].len < 1 || f[1].len > 16 || (f[1].text[0] == '0' && f[1].len > 1))
+        return reject(err, "bad_request", bad);
+    for (size_t i = 0; i < f[1].len; i++) {
+        if (f[1].text[i] < '0' || f[1].text[i] > '9')
+            return reject(err, "bad_request", bad);
+        v = v * 10 + (uint64_t)(f[1].text[i] - '0');
+    }
+    if ((double)v > ID_LIMIT)
+        return reject(err, "bad_request", bad);
+    req->recover.offset = v;
+    req->has_recover = 1;
+    return 0;
 }
 
 /* Publish and channel fields are taken from the source text: data travels
@@ -93,6 +126,15 @@ static int take_fields(const struct json_span *m, struct v1_req *req,
         return reject(err, "bad_channel",
                       "channel names are 1-200 bytes of A-Z a-z 0-9 _ - . : @ /");
     req->channel_len = (size_t)n;
+    const struct json_span *pr = &m[M_PRESENCE];
+    if (req->op == OP_SUBSCRIBE && pr->text) { /* "presence": true or false */
+        if (pr->len == 4 && !memcmp(pr->text, "true", 4))
+            req->presence_events = 1;
+        else if (pr->len != 5 || memcmp(pr->text, "false", 5))
+            return reject(err, "bad_request", "\"presence\" must be true or false");
+    }
+    if (req->op == OP_SUBSCRIBE && m[M_RECOVER].text)
+        return take_recover(&m[M_RECOVER], req, err);
     if (req->op != OP_PUBLISH)
         return 0;
     if (!data->text)
@@ -169,6 +211,104 @@ struct msg *v1_encode_pong(const struct req_id *id)
     return encode_simple("pong", id);
 }
 
+/* Epochs and reasons need no escaping: both are [A-Za-z0-9_-]. */
+struct msg *v1_encode_ack(const struct req_id *id, const struct ack_position *a)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "{\"op\":\"ack\"");
+    if (id->has)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, ",\"id\":%lld", (long long)id->v);
+    if (a->pos)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, ",\"epoch\":\"%s\",\"offset\":%llu",
+                      a->pos->epoch, (unsigned long long)a->pos->offset);
+    if (a->recover && !a->unrecovered)
+        n += snprintf(buf + n, sizeof buf - (size_t)n, ",\"recovered\":true");
+    else if (a->recover)
+        n += snprintf(buf + n, sizeof buf - (size_t)n,
+                      ",\"recovered\":false,\"reason\":\"%s\"", a->unrecovered);
+    n += snprintf(buf + n, sizeof buf - (size_t)n, "}");
+    return msg_from_text(buf, (size_t)n);
+}
+
+static struct msg *msg_from_json(cJSON *obj);
+
+/* The members, and the count of distinct non-empty subs, into o. */
+static void add_presence(cJSON *o, const char *channel, size_t len,
+                         const struct presence_read *r, int members)
+{
+    char ch[CHANNEL_MAX + 1];
+    snprintf(ch, sizeof ch, "%.*s", (int)len, channel);
+    cJSON_AddStringToObject(o, "channel", ch);
+    size_t users = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        size_t j = 0;
+        while (j < i && strcmp(r->members[j].sub, r->members[i].sub))
+            j++;
+        users += r->members[i].sub[0] && j == i;
+    }
+    cJSON_AddNumberToObject(o, "sessions", (double)r->n);
+    cJSON_AddNumberToObject(o, "users", (double)users);
+    if (!members)
+        return;
+    cJSON *a = cJSON_AddArrayToObject(o, "members");
+    for (size_t i = 0; a && i < r->n; i++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "session", r->members[i].session);
+        if (r->members[i].sub[0])
+            cJSON_AddStringToObject(m, "sub", r->members[i].sub);
+        cJSON_AddStringToObject(m, "node", r->members[i].node);
+        cJSON_AddItemToArray(a, m);
+    }
+}
+
+struct msg *v1_encode_presence(const struct req_id *id, const char *channel, size_t len,
+                               const struct presence_read *r, int stats)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "op", stats ? "presence_stats" : "presence");
+    if (id->has) {
+        char num[24];
+        snprintf(num, sizeof num, "%lld", (long long)id->v);
+        cJSON_AddRawToObject(o, "id", num);
+    }
+    add_presence(o, channel, len, r, !stats);
+    return msg_from_json(o);
+}
+
+struct msg *v1_encode_presence_event(const char *channel, size_t len, int join,
+                                     const struct presence_member *m)
+{
+    char ch[CHANNEL_MAX + 1];
+    snprintf(ch, sizeof ch, "%.*s", (int)len, channel);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "op", join ? "join" : "leave");
+    cJSON_AddStringToObject(o, "channel", ch);
+    cJSON_AddStringToObject(o, "session", m->session);
+    if (m->sub[0])
+        cJSON_AddStringToObject(o, "sub", m->sub);
+    cJSON_AddStringToObject(o, "node", m->node);
+    return msg_from_json(o);
+}
+
+struct msg *v1_encode_presence_http(const char *channel, size_t len,
+                                    const struct presence_read *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    add_presence(o, channel, len, r, 1);
+    return msg_from_json(o);
+}
+
+struct msg *v1_encode_lost(const char *channel, size_t len, const char *why,
+                           const struct position *top)
+{
+    char buf[CHANNEL_MAX + 192];
+    int n = snprintf(buf, sizeof buf,
+                     "{\"op\":\"lost\",\"channel\":\"%.*s\",\"reason\":\"%s\","
+                     "\"epoch\":\"%s\",\"offset\":%llu}",
+                     (int)len, channel, why, top->epoch, (unsigned long long)top->offset);
+    return msg_from_text(buf, (size_t)n);
+}
+
 /* Rare frames carrying free text: cJSON does the escaping. */
 static struct msg *msg_from_json(cJSON *obj)
 {
@@ -194,6 +334,45 @@ struct msg *v1_encode_reply(const struct req_id *id, const char *code,
     cJSON_AddStringToObject(o, "code", code);
     cJSON_AddStringToObject(o, "message", message);
     return msg_from_json(o);
+}
+
+struct msg *v1_encode_published(const struct position *pos)
+{
+    char buf[128];
+    int n = pos ? snprintf(buf, sizeof buf, "{\"ok\":true,\"offset\":%llu,\"epoch\":\"%s\"}",
+                           (unsigned long long)pos->offset, pos->epoch)
+                : snprintf(buf, sizeof buf, "{\"ok\":true}");
+    return msg_from_text(buf, (size_t)n);
+}
+
+struct msg *v1_encode_history(const struct history_read *r)
+{
+    char head[128];
+    int hn = snprintf(head, sizeof head, "{\"epoch\":\"%s\",\"offset\":%llu,\"messages\":[",
+                      r->top.epoch, (unsigned long long)r->top.offset);
+    size_t len = (size_t)hn + 2;
+    for (size_t i = 0; i < r->n; i++)
+        len += r->entries[i].len + 40;
+    struct msg *m = msg_new(len);
+    if (!m)
+        return NULL;
+    char *p = (char *)msg_data(m), *start = p;
+    memcpy(p, head, (size_t)hn), p += hn;
+    int first = 1;
+    for (size_t i = 0; i < r->n; i++) {
+        const struct history_entry *e = &r->entries[i];
+        if (!json_valid(e->payload, e->len))
+            continue;
+        p += sprintf(p, "%s{\"offset\":%llu,\"data\":", first ? "" : ",",
+                     (unsigned long long)e->offset);
+        memcpy(p, e->payload, e->len), p += e->len;
+        *p++ = '}';
+        first = 0;
+    }
+    *p++ = ']';
+    *p++ = '}';
+    m->len = (uint32_t)(p - start);
+    return m;
 }
 
 struct msg *v1_encode_http_error(const char *code, const char *message)

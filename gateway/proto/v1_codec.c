@@ -24,13 +24,19 @@ static void receive(struct client *c, const char *buf, size_t len, int binary)
         client_send(c, v1_encode_pong(&req.id));
         break;
     case OP_SUBSCRIBE:
-        client_subscribe(c, req.channel, req.channel_len, &req.id);
+        client_subscribe(c, req.channel, req.channel_len, &req.id,
+                         &(struct hub_sub_opts){req.has_recover ? &req.recover : NULL,
+                                                req.presence_events});
         break;
     case OP_UNSUBSCRIBE:
         client_unsubscribe(c, req.channel, req.channel_len, &req.id);
         break;
     case OP_PUBLISH:
         client_publish(c, req.channel, req.channel_len, req.data, req.data_len, &req.id);
+        break;
+    case OP_PRESENCE:
+    case OP_PRESENCE_STATS:
+        client_presence(c, req.channel, req.channel_len, &req.id, req.op == OP_PRESENCE_STATS);
         break;
     }
 }
@@ -43,4 +49,8 @@ const struct codec codec_v1 = {
     .welcome = v1_encode_welcome,
     .reply = v1_encode_reply,
     .delivery = v1_encode_message,
+    .ack = v1_encode_ack,
+    .lost = v1_encode_lost,
+    .presence = v1_encode_presence,
+    .presence_event = v1_encode_presence_event,
 };

@@ -22,6 +22,17 @@ static void check_accepted(const char *buf, size_t size, const struct v1_req *re
     if (!channel_name_valid(req->channel, req->channel_len) ||
         strlen(req->channel) != req->channel_len)
         abort();
+    if (req->has_recover) { /* a valid position, and an ack that tells it is JSON */
+        if (req->op != OP_SUBSCRIBE ||
+            !position_epoch_valid(req->recover.epoch, strlen(req->recover.epoch)) ||
+            req->recover.offset > 9007199254740991ULL)
+            abort();
+        struct msg *a = v1_encode_ack(&req->id, &(struct ack_position){
+            .pos = &req->recover, .recover = 1, .unrecovered = "trimmed"});
+        if (a && !json_valid((const char *)msg_data(a), a->len))
+            abort();
+        msg_unref(a);
+    }
     if (req->op != OP_PUBLISH)
         return;
     if (req->data < buf || req->data + req->data_len > buf + size ||

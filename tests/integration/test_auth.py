@@ -6,7 +6,7 @@ required), expired, not-yet-valid, badly signed, wrong-algorithm or malformed
 token; grants (exact names and prefixes ending in '*') decide subscribe and
 publish, a denied one gets `forbidden`; a token that expires while connected
 closes the connection with 4001 "token expired"; `sub` shows in the logs.
-Tokens are minted here with hmac/hashlib, so the test needs no JWT library and
+Tokens are minted with hmac/hashlib (wsgate_testing.tokens), so the test needs no JWT library and
 can sign things a library would refuse to (alg "none", HS512 headers).
 
 Access control: the HTTP API key (--api-key, --api-key-file, and the
@@ -14,30 +14,20 @@ WSGATE_API_KEY variable) guarding POST /api/publish, and --allowed-origins
 checked at the WebSocket upgrade (403 for a foreign browser origin)."""
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import time
 
 import pytest
 import websockets
 
-from wsgate_testing import WsClient, ascrape_metrics, async_test, raw_upgrade, run_wsgate
+from wsgate_testing import WsClient, ascrape_metrics, async_test, mint_token, raw_upgrade, run_wsgate
 
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 
 
-def b64url(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
 def token(claims, secret=SECRET, header=None, sign=True):
-    header = header or {"alg": "HS256", "typ": "JWT"}
-    signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
-    sig = hmac.new(secret.encode(), signing.encode(), hashlib.sha256).digest() if sign else b""
-    return signing + "." + b64url(sig)
+    return mint_token(claims, secret, header, sign)
 
 
 def good(**extra):

@@ -13,7 +13,8 @@ FLAGS = ["--listen", "--redis", "--channel-prefix", "--node-id", "--web-root", "
          "--max-message-size", "--max-queue-bytes", "--publish-rate", "--publish-burst",
          "--max-channels", "--max-connections", "--queue-soft-bytes", "--queue-soft-seconds",
          "--api-key", "--api-key-file", "--allowed-origins", "--drain-seconds", "--sndbuf",
-         "--api-insecure", "--config", "--version"]
+         "--api-insecure", "--config", "--version", "--history-size", "--history-ttl",
+         "--history-channels", "--presence-channels", "--presence-ttl"]
 
 
 run = run_wsgate
@@ -65,6 +66,17 @@ BAD = [
     (["--api-insecure=maybe"], "api-insecure"),
     (["--config", "/nonexistent/wsgate.conf"], "config"),
     (["--sndbuf", "65m"], "sndbuf"),
+    (["--history-size", "-1"], "history-size"),
+    (["--history-size", "lots"], "history-size"),
+    (["--history-size", "100001"], "history-size"),
+    (["--history-ttl", "0"], "history-ttl"),
+    (["--history-ttl", "1.5"], "history-ttl"),
+    (["--history-channels", "a*b"], "history-channels"),
+    (["--history-channels", "news,bad name"], "history-channels"),
+    (["--history-channels", "a,,b"], "history-channels"),
+    (["--presence-ttl", "0"], "presence-ttl"),
+    (["--presence-ttl", "86401"], "presence-ttl"),
+    (["--presence-channels", "room*x"], "presence-channels"),
 ]
 
 
@@ -103,6 +115,10 @@ def test_web_root_a_file_exits_2(tmp_path):
     ("WSGATE_API_KEY_FILE", "/nonexistent/wsgate.key", "api-key-file"),
     ("WSGATE_API_INSECURE", "maybe", "api-insecure"),
     ("WSGATE_WEB_ROOT", "/nonexistent/web", "web-root"),
+    ("WSGATE_HISTORY_SIZE", "x", "history-size"),
+    ("WSGATE_HISTORY_TTL", "-5", "history-ttl"),
+    ("WSGATE_HISTORY_CHANNELS", "*x", "history-channels"),
+    ("WSGATE_PRESENCE_TTL", "soon", "presence-ttl"),
 ])
 def test_bad_env_value_exits_2(var, value, name):
     r = run(["--listen", "127.0.0.1:0"], env={var: value})
@@ -124,6 +140,9 @@ GOOD = [
     ["--allowed-origins", "http://a.example"],
     ["--sndbuf", "0"],
     ["--api-insecure=false"],
+    ["--history-size", "0"],
+    ["--history-size", "100000", "--history-ttl", "1", "--history-channels", "chat.*,news"],
+    ["--presence-channels", "room.*,lobby", "--presence-ttl", "1"],
 ]
 
 

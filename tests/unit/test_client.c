@@ -103,7 +103,7 @@ static void app_init(const char *const *flags)
     app.batch = msg_new(APP_BATCH_MAX);
     app.hub = hub_new(&client_hub_callbacks, app.cfg.max_message_size);
     struct broker_events ev = hub_broker_events(app.hub);
-    app.broker = broker_memory_new(&ev);
+    app.broker = broker_memory_new(&ev, &(struct history_opts){0}, &(struct presence_opts){0});
     hub_set_broker(app.hub, app.broker);
 }
 

@@ -33,6 +33,12 @@ struct stub_broker {
     int unsub_calls;
     char last_unsub[256];
     int publish_calls;
+    int history;                         /* every channel keeps history */
+    int reads;                           /* history() calls */
+    uint64_t read_since;                 /* of the one pending */
+    size_t read_limit;
+    broker_history_fn read_done;         /* pending read; NULL: none */
+    void *read_arg;
 };
 
 static struct stub_broker *stub_of(struct broker *b)
@@ -81,6 +87,50 @@ static int stub_publish(struct broker *b, const char *ch, size_t chlen,
     return 0;
 }
 
+static int stub_history_on(const struct broker *b, const char *ch, size_t len)
+{
+    (void)ch, (void)len;
+    return ((const struct stub_broker *)((const char *)b -
+                                         offsetof(struct stub_broker, base)))->history;
+}
+
+/* Reads wait for stub_answer_read(), as Redis replies later. */
+static int stub_history(struct broker *b, const char *ch, size_t len, uint64_t since,
+                        size_t limit, broker_history_fn done, void *arg)
+{
+    (void)ch, (void)len;
+    struct stub_broker *s = stub_of(b);
+    if (!s->up || s->read_done)
+        return -1;
+    s->reads++;
+    s->read_since = since;
+    s->read_limit = limit;
+    s->read_done = done;
+    s->read_arg = arg;
+    return 0;
+}
+
+/* Answers the pending read: top (epoch, offset) and entries from..to
+ * (payload: the offset as text); fail: r NULL. */
+static void stub_answer_read(struct stub_broker *s, const char *epoch, uint64_t top,
+                             uint64_t from, uint64_t to, int fail)
+{
+    static char texts[64][24];
+    struct history_entry e[64];
+    size_t n = 0;
+    for (uint64_t o = from; o && o <= to && n < 64; o++, n++) {
+        snprintf(texts[n], sizeof texts[n], "%llu", (unsigned long long)o);
+        e[n] = (struct history_entry){o, texts[n], strlen(texts[n])};
+    }
+    struct history_read r = {.entries = e, .n = n};
+    r.top.offset = top;
+    snprintf(r.top.epoch, sizeof r.top.epoch, "%s", epoch);
+    broker_history_fn done = s->read_done;
+    s->read_done = NULL;
+    if (done)
+        done(s->read_arg, fail ? NULL : &r);
+}
+
 static unsigned stub_shards(const struct broker *b)
 {
     (void)b;
@@ -109,6 +159,8 @@ static const struct broker_ops stub_ops = {
     .shards = stub_shards,
     .shard_of = stub_shard_of,
     .shard_up = stub_shard_up,
+    .history_on = stub_history_on,
+    .history = stub_history,
     .destroy = stub_destroy,
 };
 
@@ -143,6 +195,17 @@ static void stub_message(struct stub_broker *s, const char *ch, const char *payl
     s->base.ev.message(s->base.ev.ctx, ch, strlen(ch), payload, strlen(payload), NULL);
 }
 
+/* A message with a position: its payload is the offset as text. */
+static void stub_message_at(struct stub_broker *s, const char *ch, const char *epoch,
+                            uint64_t offset)
+{
+    struct position p = {.offset = offset};
+    char text[24];
+    snprintf(p.epoch, sizeof p.epoch, "%s", epoch);
+    snprintf(text, sizeof text, "%llu", (unsigned long long)offset);
+    s->base.ev.message(s->base.ev.ctx, ch, strlen(ch), text, strlen(text), &p);
+}
+
 static void stub_state(struct stub_broker *s, int up)
 {
     s->up = up;
@@ -159,6 +222,10 @@ struct answer {
     int has_id;
     int64_t id;
     const char *code; /* NULL: ack */
+    int history;      /* the ack told a position: */
+    struct position top;
+    int recover;
+    enum history_loss loss;
 };
 
 struct tclient {
@@ -167,6 +234,9 @@ struct tclient {
     struct msg *msgs[CLIENT_MAX];
     int nanswers;
     struct answer answers[CLIENT_MAX];
+    int nlost;
+    enum history_loss lost_why;
+    struct position lost_top;
     struct hub_client hc; /* deliberately not first */
 };
 
@@ -190,17 +260,34 @@ static void on_deliver(struct hub_client *c, struct delivery *d)
 }
 
 static void on_subscribe_done(struct hub_client *c, const struct req_id *id,
-                              const char *code)
+                              const char *code, const struct hub_ack *ack)
 {
     struct tclient *t = tclient_of(c);
-    if (t->nanswers < CLIENT_MAX)
-        t->answers[t->nanswers] = (struct answer){id->has, id->v, code};
+    if (t->nanswers < CLIENT_MAX) {
+        struct answer a = {id->has, id->v, code, 0, {0}, 0, HISTORY_COMPLETE};
+        if (ack && ack->top)
+            a.history = 1, a.top = *ack->top;
+        if (ack)
+            a.recover = ack->recover, a.loss = ack->loss;
+        t->answers[t->nanswers] = a;
+    }
     t->nanswers++;
+}
+
+static void on_lost(struct hub_client *c, const char *channel, size_t len,
+                    enum history_loss why, const struct position *top)
+{
+    (void)channel, (void)len;
+    struct tclient *t = tclient_of(c);
+    t->nlost++;
+    t->lost_why = why;
+    t->lost_top = *top;
 }
 
 static const struct hub_callbacks callbacks = {
     .deliver = on_deliver,
     .subscribe_done = on_subscribe_done,
+    .lost = on_lost,
 };
 
 static void tclient_init(struct tclient *t, const char *name)
@@ -261,9 +348,35 @@ static void fx_free(struct fixture *f)
     stub_forget_pending(&f->sb);
 }
 
+/* The offsets of t's deliveries, from their v1 frames, into out. */
+static int offsets(const struct tclient *t, uint64_t *out, int max)
+{
+    int n = 0;
+    for (int i = 0; i < t->nmsgs && i < CLIENT_MAX && n < max; i++) {
+        const char *f = (const char *)msg_data(t->msgs[i]);
+        const char *o = strstr(f, "\"offset\":");
+        out[n++] = o ? strtoull(o + 9, NULL, 10) : 0;
+    }
+    return n;
+}
+
+/* t got exactly the offsets first..last, in order. */
+static void got_run(int line, const struct tclient *t, uint64_t first, uint64_t last)
+{
+    uint64_t o[CLIENT_MAX];
+    int n = offsets(t, o, CLIENT_MAX), ok = n == (int)(last - first + 1);
+    for (int i = 0; ok && i < n; i++)
+        ok = o[i] == first + (uint64_t)i;
+    check_record(ok, __FILE__, line, "%s got %d deliveries (first %llu, last %llu), want %llu..%llu",
+                 t->name, n, n ? (unsigned long long)o[0] : 0ULL,
+                 n ? (unsigned long long)o[n - 1] : 0ULL, (unsigned long long)first,
+                 (unsigned long long)last);
+}
+#define GOT_RUN(t, first, last) got_run(__LINE__, t, first, last)
+
 static int sub(struct fixture *f, struct tclient *t, const char *ch, int has_id, int64_t id)
 {
-    return hub_subscribe(f->hub, &t->hc, ch, strlen(ch), &(struct req_id){has_id, id});
+    return hub_subscribe(f->hub, &t->hc, ch, strlen(ch), &(struct req_id){has_id, id}, NULL);
 }
 
 static int unsub(struct fixture *f, struct tclient *t, const char *ch)
@@ -902,7 +1015,7 @@ static void test_no_broker(void)
     struct tclient a;
     tclient_init(&a, "a");
     CHECK_EQ_INT(hub_broker_up(h), 0);
-    CHECK_EQ_INT(hub_subscribe(h, &a.hc, "c", 1, &(struct req_id){0, 0}), HUB_EUNAVAILABLE);
+    CHECK_EQ_INT(hub_subscribe(h, &a.hc, "c", 1, &(struct req_id){0, 0}, NULL), HUB_EUNAVAILABLE);
     CHECK_EQ_INT(hub_unsubscribe(h, &a.hc, "c", 1), HUB_ENOTSUB);
     hub_drop_client(h, &a.hc);
     CHECK_EQ_INT(a.nanswers, 0);
@@ -1039,7 +1152,7 @@ static void test_memory_broker(void)
 {
     struct hub *h = hub_new(&callbacks, MAX_PAYLOAD);
     struct broker_events ev = hub_broker_events(h);
-    struct broker *b = broker_memory_new(&ev);
+    struct broker *b = broker_memory_new(&ev, &(struct history_opts){0}, &(struct presence_opts){0});
     CHECK_NOT_NULL(b);
     if (!b) {
         hub_free(h);
@@ -1052,12 +1165,12 @@ static void test_memory_broker(void)
     tclient_init(&a, "a");
     tclient_init(&c, "c");
     deliveries = 0;
-    CHECK_EQ_INT(hub_subscribe(h, &a.hc, "room", 4, &(struct req_id){1, 1}), 0);
+    CHECK_EQ_INT(hub_subscribe(h, &a.hc, "room", 4, &(struct req_id){1, 1}, NULL), 0);
     CHECK_EQ_INT(a.nanswers, 1); /* confirmed synchronously */
     ACKED(&a, 0, 1);
-    CHECK_EQ_INT(hub_subscribe(h, &c.hc, "room", 4, &(struct req_id){1, 2}), 0);
+    CHECK_EQ_INT(hub_subscribe(h, &c.hc, "room", 4, &(struct req_id){1, 2}, NULL), 0);
     ACKED(&c, 0, 2);
-    CHECK_EQ_INT(hub_subscribe(h, &c.hc, "room", 4, &(struct req_id){1, 3}), HUB_EALREADY);
+    CHECK_EQ_INT(hub_subscribe(h, &c.hc, "room", 4, &(struct req_id){1, 3}, NULL), HUB_EALREADY);
 
     struct done_rec d = {0, -1};
     CHECK_EQ_INT(broker_publish(b, "room", 4, "{\"t\":\"hi\"}", 10, on_done, &d), 0);
@@ -1089,7 +1202,7 @@ static void test_memory_broker(void)
     hub_drop_client(h, &c.hc);
     CHECK_EQ_UINT(hub_stats(h)->channels, 0);
     /* resubscribe after the channel went: synchronous again */
-    CHECK_EQ_INT(hub_subscribe(h, &a.hc, "room", 4, &(struct req_id){0, 0}), 0);
+    CHECK_EQ_INT(hub_subscribe(h, &a.hc, "room", 4, &(struct req_id){0, 0}, NULL), 0);
     ACKED_NOID(&a, 1);
     hub_drop_client(h, &a.hc);
 
@@ -1097,6 +1210,176 @@ static void test_memory_broker(void)
     tclient_free(&c);
     hub_free(h);
     broker_free(b);
+}
+
+/* ---- history ---------------------------------------------------------- */
+
+static void fx_history(struct fixture *f)
+{
+    fx_init(f);
+    f->sb.history = 1;
+}
+
+static int sub_recover(struct fixture *f, struct tclient *t, const char *ch, int64_t id,
+                       const char *epoch, uint64_t offset)
+{
+    struct position p = {.offset = offset};
+    snprintf(p.epoch, sizeof p.epoch, "%s", epoch);
+    return hub_subscribe(f->hub, &t->hc, ch, strlen(ch), &(struct req_id){1, id},
+                         &(struct hub_sub_opts){&p, 0});
+}
+
+static void test_history_recover_merges_live(void)
+{
+    struct fixture f;
+    struct tclient a;
+    fx_history(&f);
+    tclient_init(&a, "a");
+    CHECK_EQ_INT(sub_recover(&f, &a, "c", 1, "e1", 41), 0);
+    stub_confirm_all(&f.sb);
+    CHECK_EQ_INT(f.sb.reads, 1); /* confirmed: the read starts, no ack yet */
+    CHECK_EQ_UINT(f.sb.read_since, 41);
+    CHECK(f.sb.read_limit > 0);
+    CHECK_EQ_INT(a.nanswers, 0);
+    stub_message_at(&f.sb, "c", "e1", 43); /* live while reading: held */
+    stub_message_at(&f.sb, "c", "e1", 44);
+    CHECK_EQ_INT(a.nmsgs, 0);
+    stub_answer_read(&f.sb, "e1", 43, 42, 43, 0);
+    ACKED(&a, 0, 1);
+    CHECK(a.answers[0].history && a.answers[0].recover);
+    CHECK_EQ_UINT(a.answers[0].top.offset, 43);
+    CHECK_EQ_INT(a.answers[0].loss, HISTORY_COMPLETE);
+    GOT_RUN(&a, 42, 44); /* read 42, 43; held 43 skipped; 44 */
+    stub_message_at(&f.sb, "c", "e1", 44); /* a duplicate from pub/sub */
+    stub_message_at(&f.sb, "c", "e1", 45);
+    GOT_RUN(&a, 42, 45);
+    CHECK_EQ_UINT(stats(&f)->recovered, 1);
+    hub_drop_client(f.hub, &a.hc);
+    tclient_free(&a);
+    fx_free(&f);
+}
+
+static void test_history_gap_filled(void)
+{
+    struct fixture f;
+    struct tclient a;
+    fx_history(&f);
+    tclient_init(&a, "a");
+    CHECK_EQ_INT(sub(&f, &a, "c", 1, 1), 0);
+    stub_confirm_all(&f.sb);
+    CHECK_EQ_UINT(f.sb.read_limit, 0); /* fresh: only the top */
+    stub_answer_read(&f.sb, "e1", 10, 0, 0, 0);
+    CHECK(a.answers[0].history && !a.answers[0].recover);
+    CHECK_EQ_UINT(a.answers[0].top.offset, 10);
+    stub_message_at(&f.sb, "c", "e1", 11);
+    stub_message_at(&f.sb, "c", "e1", 14); /* 12, 13 lost by pub/sub */
+    CHECK_EQ_INT(f.sb.reads, 2);
+    CHECK_EQ_UINT(f.sb.read_since, 11);
+    stub_message_at(&f.sb, "c", "e1", 15);
+    GOT_RUN(&a, 11, 11);
+    stub_answer_read(&f.sb, "e1", 14, 12, 14, 0);
+    GOT_RUN(&a, 11, 15);
+    CHECK_EQ_INT(a.nlost, 0);
+    CHECK_EQ_UINT(stats(&f)->gap_fills, 1);
+    /* a failed fill keeps holding until the broker is back */
+    stub_message_at(&f.sb, "c", "e1", 17);
+    stub_answer_read(&f.sb, "", 0, 0, 0, 1);
+    stub_message_at(&f.sb, "c", "e1", 18);
+    GOT_RUN(&a, 11, 15);
+    stub_state(&f.sb, 0);
+    stub_state(&f.sb, 1);
+    stub_confirm_all(&f.sb);
+    CHECK_EQ_UINT(f.sb.read_since, 15); /* resubscribed: read what was missed */
+    stub_answer_read(&f.sb, "e1", 18, 16, 18, 0);
+    GOT_RUN(&a, 11, 18);
+    hub_drop_client(f.hub, &a.hc);
+    tclient_free(&a);
+    fx_free(&f);
+}
+
+static void test_history_lost_and_refused(void)
+{
+    struct fixture f;
+    struct tclient a, b, c;
+    fx_history(&f);
+    tclient_init(&a, "a");
+    tclient_init(&b, "b");
+    tclient_init(&c, "c");
+    CHECK_EQ_INT(sub(&f, &a, "c", 1, 1), 0);
+    stub_confirm_all(&f.sb);
+    stub_answer_read(&f.sb, "e1", 5, 0, 0, 0);
+    stub_message_at(&f.sb, "c", "e2", 1); /* the history restarted */
+    stub_answer_read(&f.sb, "e2", 1, 1, 1, 0);
+    CHECK_EQ_INT(a.nlost, 1);
+    CHECK_EQ_INT(a.lost_why, HISTORY_EPOCH);
+    CHECK_STR(a.lost_top.epoch, "e2");
+    stub_message_at(&f.sb, "c", "e2", 2);
+    GOT_RUN(&a, 2, 2); /* delivery goes on after the top told */
+    /* a recovery that cannot be done is acked with why, then live only */
+    CHECK_EQ_INT(sub_recover(&f, &b, "c", 7, "e2", 0), 0);
+    stub_message_at(&f.sb, "c", "e2", 3);
+    stub_answer_read(&f.sb, "e2", 3, 2, 3, 0); /* offset 1 is gone */
+    ACKED(&b, 0, 7);
+    CHECK_EQ_INT(b.answers[0].loss, HISTORY_TRIMMED);
+    CHECK_EQ_INT(b.nmsgs, 0); /* 3 was held, and is within the top acked */
+    CHECK_EQ_UINT(stats(&f)->unrecovered[HISTORY_TRIMMED], 1);
+    /* a read that fails fails the subscribe */
+    CHECK_EQ_INT(sub(&f, &c, "c", 1, 9), 0);
+    stub_answer_read(&f.sb, "", 0, 0, 0, 1);
+    FAILED(&c, 0, 9, "broker_unavailable");
+    CHECK_EQ_UINT(c.hc.nsubs, 0);
+    /* unsubscribing while the read is pending answers first, then ignores it */
+    CHECK_EQ_INT(sub(&f, &c, "c", 1, 10), 0);
+    CHECK_EQ_INT(unsub(&f, &c, "c"), 0);
+    ACKED(&c, 1, 10);
+    stub_answer_read(&f.sb, "e2", 3, 0, 0, 0);
+    CHECK_EQ_INT(c.nanswers, 2);
+    hub_drop_client(f.hub, &a.hc);
+    hub_drop_client(f.hub, &b.hc);
+    tclient_free(&a);
+    tclient_free(&b);
+    tclient_free(&c);
+    fx_free(&f);
+}
+
+static void test_history_memory_engine(void)
+{
+    struct hub *h = hub_new(&callbacks, MAX_PAYLOAD);
+    struct broker_events ev = hub_broker_events(h);
+    struct auth_grants all = {0};
+    char err[128];
+    CHECK_EQ_INT(auth_grants_parse("*", &all, err, sizeof err), 0);
+    struct broker *b = broker_memory_new(&ev, &(struct history_opts){3, 60, &all}, &(struct presence_opts){0});
+    struct tclient a, r;
+    tclient_init(&a, "a");
+    tclient_init(&r, "r");
+    hub_set_broker(h, b);
+    CHECK_EQ_INT(hub_subscribe(h, &a.hc, "room", 4, &(struct req_id){1, 1}, NULL), 0);
+    ACKED(&a, 0, 1);
+    struct position top = a.answers[0].top;
+    CHECK_EQ_UINT(top.offset, 0);
+    struct done_rec d = {0};
+    for (int i = 0; i < 5; i++)
+        broker_publish(b, "room", 4, "1", 1, on_done, &d);
+    GOT_RUN(&a, 1, 5);
+    top.offset = 2;
+    CHECK_EQ_INT(hub_subscribe(h, &r.hc, "room", 4, &(struct req_id){1, 2}, &(struct hub_sub_opts){&top, 0}), 0);
+    CHECK_EQ_INT(r.answers[0].loss, HISTORY_COMPLETE); /* 3..5: the ring's 3 */
+    GOT_RUN(&r, 3, 5);
+    hub_drop_client(h, &r.hc);
+    tclient_free(&r);
+    tclient_init(&r, "r");
+    top.offset = 1;
+    CHECK_EQ_INT(hub_subscribe(h, &r.hc, "room", 4, &(struct req_id){1, 3}, &(struct hub_sub_opts){&top, 0}), 0);
+    CHECK_EQ_INT(r.answers[0].loss, HISTORY_TRIMMED);
+    CHECK_EQ_UINT(r.answers[0].top.offset, 5);
+    hub_drop_client(h, &a.hc);
+    hub_drop_client(h, &r.hc);
+    tclient_free(&a);
+    tclient_free(&r);
+    broker_free(b);
+    hub_free(h);
+    auth_grants_clear(&all);
 }
 
 int main(void)
@@ -1121,5 +1404,9 @@ int main(void)
     RUN(test_drop_client);
     RUN(test_stats_many);
     RUN(test_memory_broker);
+    RUN(test_history_recover_merges_live);
+    RUN(test_history_gap_filled);
+    RUN(test_history_lost_and_refused);
+    RUN(test_history_memory_engine);
     return check_summary();
 }

@@ -428,6 +428,73 @@ describe("Client: subscriptions", () => {
   });
 });
 
+describe("Client: history and recovery", () => {
+  test("the last position is remembered and recovered from after a reconnect", () => {
+    const { net, clock, client } = setup();
+    const got = [];
+    const subscribed = [];
+    client.subscribe("a", (d, info) => got.push([d, info.offset, info.epoch]), { onSubscribed: (s) => subscribed.push(s) });
+    net.last.accept("gw1");
+    const [f] = net.last.frames();
+    assert.equal(f.recover, undefined); // a first subscribe has nothing to recover
+    net.last.push({ op: "ack", id: f.id, epoch: "E1", offset: 3 });
+    net.last.push({ op: "message", channel: "a", offset: 4, epoch: "E1", data: "m4" });
+    net.last.drop();
+    clock.tick(1000);
+    net.last.accept("gw2");
+    const [r] = net.last.frames();
+    assert.deepEqual(r.recover, { epoch: "E1", offset: 4 });
+    net.last.push({ op: "ack", id: r.id, epoch: "E1", offset: 6, recovered: true },
+      { op: "message", channel: "a", offset: 5, epoch: "E1", data: "m5" },
+      { op: "message", channel: "a", offset: 6, epoch: "E1", data: "m6" });
+    assert.deepEqual(got, [["m4", 4, "E1"], ["m5", 5, "E1"], ["m6", 6, "E1"]]);
+    assert.deepEqual(subscribed[1], { channel: "a", node: "gw2", resubscribed: true, recovered: true });
+    net.last.drop();
+    clock.tick(1000);
+    net.last.accept("gw1");
+    assert.deepEqual(net.last.frames()[0].recover, { epoch: "E1", offset: 6 });
+  });
+
+  test("a recovery refused, or messages lost, emits recovery_failed and moves to the new position", () => {
+    const { net, clock, client } = setup();
+    const failed = [];
+    const subscribed = [];
+    client.on("recovery_failed", (e) => failed.push(e));
+    client.subscribe("a", () => {}, { onSubscribed: (s) => subscribed.push(s) });
+    net.last.accept("gw1");
+    net.last.push({ op: "ack", id: net.last.frames()[0].id, epoch: "E1", offset: 2 });
+    net.last.drop();
+    clock.tick(1000);
+    net.last.accept("gw1");
+    const [r] = net.last.frames();
+    assert.deepEqual(r.recover, { epoch: "E1", offset: 2 });
+    net.last.push({ op: "ack", id: r.id, epoch: "E2", offset: 9, recovered: false, reason: "epoch_changed" });
+    assert.deepEqual(failed, [{ channel: "a", reason: "epoch_changed", epoch: "E2", offset: 9 }]);
+    assert.equal(subscribed[1].recovered, false);
+    assert.equal(subscribed[1].reason, "epoch_changed");
+    net.last.push({ op: "lost", channel: "a", reason: "trimmed", epoch: "E2", offset: 20 });
+    assert.deepEqual(failed[1], { channel: "a", reason: "trimmed", epoch: "E2", offset: 20 });
+    net.last.push({ op: "lost", channel: "zzz", reason: "trimmed", epoch: "E2", offset: 1 }); // not subscribed: ignored
+    assert.equal(failed.length, 2);
+    net.last.drop();
+    clock.tick(1000);
+    net.last.accept("gw1");
+    assert.deepEqual(net.last.frames()[0].recover, { epoch: "E2", offset: 20 });
+  });
+
+  test("a channel without history (plain acks and messages) never asks to recover", () => {
+    const { net, clock, client } = setup();
+    client.subscribe("a", () => {});
+    net.last.accept("gw1");
+    net.last.ackAll();
+    net.last.push({ op: "message", channel: "a", data: 1 }, { op: "message", channel: "a", offset: "x", epoch: "E", data: 2 });
+    net.last.drop();
+    clock.tick(1000);
+    net.last.accept("gw1");
+    assert.equal(net.last.frames()[0].recover, undefined);
+  });
+});
+
 describe("Client: requests", () => {
   test("publish resolves on its ack; replies are matched by id, in any order", async () => {
     const { net, client } = setup();

@@ -8,6 +8,7 @@ Modules, one concern each:
   protocol  async protocol-v1 client (WsClient), async_test, connect_retrying
   gateway   a running wsgate process (Gateway), common flag sets
   prom      strict Prometheus text-format parser, /metrics scraping
+  tokens    HS256 connect tokens (JWT) minted with hmac
   cluster   deploy/local-cluster.sh: N gateways + HAProxy + Redis
   fixtures  the shared pytest fixtures (procs, redis, gw, rgw, anygw, mkgw, cluster)
 
@@ -21,4 +22,5 @@ from .procs import (REPO, WSGATE_BIN, Proc, ProcError, Procs, Redis, cpu_seconds
 from .prom import ascrape_metrics, await_metrics, parse_prometheus, scrape_metrics
 from .protocol import WsClient, async_test, close_all_clients, connect_retrying, is_message
 from .resp import RespConn
+from .tokens import b64url, mint_token
 from .wsclient import RawWs, encode_frame, parse_frame

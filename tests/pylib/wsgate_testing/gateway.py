@@ -16,6 +16,10 @@ LISTEN_RE = r"listening on [^ ]*:(\d+)"
 # slow consumers, resubscription), not those limits.
 NO_PUBLISH_RATE = ("--publish-rate", "0")
 MANY_CHANNELS = ("--max-channels", "10000")
+# History is on by default in wsgate; the suites written before it compare
+# exact frames, so a gateway here keeps none unless the test passes a
+# --history-* flag (tests/integration/test_history.py does).
+NO_HISTORY = ("--history-size", "0")
 
 
 # The HTTP API answers 403 unless a key is set or --api-insecure is given:
@@ -43,6 +47,8 @@ class Gateway:
             argv += ["--redis", redis.url]
         if node_id is not None:
             argv += ["--node-id", node_id]
+        if not any(str(a).startswith("--history-") for a in args):
+            argv += NO_HISTORY
         argv += list(args)
         self.redis = redis
         self.proc = procs.spawn(procs.next_name(name or f"wsgate:{node_id or ''}"), argv,

@@ -13,6 +13,9 @@ from .procs import REPLY_TIMEOUT
 
 _open_clients = []
 
+# The ops of frames that answer a request (and echo its id).
+REPLY_OPS = ("ack", "pong", "error", "presence", "presence_stats")
+
 
 class WsClient:
     """Protocol client. Frames are split into JSON objects (one per frame
@@ -155,7 +158,7 @@ class WsClient:
             obj["id"] = self.next_id()
         rid = obj["id"]
         await self.send(obj)
-        return await self.expect(lambda o: o.get("op") in ("ack", "pong", "error") and o.get("id") == rid
+        return await self.expect(lambda o: o.get("op") in REPLY_OPS and o.get("id") == rid
                                  and type(o.get("id")) is type(rid),
                                  timeout, what=f"reply to {obj!r}")
 
@@ -190,8 +193,7 @@ class WsClient:
         """Data of the next message on `channel` (other objects stay buffered)."""
         m = await self.expect(lambda o: o.get("op") == "message" and o.get("channel") == channel,
                               timeout, what=f"a message on {channel!r}")
-        assert m == {"op": "message", "channel": channel, "data": m.get("data")} and "data" in m, \
-            f"malformed message frame: {m!r}"
+        assert "data" in m and well_formed_message(m, channel, m["data"]), f"malformed message frame: {m!r}"
         return m["data"]
 
     async def expect_message(self, channel, data, timeout=REPLY_TIMEOUT):
@@ -199,7 +201,7 @@ class WsClient:
         m = await self.expect(lambda o: o.get("op") == "message" and o.get("channel") == channel
                               and o.get("data") == data, timeout,
                               what=f"message {data!r} on {channel!r}")
-        assert m == {"op": "message", "channel": channel, "data": data}, f"malformed message frame: {m!r}"
+        assert well_formed_message(m, channel, data), f"malformed message frame: {m!r}"
         return m
 
     async def before_sentinel(self, channel, data, timeout=REPLY_TIMEOUT):
@@ -291,6 +293,16 @@ def async_test(timeout=30):
             return asyncio.run(main())
         return wrapper
     return deco
+
+
+def well_formed_message(m, channel, data):
+    """m is the delivery of data on channel: op, channel and data, plus a
+    position (offset and epoch) when the channel keeps history."""
+    plain = {"op": "message", "channel": channel, "data": data}
+    pos = {k: v for k, v in m.items() if k not in plain}
+    return {k: m.get(k) for k in plain} == plain and "data" in m and (
+        not pos or (set(pos) == {"offset", "epoch"} and isinstance(pos["offset"], int)
+                    and pos["offset"] > 0 and isinstance(pos["epoch"], str)))
 
 
 def is_message(channel, data=None):
