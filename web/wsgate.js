@@ -22,6 +22,10 @@
 //   message once, in order; when that cannot be done (or the server reports
 //   messages lost for good) it emits "recovery_failed" {channel, reason,
 //   epoch, offset}: the caller must reload that channel's state;
+// - settles a publish whose ack a disconnect swallowed from what the channel
+//   shows afterwards, never by sending it again (see "Publishes in doubt");
+// - subscribe options: history (load the channel's last N messages when
+//   joining), presence (join/leave events); presence() lists the members;
 // - matches replies to requests by id: publish() returns a promise that the
 //   ack resolves and an error rejects (a WsgateError with the server's code);
 // - reports everything else through events: "state", "welcome", "close",
@@ -141,6 +145,12 @@ const DEFAULTS = {
 // Errors on a subscribe that a new connection (maybe on another replica) can fix.
 const TRANSIENT = new Set(["broker_unavailable", "rate_limited", "timeout"]);
 
+/** A publish in doubt that no one can settle. */
+function maybeSent(req, why) {
+  return new WsgateError("maybe_sent", "the connection dropped before the ack and " + why + ": it may or may not have been delivered",
+    { id: req.id, channel: req.publish.channel });
+}
+
 export class Client {
   /** url: "/ws", "ws://host/ws", "https://host/ws", ... See DEFAULTS for options;
    *  options.on = { state: fn, error: fn, ... } registers listeners before anything happens. */
@@ -239,7 +249,9 @@ export class Client {
       this._detach(ws);
       try { ws.close(code, reason); } catch (e) { /* already closing */ }
     }
-    this._failAll(new WsgateError("closed", "the client was closed"), true);
+    const err = new WsgateError("closed", "the client was closed");
+    this._failAll(err, true);
+    for (const sub of this._subs.values()) this._settleDoubts(sub, () => err);
     this._setState("closed");
   }
 
@@ -343,7 +355,14 @@ export class Client {
     this._clearTimers();
     const wasConnected = this.state === "connected";
     this._healthy = false;
-    for (const sub of this._subs.values()) sub.status = "idle";
+    for (const sub of this._subs.values()) {
+      sub.status = "idle";
+      if (sub.loading) { // cut off while loading history: recover it on the next connection
+        sub.loading = null;
+        sub.pos = sub.loadFrom;
+      }
+    }
+    this._holdInDoubt();
     this._failAll(new WsgateError("disconnected", "connection closed before the reply" +
       (code ? " (" + code + (reason ? " " + reason : "") + ")" : ""), { closeCode: code, closeReason: reason }), false);
     this._emit("close", { code, reason: reason || "", node: this.node, wasConnected, local });
@@ -392,12 +411,14 @@ export class Client {
       case "message": {
         const sub = typeof frame.channel === "string" ? this._subs.get(frame.channel) : undefined;
         if (!sub) return; // not (or no longer) subscribed: drop
+        if (sub.loading) return sub.loading.push(frame); // see _loadHistory
         const info = { channel: frame.channel, node: this.node };
         const pos = position(frame);
         if (pos) {
           sub.pos = pos;
           Object.assign(info, pos);
         }
+        this._noteDelivery(sub, frame.data, pos);
         for (const h of [...sub.handlers]) {
           if (sub.handlers.has(h)) this._call(h.onMessage, frame.data, "message", info);
         }
@@ -405,6 +426,8 @@ export class Client {
       }
       case "ack":
       case "pong":
+      case "presence":
+      case "presence_stats":
       case "error": {
         const req = Number.isInteger(frame.id) ? this._pending.get(frame.id) : undefined;
         if (req) {
@@ -424,6 +447,16 @@ export class Client {
         if (!sub || !pos) return;
         sub.pos = pos;
         this._emit("recovery_failed", { channel: sub.channel, reason: String(frame.reason || "lost"), ...pos });
+        return;
+      }
+      case "join":
+      case "leave": {
+        const sub = typeof frame.channel === "string" ? this._subs.get(frame.channel) : undefined;
+        if (!sub || typeof frame.session !== "string") return;
+        const ev = { type: frame.op, channel: sub.channel, session: frame.session };
+        if (typeof frame.sub === "string") ev.sub = frame.sub;
+        if (typeof frame.node === "string") ev.node = frame.node;
+        for (const h of [...sub.handlers]) if (h.onPresence) this._call(h.onPresence, ev, "onPresence");
         return;
       }
       default:
@@ -471,6 +504,10 @@ export class Client {
       this._pending.delete(id);
       const i = this._outbox.indexOf(req);
       if (i >= 0) this._outbox.splice(i, 1);
+      if (req.doubt) {
+        req.doubt.delete(req);
+        return req.settle(null, maybeSent(req, "no recovery in " + timeout + " ms"));
+      }
       req.settle(null, new WsgateError("timeout", "no reply in " + timeout + " ms", { id }));
     }, timeout);
     return req;
@@ -506,9 +543,13 @@ export class Client {
   /** Publish data (any JSON value) to channel. Resolves with the ack frame once
    *  the broker accepted it; rejects with a WsgateError: the server's code
    *  (bad_channel, broker_unavailable, rate_limited, forbidden, ...), or
-   *  "timeout", "disconnected" (the connection dropped before the ack: the
-   *  message may or may not have gone out), "closed". While disconnected the
-   *  request waits for the next connection (up to requestTimeout). */
+   *  "timeout", "closed", or when the connection dropped before the ack: on a
+   *  channel this client follows with history, "not_sent" (recovery shows it
+   *  never went out: send it again) or "maybe_sent" (recovery failed, so no
+   *  one can tell), and it resolves with {op:"ack", confirmed:true, ...} when
+   *  it did go out; elsewhere "disconnected" (it may or may not have gone out).
+   *  While disconnected the request waits for the next connection (up to
+   *  requestTimeout). */
   publish(channel, data, { timeout = this.options.requestTimeout } = {}) {
     return new Promise((resolve, reject) => {
       if (this._closed) return reject(new WsgateError("closed", "the client was closed"));
@@ -523,6 +564,7 @@ export class Client {
           if (frame.op === "ack") return resolve(frame);
           reject(new WsgateError(String(frame.code || "error"), String(frame.message || frame.code || "publish failed"), { frame, channel }));
         }, timeout);
+        req.publish = { channel, text: JSON.stringify(data) };
       } catch (e) {
         return reject(new WsgateError("bad_request", "cannot encode data as JSON: " + (e && e.message), { cause: e }));
       }
@@ -543,6 +585,24 @@ export class Client {
       if (this.state !== "connected") return reject(new WsgateError("disconnected", "not connected"));
       const t0 = Date.now();
       const req = this._newRequest({ op: "ping" }, (frame, err) => (err ? reject(err) : resolve(Date.now() - t0)), timeout);
+      if (!this._transmit(req)) {
+        this._clearTimeout(req.timer);
+        reject(new WsgateError("disconnected", "not connected"));
+      }
+    });
+  }
+
+  /** Who is subscribed to channel, on every replica (a presence channel):
+   *  resolves with the server's {sessions, users, members:[{session, sub?, node}]};
+   *  rejects with a WsgateError (presence_off, forbidden, disconnected, ...). */
+  presence(channel, { timeout = this.options.requestTimeout } = {}) {
+    return new Promise((resolve, reject) => {
+      if (this.state !== "connected") return reject(new WsgateError("disconnected", "not connected"));
+      const req = this._newRequest({ op: "presence", channel }, (frame, err) => {
+        if (err) return reject(err);
+        if (frame.op === "presence" && Array.isArray(frame.members)) return resolve(frame);
+        reject(new WsgateError(String(frame.code || "error"), String(frame.message || frame.code || "presence failed"), { frame, channel }));
+      }, timeout);
       if (!this._transmit(req)) {
         this._clearTimeout(req.timer);
         reject(new WsgateError("disconnected", "not connected"));
@@ -576,16 +636,27 @@ export class Client {
    *  runs on each ack (after every reconnect too; recovered: whether what was
    *  missed will be delivered, reason: why not); options.onError(err) if the server refuses
    *  the channel for good (bad_channel, forbidden, ...): the handler is then
-   *  dropped. Transient refusals (broker_unavailable) reconnect and retry. */
+   *  dropped. Transient refusals (broker_unavailable) reconnect and retry.
+   *  Channel options (taken from the channel's first subscribe):
+   *  options.history = N: on joining, the last N kept messages (fewer if the
+   *  server keeps fewer) are delivered first, then live ones, once each;
+   *  options.presence = true: options.onPresence({type: "join"|"leave",
+   *  channel, session, sub?, node}) for members coming and going; on a channel
+   *  without presence the subscription goes on without (onSubscribed gets
+   *  presence: false). */
   subscribe(channel, onMessage, options = {}) {
     if (!isValidChannel(channel)) {
       throw new WsgateError("bad_channel", "channel names are 1-200 characters of A-Z a-z 0-9 _ - . : @ /", { channel });
     }
     if (typeof onMessage !== "function") throw new TypeError("wsgate: onMessage must be a function");
-    const handler = { onMessage, onSubscribed: options.onSubscribed, onError: options.onError };
+    const handler = { onMessage, onSubscribed: options.onSubscribed, onError: options.onError, onPresence: options.onPresence };
     let sub = this._subs.get(channel);
     if (!sub) {
-      sub = { channel, handlers: new Set(), status: "idle", reqId: 0, pos: null };
+      sub = {
+        channel, handlers: new Set(), status: "idle", reqId: 0, pos: null,
+        history: Math.max(0, Math.floor(Number(options.history)) || 0), presence: options.presence === true,
+        loading: null, loadFrom: null, doubt: new Set(), doubtUntil: null,
+      };
       this._subs.set(channel, sub);
       sub.handlers.add(handler);
       if (this.state === "connected") this._sendSubscribe(sub, false);
@@ -614,23 +685,28 @@ export class Client {
     this._subs.delete(sub.channel);
     const wasSent = sub.status === "pending" || sub.status === "live";
     sub.status = "gone";
-    if (wasSent && this.state === "connected") {
-      // The server handles frames in order: this unsubscribe follows the
-      // subscribe even if its ack has not arrived yet.
-      const req = this._newRequest({ op: "unsubscribe", channel: sub.channel }, (frame, err) => {
-        if (err || frame.op === "ack" || frame.code === "not_subscribed") return;
-        this._protocolError(new WsgateError(String(frame.code || "error"), String(frame.message || "unsubscribe failed"), { frame, channel: sub.channel }));
-      }, this.options.requestTimeout);
-      if (!this._transmit(req)) this._clearTimeout(req.timer);
-    }
+    this._settleDoubts(sub, (req) => maybeSent(req, "the channel was left before recovery"));
+    if (wasSent && this.state === "connected") this._sendUnsubscribe(sub.channel);
     this._checkHealthy();
+  }
+
+  // The server handles frames in order: this unsubscribe follows the
+  // subscribe even if its ack has not arrived yet.
+  _sendUnsubscribe(channel) {
+    const req = this._newRequest({ op: "unsubscribe", channel }, (frame, err) => {
+      if (err || frame.op === "ack" || frame.code === "not_subscribed") return;
+      this._protocolError(new WsgateError(String(frame.code || "error"), String(frame.message || "unsubscribe failed"), { frame, channel }));
+    }, this.options.requestTimeout);
+    if (!this._transmit(req)) this._clearTimeout(req.timer);
   }
 
   _sendSubscribe(sub, resubscribed) {
     const ws = this._ws;
     sub.status = "pending";
     const request = { op: "subscribe", channel: sub.channel };
-    if (resubscribed && sub.pos) request.recover = { ...sub.pos };
+    if (sub.presence) request.presence = true;
+    if (sub.loading) request.recover = { ...sub.loadFrom };
+    else if (resubscribed && sub.pos) request.recover = { ...sub.pos };
     const req = this._newRequest(request, (frame, err) => {
       if (this._subs.get(sub.channel) !== sub || ws !== this._ws) return; // left, or an old connection
       if (err) {
@@ -639,23 +715,40 @@ export class Client {
         return;
       }
       if (frame.op === "ack" || frame.code === "already_subscribed") {
+        const pos = position(frame);
+        if (!resubscribed && !sub.loading && sub.history > 0 && pos && pos.offset > 0 && !sub.loadFrom) {
+          return this._loadHistory(sub, pos);
+        }
         sub.status = "live";
         const info = { channel: sub.channel, node: this.node, resubscribed };
-        const pos = position(frame);
+        if (sub.presence || sub.presenceOff) info.presence = sub.presence;
+        const loaded = sub.loading;
+        sub.loading = null;
         // Recovered: the missed messages follow and move the position on.
         if (pos && frame.recovered !== true) sub.pos = pos;
-        if (typeof frame.recovered === "boolean") {
+        if (loaded) {
+          info.history = frame.recovered === true;
+          // No history after all: what arrived meanwhile is all there is.
+          if (!info.history) for (const f of loaded) this._onFrame(ws, f);
+        } else if (typeof frame.recovered === "boolean") {
           info.recovered = frame.recovered;
           if (!frame.recovered) info.reason = String(frame.reason || "unknown");
         }
         for (const h of [...sub.handlers]) {
           if (h.onSubscribed) this._call(h.onSubscribed, info, "onSubscribed");
         }
-        if (frame.recovered === false) {
+        if (!loaded && frame.recovered === false) {
           this._emit("recovery_failed", { channel: sub.channel, reason: info.reason, ...pos });
         }
+        if (resubscribed) this._resolveDoubts(sub, frame.recovered === true ? pos : null);
         this._checkHealthy();
         return;
+      }
+      if (frame.code === "presence_off" && sub.presence) {
+        // Presence is opt-in per channel on the server: go on without it.
+        sub.presence = false;
+        sub.presenceOff = true;
+        return this._sendSubscribe(sub, resubscribed);
       }
       const error = new WsgateError(String(frame.code || "error"), String(frame.message || "subscribe failed"), { frame, channel: sub.channel });
       if (TRANSIENT.has(error.code)) {
@@ -683,6 +776,91 @@ export class Client {
     if (!this._transmit(req)) {
       this._clearTimeout(req.timer);
       sub.status = "idle";
+    }
+  }
+
+  // ---- history on joining ------------------------------------------------
+
+  // The first ack gave the channel's epoch and top offset: leave and subscribe
+  // again recovering from N messages back. Live messages that arrive until the
+  // second ack are held: the recovery delivers them again, in order.
+  _loadHistory(sub, pos) {
+    sub.loading = [];
+    sub.loadFrom = { epoch: pos.epoch, offset: Math.max(0, pos.offset - sub.history) };
+    this._sendUnsubscribe(sub.channel);
+    this._sendSubscribe(sub, false);
+  }
+
+  // ---- publishes in doubt -----------------------------------------------
+  //
+  // A publish sent but not acked when the connection dropped may or may not
+  // have reached the broker. Sending it again could duplicate it; failing it
+  // could drop it. On a channel this client follows with history the answer is
+  // in the channel itself: the publish is held until the resubscription's
+  // recovery has delivered everything up to the ack's top offset. If a message
+  // with the same JSON text arrived (before the drop or in the recovered range)
+  // it went out; if recovery completed without it, it did not; if recovery
+  // failed, no one can tell and the caller is told exactly that. Messages are
+  // matched by content, so callers should make them unique (the chat adds its
+  // page id and a timestamp).
+
+  // On a close: publishes on followed history channels wait for recovery.
+  _holdInDoubt() {
+    for (const [id, req] of this._pending) {
+      const sub = req.publish && this._subs.get(req.publish.channel);
+      if (!sub || sub.handlers.size === 0) continue;
+      if (req.seen) {
+        this._pending.delete(id);
+        if (req.timer) this._clearTimeout(req.timer);
+        req.settle({ op: "ack", id, channel: sub.channel, confirmed: true, ...req.seen });
+      } else if (sub.pos) {
+        this._pending.delete(id);
+        req.doubt = sub.doubt;
+        sub.doubt.add(req);
+      }
+    }
+  }
+
+  // A delivery on sub: settles what it answers.
+  _noteDelivery(sub, data, pos) {
+    if (this._pending.size === 0 && sub.doubt.size === 0) return;
+    const text = JSON.stringify(data);
+    const same = (req) => req.publish && req.publish.channel === sub.channel && req.publish.text === text;
+    for (const req of this._pending.values()) if (!req.seen && same(req)) req.seen = pos || {};
+    for (const req of sub.doubt) {
+      if (!same(req)) continue;
+      sub.doubt.delete(req);
+      if (req.timer) this._clearTimeout(req.timer);
+      req.settle({ op: "ack", id: req.id, channel: sub.channel, confirmed: true, ...pos });
+      break;
+    }
+    if (sub.doubtUntil && pos && pos.epoch === sub.doubtUntil.epoch && pos.offset >= sub.doubtUntil.offset) {
+      this._resolveDoubts(sub, null, true);
+    }
+  }
+
+  // After a resubscription: top is the recovered ack's position (the missed
+  // messages up to it follow), or null when recovery failed. done: recovery
+  // has delivered up to the top.
+  _resolveDoubts(sub, top, done = false) {
+    sub.doubtUntil = null;
+    if (sub.doubt.size === 0) return;
+    if (done || (top && sub.pos && sub.pos.epoch === top.epoch && sub.pos.offset >= top.offset)) {
+      return this._settleDoubts(sub, (req) => new WsgateError("not_sent",
+        "the connection dropped before the server took it; it was not delivered", { id: req.id, channel: sub.channel }));
+    }
+    if (top) sub.doubtUntil = top;
+    else this._settleDoubts(sub, (req) => maybeSent(req, "the missed messages could not be recovered"));
+  }
+
+  _settleDoubts(sub, makeError) {
+    const reqs = [...sub.doubt];
+    sub.doubt.clear();
+    sub.doubtUntil = null;
+    for (const req of reqs) {
+      if (req.timer) this._clearTimeout(req.timer);
+      req.timer = null;
+      req.settle(null, makeError(req));
     }
   }
 }
