@@ -13,7 +13,9 @@
 #                  removed on exit)
 #
 # Environment: WSGATE_BIN (default <repo>/build/wsgate), WSGATE_LOG_LEVEL and
-# other WSGATE_* variables pass through to the gateways. With HAProxy on a
+# other WSGATE_* variables pass through to the gateways; presence is on for
+# every channel (the chat lists who is in a room) unless
+# WSGATE_PRESENCE_CHANNELS is set (empty: off). With HAProxy on a
 # loopback --host, the HTTP API (POST /api/publish) is open (--api-insecure):
 # only this machine reaches it. Otherwise, or with WSGATE_API_KEY or
 # WSGATE_API_KEY_FILE set, it needs the key (and without one answers 403).
@@ -30,7 +32,7 @@ prog=local-cluster.sh
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 die() { echo "$prog: $*" >&2; exit 1; }
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 gateways=3 port=8080 host=127.0.0.1 log_dir=
 while [ $# -gt 0 ]; do
@@ -171,6 +173,7 @@ case $host in
     127.*|localhost|::1) [ -n "${WSGATE_API_KEY:-}${WSGATE_API_KEY_FILE:-}${WSGATE_API_INSECURE:-}" ] ||
         api_flags=(--api-insecure) ;;
 esac
+export WSGATE_PRESENCE_CHANNELS=${WSGATE_PRESENCE_CHANNELS-*}
 server_lines=()
 for i in $(seq 1 "$gateways"); do
     name=gw$i

@@ -3,13 +3,16 @@
 // of the same name, so a backend can post into one with
 // `PUBLISH wsgate:lobby '{"user":"bot","text":"hi"}'` or POST /api/publish.
 // Messages are {"user", "text", "ts" (ms since the epoch), "cid" (the
-// sending page, to mark one's own)}; a bare JSON string is shown as text.
+// sending page, to mark one's own), "sid" (its session, to name it in the
+// member list)}; a bare JSON string is shown as text. History, recovery and
+// presence are shown by chat-room-live.js.
 // The URL's #fragment names the room to open: http://host:8080/#lobby
 //
 // Everything from the network or the user goes into the page as textContent
 // only (never innerHTML); anything the server sends that is not a chat
 // message is shown as text or ignored, never trusted.
 import { connect, isValidChannel } from "./wsgate.js";
+import { RoomLive, publishOutcome } from "./chat-room-live.js";
 
 const MAX_MESSAGES = 500; // per room, oldest dropped
 const MAX_ROOMS = 20;
@@ -21,7 +24,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   status: $("status"), statusText: $("status-text"), nick: $("nick"),
   roomList: $("room-list"), joinForm: $("join-form"), join: $("join"),
-  roomName: $("room-name"), roomState: $("room-state"), logs: $("logs"),
+  roomName: $("room-name"), roomState: $("room-state"), members: $("members"), logs: $("logs"),
   form: $("form"), text: $("text"), send: $("send"),
 };
 
@@ -107,6 +110,7 @@ const client = connect("ws", {
     close: onClose,
     welcome: onWelcome,
     error: (err) => notice(active, "server: " + err.code + (err.message && err.message !== err.code ? " — " + err.message : ""), "warn"),
+    recovery_failed: (e) => { const r = rooms.get(e.channel); if (r) r.roomLive.lost(e.reason); },
   },
 });
 
@@ -192,11 +196,17 @@ function joinRoom(name, { activate = true } = {}) {
     ui.logs.append(r.log);
     rooms.set(name, r);
     setLive(r, false);
+    r.roomLive = new RoomLive(client, name, {
+      notice: (text, kind) => notice(r, text, kind),
+      onChange: () => { if (r === active) r.roomLive.render(ui.members); },
+    });
     r.unsubscribe = client.subscribe(name, (data) => showMessage(r, data), {
+      ...r.roomLive.options(),
       onSubscribed: (s) => {
         setLive(r, true);
         if (!r.joinedOnce) notice(r, "joined #" + name + " on node " + (s.node || "?"));
         r.joinedOnce = true;
+        r.roomLive.subscribed(s);
       },
       onError: (err) => {
         r.failed = true;
@@ -236,6 +246,7 @@ function switchRoom(name) {
   r.li.setAttribute("aria-current", "true");
   r.unread = 0;
   r.badge.textContent = "";
+  r.roomLive.render(ui.members);
   updateRoomTitle();
   if (roomFromHash() !== name) history.replaceState(null, "", "#" + name);
   r.log.scrollTop = r.log.scrollHeight;
@@ -271,6 +282,7 @@ function append(r, li) {
 }
 
 function showMessage(r, data) {
+  r.roomLive.learn(data);
   const m = normalize(data, myId);
   const li = el("li", m.mine ? "msg mine" : "msg");
   const meta = el("span", "meta");
@@ -307,10 +319,13 @@ ui.form.addEventListener("submit", (ev) => {
   const room = active;
   const user = clip(ui.nick.value.trim() || "guest", MAX_USER);
   ui.text.value = "";
-  client.publish(room.name, { user, text, ts: Date.now(), cid: myId }).catch((err) => {
-    notice(room, "not sent (" + (err.message || err.code) + "): " + clip(text, 80), "bad");
-    if (!ui.text.value) ui.text.value = text;
-  });
+  const done = (ack, err) => {
+    const o = publishOutcome(ack, err);
+    if (!o) return;
+    notice(room, o.text + ": " + clip(text, 80), o.kind);
+    if (o.resend && !ui.text.value) ui.text.value = text;
+  };
+  client.publish(room.name, { user, text, ts: Date.now(), cid: myId, sid: client.session }).then((ack) => done(ack), (err) => done(null, err));
 });
 
 ui.joinForm.addEventListener("submit", (ev) => {

@@ -39,6 +39,11 @@ const problems = []; // uncaught page errors and console errors, from every page
 let draining = null;
 const drainRefusals = [];
 const HANDSHAKE_5XX = /^WebSocket connection to '.*' failed: Error during WebSocket handshake: Unexpected response code: 50[23]$/;
+// While a page is offline (the recovery test keeps B away on purpose), its
+// reconnect attempts fail and the browser logs that: counted, not failed.
+let offline = null; // the browser context kept offline
+const offlineRefusals = [];
+const CONNECT_FAILED = /^WebSocket connection to '.*' failed: /;
 
 // ---- prerequisites -------------------------------------------------------
 
@@ -88,6 +93,7 @@ async function openPage(name, { hash = "", viewport = { width: 1100, height: 720
   page.on("console", (m) => {
     if (m.type() === "error") {
       if (draining && HANDSHAKE_5XX.test(m.text())) drainRefusals.push(`${name}: ${m.text()}`);
+      else if (offline === ctx && CONNECT_FAILED.test(m.text())) offlineRefusals.push(`${name}: ${m.text()}`);
       else problems.push(`${name}: console error: ${m.text()}`);
     }
     if (verbose || m.type() === "warning") say(`${name} console.${m.type()}: ${m.text()}`);
@@ -127,6 +133,22 @@ async function waitForMessage(p, room, text) {
   return handle.jsonValue();
 }
 
+/** The sessions in page p's member list (chat-room-live.js), and its own. */
+const members = (p) => p.page.evaluate(() => ({
+  all: [...document.querySelectorAll("#members .member")].map((li) => li.dataset.session),
+  me: document.querySelector("#members .member.me")?.dataset.session,
+}));
+
+/** Wait until page p's member list holds every session in `sessions`. */
+const waitForMembers = (p, sessions) => p.page.waitForFunction((want) => {
+  const have = new Set([...document.querySelectorAll("#members .member")].map((li) => li.dataset.session));
+  return want.every((s) => have.has(s));
+}, sessions);
+
+/** Texts of room's log lines in page p, in order: messages and notices. */
+const logLines = (p, room) => p.page.evaluate((room) =>
+  [...document.querySelectorAll(`.log[data-room="${room}"] li`)].map((li) => (li.classList.contains("msg") ? "msg: " + li.querySelector(".text").textContent : "notice: " + li.textContent)), room);
+
 const allMessageTexts = (p) => p.page.evaluate(() => [...document.querySelectorAll(".log .msg .text")].map((e) => e.textContent));
 
 /** Record what #status shows ("state|node|text") each time it changes, in window.__states. */
@@ -156,7 +178,7 @@ async function publishHttp(channel, data) {
 
 const stamp = Date.now().toString(36);
 const msg1 = `bonjour from ana ${stamp} — héllo 👋`;
-const msg2 = `after the failover ${stamp}`;
+const msg2 = `sent while you were away ${stamp}`;
 let A, B, C;
 let killed = null;
 
@@ -226,6 +248,17 @@ test("two pages through the load balancer land on different gateways", { timeout
   await roomLive(B, "lobby");
 });
 
+test("the member list of #lobby shows both users, on both pages", { timeout: 30000 }, async () => {
+  await A.page.waitForSelector("#members .member.me");
+  await B.page.waitForSelector("#members .member.me");
+  const a = (await members(A)).me;
+  const b = (await members(B)).me;
+  assert.ok(a && b && a !== b, `sessions ${a} ${b}`);
+  await waitForMembers(A, [a, b]);
+  await waitForMembers(B, [a, b]);
+  assert.equal(await A.page.getAttribute("#members", "hidden"), null, "the member list is shown");
+});
+
 test("a third page in another room", { timeout: 30000 }, async () => {
   C = await openPage("C", { hash: "other" });
   await setNick(C, "cy");
@@ -285,15 +318,28 @@ test("bad data from the server is shown as text and breaks nothing (page C)", { 
   await waitForMessage(C, "other", `still fine ${stamp}`);
 });
 
-test("B's gateway is killed: B shows reconnecting, comes back through another replica, gets the next message", { timeout: 60000 }, async () => {
+test("B's gateway is killed while A sends: B comes back through another replica and recovers the message in place", { timeout: 60000 }, async () => {
   killed = B.node;
   assert.notEqual(A.node, killed);
   await recordStates(A);
   await recordStates(B);
+  // B is kept offline until A's message is out, so that it can only get it by
+  // recovery (it would otherwise be back within half a second).
+  await B.ctx.setOffline(true);
+  offline = B.ctx;
   const t0 = Date.now();
   await cluster.killGateway(killed);
   say(`SIGKILLed gateway ${killed} (pid ${cluster.gateway(killed).pid})`);
   await B.page.waitForFunction(() => window.__states.some((s) => s.startsWith("reconnecting")));
+  await send(A, msg2);
+  await waitForMessage(A, "lobby", msg2);
+  // A reconnect attempt of B failed after the message was out: B's
+  // subscription on the new replica cannot have seen it live.
+  const failedSoFar = await B.page.evaluate(() => window.__states.filter((s) => /^reconnecting\|\|reconnecting in/.test(s)).length);
+  await B.page.waitForFunction((n) => window.__states.filter((s) => /^reconnecting\|\|reconnecting in/.test(s)).length > n, failedSoFar);
+  assert.ok(!(await allMessageTexts(B)).includes(msg2), "B got the message while its gateway was dead");
+  await B.ctx.setOffline(false); // the page's "online" handler reconnects at once
+  offline = null;
   await B.page.waitForFunction((dead) => {
     const s = document.getElementById("status");
     return s.dataset.state === "connected" && s.dataset.node && s.dataset.node !== dead;
@@ -303,17 +349,34 @@ test("B's gateway is killed: B shows reconnecting, comes back through another re
   await roomLive(B, "lobby");
   say(`B back on ${B.node} ${t1 - t0} ms after the kill; states: ${(await B.page.evaluate(() => window.__states)).join(" → ")}`);
   assert.ok(cluster.procs.some((p) => p.role === "gateway" && p.name === B.node && !p.dead));
-  const notices = await B.page.evaluate(() => [...document.querySelectorAll('.log[data-room="lobby"] .notice')].map((n) => n.textContent));
-  assert.ok(notices.some((n) => n.startsWith(`disconnected from node ${killed}`)), "B tells the user: " + notices.join(" | "));
-  assert.ok(notices.some((n) => n === `reconnected through node ${B.node}`), "B tells the user: " + notices.join(" | "));
-
-  await send(A, msg2);
   const got = await waitForMessage(B, "lobby", msg2);
   assert.equal(got.user, "ana");
+  // In place: after the reconnect notices, before anything B sends now; once.
+  const lines = await logLines(B, "lobby");
+  const at = (pred) => lines.findIndex(pred);
+  const iDisc = at((l) => l.startsWith(`notice: disconnected from node ${killed}`));
+  const iBack = at((l) => l === `notice: reconnected through node ${B.node}`);
+  const iRec = at((l) => l === "notice: anything missed while reconnecting follows:");
+  const iMsg = at((l) => l === "msg: " + msg2);
+  assert.ok(iDisc >= 0 && iBack > iDisc && iRec > iBack && iMsg > iRec, "B's log: " + lines.join(" | "));
+  assert.equal(lines.filter((l) => l === "msg: " + msg2).length, 1, "shown once");
+  assert.ok(!lines.some((l) => l.includes("could not be recovered")), "B's log: " + lines.join(" | "));
+  say(`${offlineRefusals.length} reconnect attempt(s) of B failed while it was offline, as intended`);
+
   await send(B, `bo is back via ${B.node}`);
   await waitForMessage(A, "lobby", `bo is back via ${B.node}`);
   const aStates = await A.page.evaluate(() => window.__states);
   assert.deepEqual(aStates.filter((s) => !s.startsWith("connected")), [], "A, on a live gateway, was not disturbed");
+  // Presence: B's new session is listed on both pages, and A's on B's.
+  const a = (await members(A)).me;
+  const b = (await members(B)).me;
+  await waitForMembers(A, [a, b]);
+  await waitForMembers(B, [a, b]);
+  for (const p of [A, B]) {
+    const file = path.join(ARTIFACTS, `chat-recovered-${p.name}.png`);
+    await p.page.screenshot({ path: file });
+    say(`screenshot: ${path.relative(REPO, file)}`);
+  }
   if (C.node === killed) {
     await C.page.waitForFunction((dead) => document.getElementById("status").dataset.node && document.getElementById("status").dataset.node !== dead, killed);
     await roomLive(C, "other");
@@ -372,6 +435,16 @@ test("rooms can be switched, with unread counts", { timeout: 30000 }, async () =
   assert.equal(await B.page.textContent('#room-list li[data-room="lobby"] .badge'), "");
   await send(B, `see you ${stamp}`);
   await waitForMessage(A, "lobby", `see you ${stamp}`);
+});
+
+test("a page entering #lobby is shown the room's recent messages", { timeout: 30000 }, async () => {
+  const D = await openPage("D", { hash: "lobby" });
+  await roomLive(D, "lobby");
+  await waitForMessage(D, "lobby", msg1);
+  await waitForMessage(D, "lobby", msg2);
+  const lines = await logLines(D, "lobby");
+  const iHist = lines.indexOf("notice: the room's recent messages:");
+  assert.ok(iHist >= 0 && iHist < lines.indexOf("msg: " + msg1) && lines.indexOf("msg: " + msg1) < lines.indexOf("msg: " + msg2), lines.join(" | "));
 });
 
 test("screenshots of the chat", { timeout: 30000 }, async () => {
