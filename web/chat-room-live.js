@@ -33,6 +33,7 @@ export class RoomLive {
     this.onChange = onChange;
     this.members = new Map(); // session → {session, sub, node}
     this.names = new Map(); // session → nick seen in its messages
+    this.past = new Set(); // this page's earlier sessions: dead, listed until the server's presence TTL
     this.presence = false; // the server keeps presence for this room
     this.loads = 0; // presence reads in flight, newest wins
   }
@@ -44,6 +45,7 @@ export class RoomLive {
 
   /** The subscription is live (first join or after a reconnect). */
   subscribed(s) {
+    if (this.client.session) this.past.add(this.client.session);
     if (s.history) this.notice("the room's recent messages:", "history");
     else if (s.recovered === true && s.resubscribed) this.notice("anything missed while reconnecting follows:", "history");
     this.presence = s.presence !== false;
@@ -73,7 +75,7 @@ export class RoomLive {
   render(ul) {
     ul.replaceChildren();
     ul.hidden = !this.presence;
-    const list = [...this.members.values()].map((m) => [this.label(m), m]).sort((a, b) => a[0].localeCompare(b[0]));
+    const list = [...this.members.values()].filter((m) => !this._ghost(m.session)).map((m) => [this.label(m), m]).sort((a, b) => a[0].localeCompare(b[0]));
     for (const [text, m] of list) {
       const li = el("li", m.session === this.client.session ? "member me" : "member", text);
       li.dataset.session = m.session;
@@ -81,6 +83,11 @@ export class RoomLive {
       ul.append(li);
     }
     ul.dataset.count = String(list.length);
+  }
+
+  // An earlier session of this page: its connection is gone for sure.
+  _ghost(session) {
+    return session !== this.client.session && this.past.has(session);
   }
 
   _set(members) {
@@ -99,7 +106,7 @@ export class RoomLive {
   }
 
   _onPresence(ev) {
-    const mine = ev.session === this.client.session;
+    const mine = ev.session === this.client.session || this._ghost(ev.session);
     if (ev.type === "join") {
       if (this.members.has(ev.session)) return;
       this.members.set(ev.session, { session: ev.session, sub: ev.sub, node: ev.node });
