@@ -4,21 +4,23 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
-export const WSGATE_JS = path.resolve(here, "../../../web/wsgate.js");
 
-/** Import web/wsgate.js. It is an ES module in a directory without a
- *  package.json (web/ is served as is), so Node >= 20.19 detects it as ESM;
- *  older Node (Debian 12's 18.x) would take it for CommonJS: load its text as
- *  a data: URL module instead (it imports nothing, so that is equivalent). */
-export async function loadWsgate() {
+/** Import web/<name>, an ES module. web/ has no package.json (it is served
+ *  as is), so Node >= 20.19 detects its files as ESM; older Node (Debian 12's
+ *  18.x) would take them for CommonJS: load the text as a data: URL module
+ *  instead (equivalent for a module that imports nothing). */
+export async function loadWebModule(name) {
+  const file = path.resolve(here, "../../../web", name);
   try {
-    return await import(pathToFileURL(WSGATE_JS).href);
+    return await import(pathToFileURL(file).href);
   } catch (e) {
     if (!(e instanceof SyntaxError)) throw e;
-    const src = await readFile(WSGATE_JS, "utf8");
+    const src = await readFile(file, "utf8");
     return await import("data:text/javascript;base64," + Buffer.from(src).toString("base64"));
   }
 }
+
+export const loadWsgate = () => loadWebModule("wsgate.js");
 
 /** A virtual clock: setTimeout/clearTimeout for the client, tick()/next() for the test. */
 export class FakeClock {

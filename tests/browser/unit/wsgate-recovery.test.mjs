@@ -1,9 +1,10 @@
-// Unit tests of web/wsgate.js on history channels: publishes whose ack a
-// disconnect swallowed, the history loaded on joining, presence.
+// Unit tests of web/wsgate.js on history channels (publishes whose ack a
+// disconnect swallowed, the history loaded on joining, presence) and of the
+// chat's view of them (web/chat-room-live.js).
 //   node --test tests/browser/unit/
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { FakeClock, FakeNet, flush, loadWsgate } from "./fakes.mjs";
+import { FakeClock, FakeNet, flush, loadWebModule, loadWsgate } from "./fakes.mjs";
 
 const { Client } = await loadWsgate();
 
@@ -212,5 +213,63 @@ describe("presence", () => {
     const p = client.presence("room").catch((e) => e);
     net.last.push({ op: "error", id: net.last.lastFrame().id, code: "presence_off", message: "no presence" });
     assert.equal((await p).code, "presence_off");
+  });
+});
+
+describe("the chat's room view (web/chat-room-live.js)", async () => {
+  const { RoomLive, publishOutcome } = await loadWebModule("chat-room-live.js");
+
+  /** A RoomLive on a stand-in client whose presence() answers `members`. */
+  function room(members) {
+    const client = { session: "me1", presence: async () => ({ op: "presence", members }) };
+    const notices = [];
+    let changes = 0;
+    const r = new RoomLive(client, "lobby", { notice: (t, k) => notices.push([t, k]), onChange: () => { changes += 1; } });
+    return { client, r, notices, changes: () => changes };
+  }
+
+  test("members from presence(), join/leave notices named by the nick of their messages", async () => {
+    const { r, notices } = room([{ session: "me1", node: "gw1" }, { session: "s2", node: "gw2" }]);
+    assert.deepEqual(r.options().presence, true);
+    r.subscribed({ channel: "lobby", resubscribed: false, presence: true });
+    await flush();
+    assert.deepEqual([...r.members.keys()], ["me1", "s2"]);
+    r.learn({ user: "bo", text: "hi", sid: "s2" });
+    assert.equal(r.label(r.members.get("s2")), "bo");
+    assert.equal(r.label(r.members.get("me1")), "guest (you)");
+    r.options().onPresence({ type: "join", channel: "lobby", session: "s3", sub: "cy", node: "gw3" });
+    r.options().onPresence({ type: "leave", channel: "lobby", session: "s2", node: "gw2" });
+    r.options().onPresence({ type: "leave", channel: "lobby", session: "s2", node: "gw2" }); // twice: once
+    assert.deepEqual(notices, [["cy joined", "presence"], ["bo left", "presence"]]);
+  });
+
+  test("after a reconnect the page's dead session is neither listed nor announced", async () => {
+    const { client, r, notices } = room([{ session: "me1" }]);
+    r.subscribed({ presence: true });
+    await flush();
+    client.session = "me2";
+    r.subscribed({ resubscribed: true, recovered: true, presence: true });
+    r.options().onPresence({ type: "join", channel: "lobby", session: "me2" });
+    r.options().onPresence({ type: "leave", channel: "lobby", session: "me1" });
+    assert.deepEqual(notices, [["anything missed while reconnecting follows:", "history"]]);
+    assert.equal(r._ghost("me1"), true);
+    assert.equal(r._ghost("me2"), false);
+  });
+
+  test("history and lost lines; no presence on the server: an empty, hidden list", async () => {
+    const { r, notices } = room([]);
+    r.subscribed({ history: true, presence: false });
+    r.lost("trimmed");
+    assert.equal(r.presence, false);
+    assert.deepEqual(notices, [["the room's recent messages:", "history"], ["some messages could not be recovered (trimmed)", "bad lost"]]);
+  });
+
+  test("publishOutcome: what the user is told, and whether the text comes back to resend", () => {
+    assert.equal(publishOutcome({ op: "ack", id: 1 }), null);
+    assert.deepEqual(publishOutcome({ op: "ack", confirmed: true }), { text: "delivered (confirmed after reconnecting)", kind: "history", resend: false });
+    assert.equal(publishOutcome(null, { code: "not_sent" }).resend, true);
+    assert.match(publishOutcome(null, { code: "not_sent" }).text, /^not sent/);
+    assert.match(publishOutcome(null, { code: "maybe_sent" }).text, /^may not have been sent/);
+    assert.match(publishOutcome(null, { code: "rate_limited", message: "slow down" }).text, /slow down/);
   });
 });
