@@ -1,6 +1,6 @@
 // Real-browser test of the chat demo (web/index.html + web/wsgate.js) across
 // gateway replicas: Debian's chromium driven by playwright-core, against
-// deploy/local-cluster.sh (Redis + 3 gateways + HAProxy on free ports).
+// deploy/local-cluster.sh (Redis + 4 gateways + HAProxy on free ports).
 //
 //   tests/browser/setup.sh && node tests/browser/run-browser-test.mjs
 //
@@ -190,7 +190,7 @@ before(async () => {
   // removed at the end (the logs are copied to ARTIFACTS first).
   workdir = mkdtempSync(path.join(os.tmpdir(), "wsgate-browser-"));
   process.env.TMPDIR = workdir;
-  cluster = new LocalCluster({ gateways: 3, logDir: path.join(workdir, "cluster-logs"), log: verbose ? (l) => say("cluster: " + l) : () => {} });
+  cluster = new LocalCluster({ gateways: 4, logDir: path.join(workdir, "cluster-logs"), log: verbose ? (l) => say("cluster: " + l) : () => {} });
   await cluster.start(60000);
   say(`cluster up on ${cluster.url}: ` + cluster.procs.filter((p) => p.pid).map((p) => `${p.name}=${p.pid}`).join(" "));
   browser = await chromium.launch({
@@ -383,7 +383,7 @@ test("B's gateway is killed while A sends: B comes back through another replica 
   }
 });
 
-test("A's gateway drains (SIGTERM): A gets 1001 going away and is back at once through the last replica", { timeout: 60000 }, async () => {
+test("A's gateway drains (SIGTERM): A gets 1001 going away and is back at once through another replica", { timeout: 60000 }, async () => {
   draining = A.node;
   await recordStates(A);
   const t0 = Date.now();
@@ -435,6 +435,40 @@ test("rooms can be switched, with unread counts", { timeout: 30000 }, async () =
   assert.equal(await B.page.textContent('#room-list li[data-room="lobby"] .badge'), "");
   await send(B, `see you ${stamp}`);
   await waitForMessage(A, "lobby", `see you ${stamp}`);
+});
+
+test("a message in flight when B's gateway dies is reported not sent and comes back to resend, never duplicated", { timeout: 60000 }, async () => {
+  // The gateway is stopped first, so the publish sits unread in its socket
+  // and dies with it: the server never took it.
+  const lost = `in flight when the gateway died ${stamp}`;
+  const dying = B.node;
+  const others = pages.filter((p) => p.node === dying);
+  cluster.pauseGateway(dying);
+  await send(B, lost);
+  await cluster.killGateway(dying);
+  say(`SIGSTOPped then SIGKILLed gateway ${dying} with a publish of B in flight`);
+  await B.page.waitForFunction((dead) => {
+    const s = document.getElementById("status");
+    return s.dataset.state === "connected" && s.dataset.node && s.dataset.node !== dead;
+  }, dying);
+  B.node = await B.page.getAttribute("#status", "data-node");
+  for (const p of others) {
+    await p.page.waitForFunction((dead) => document.getElementById("status").dataset.node && document.getElementById("status").dataset.node !== dead, dying);
+    p.node = await p.page.getAttribute("#status", "data-node");
+  }
+  await B.page.waitForFunction((t) => [...document.querySelectorAll('.log[data-room="lobby"] .notice')]
+    .some((n) => n.textContent === "not sent (the connection dropped before the server took it): " + t), lost);
+  assert.equal(await B.page.inputValue("#text"), lost, "the text is back in the input to resend");
+  await B.page.press("#text", "Enter");
+  await waitForMessage(A, "lobby", lost);
+  await waitForMessage(B, "lobby", lost);
+  const marker = `after the resend ${stamp}`;
+  await send(A, marker);
+  await waitForMessage(B, "lobby", marker);
+  for (const p of [A, B]) {
+    const n = (await allMessageTexts(p)).filter((t) => t === lost).length;
+    assert.equal(n, 1, `${p.name} shows the resent message ${n} times`);
+  }
 });
 
 test("a page entering #lobby is shown the room's recent messages", { timeout: 30000 }, async () => {

@@ -162,6 +162,11 @@ export class LocalCluster {
     gw.dead = true;
   }
 
+  /** SIGSTOP gateway `name`: it reads nothing more until killed (or SIGCONT). */
+  pauseGateway(name) {
+    process.kill(this.gateway(name).pid, "SIGSTOP");
+  }
+
   /** SIGTERM gateway `name` (it drains: 1001 to its clients, then exits 0);
    *  resolves with its exit status once the script reports it gone. */
   async stopGateway(name, timeoutMs = 30000) {
