@@ -11,6 +11,7 @@
 #include "config.h"
 #include "core/auth.h"
 #include "core/metrics.h"
+#include "core/wheel.h"
 
 struct hub;
 struct broker;
@@ -26,6 +27,7 @@ struct app {
     struct broker *broker;
     struct client *clients;       /* every open client (client.c) */
     unsigned nclients;
+    struct wheel timers;          /* clients' keepalive, queue and token checks */
     uint32_t session_salt;        /* random per process: ids differ across nodes */
     uint32_t session_seq;
     int draining;                 /* SIGTERM seen: not ready, closing clients */

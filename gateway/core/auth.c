@@ -421,7 +421,12 @@ static int read_claims(const struct auth_key *k, const char *buf, size_t len,
 int auth_claims_expired(const struct auth_key *k, const struct auth_claims *c,
                         int64_t now)
 {
-    return c->exp > 0 && now >= c->exp + (int64_t)k->leeway;
+    return c->exp > 0 && now >= auth_claims_expiry(k, c);
+}
+
+int64_t auth_claims_expiry(const struct auth_key *k, const struct auth_claims *c)
+{
+    return c->exp > 0 ? c->exp + (int64_t)k->leeway : 0;
 }
 
 /* ---- key and verification ---------------------------------------------- */

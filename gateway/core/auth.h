@@ -137,6 +137,10 @@ char *auth_sign(const struct auth_key *k, const char *claims, size_t len);
  * missing, not canonical base64url, or out of memory. */
 char *auth_segment(const char *token, size_t len, int index);
 
+/* The Unix time at which auth_claims_expired() turns 1 (exp + leeway), or
+ * 0 when the token had no exp. */
+int64_t auth_claims_expiry(const struct auth_key *k, const struct auth_claims *c);
+
 /* Frees claims from auth_verify(); NULL is fine. */
 void auth_claims_free(struct auth_claims *c);
 

@@ -32,6 +32,7 @@ struct client {
     uint64_t soft_since_us; /* queue over the soft limit since; 0: under */
     uint64_t heard_us;     /* the peer last sent something (a pong counts) */
     unsigned char pinged;  /* a ping went out since */
+    struct wheel_timer timer; /* the next check(), at the earliest due */
     struct auth_claims *claims; /* NULL: anonymous (or --auth off) */
     char id[20];
     char peer[48];
@@ -87,10 +88,15 @@ static void clear_queue(struct client *c)
  * megabytes for minutes in FIN-WAIT), and so is a peer that stopped
  * answering pings (nobody would read the close frame). The reason goes to the log and the
  * metrics. */
+static int resets(enum disconnect_reason why)
+{
+    return why == DISC_SLOW_CONSUMER || why == DISC_TIMEOUT;
+}
+
 static void disconnect(struct client *c, enum disconnect_reason why)
 {
     log_warn("session %s: closing: %s", c->id, closes[why].text);
-    if (why == DISC_SLOW_CONSUMER || why == DISC_TIMEOUT) {
+    if (resets(why)) {
         clear_queue(c);
         c->closing = 1;
         c->why = why;
@@ -99,6 +105,42 @@ static void disconnect(struct client *c, enum disconnect_reason why)
         client_close(c, why);
     }
     c->discard = 1;
+}
+
+static uint64_t seconds_us(double s) { return (uint64_t)(s * 1e6); }
+
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* Sets c's timer to the first time check() may find something to do: the
+ * soft queue deadline, the ping or its timeout, the token's expiry. Other
+ * events that only postpone these (the peer heard, the queue drained) leave
+ * the timer alone: it fires early, finds nothing and is set again, so the
+ * cost is per deadline, never per message. */
+static void schedule(struct client *c, uint64_t now)
+{
+    const struct app *app = c->app;
+    const struct config *cfg = &app->cfg;
+    uint64_t due = UINT64_MAX;
+    if (c->closing && resets(c->why)) { /* reset already: nothing to check */
+        wheel_cancel(&c->timer);
+        return;
+    }
+    if (c->soft_since_us && !c->discard)
+        due = c->soft_since_us + seconds_us(cfg->queue_soft_seconds);
+    if (c->pinged)
+        due = min_u64(due, c->heard_us + seconds_us(cfg->ping_interval) +
+                               seconds_us(cfg->ping_timeout));
+    else if (!c->closing)
+        due = min_u64(due, c->heard_us + seconds_us(cfg->ping_interval));
+    int64_t expiry = c->claims && app->auth ? auth_claims_expiry(app->auth, c->claims) : 0;
+    if (expiry && !c->closing) {
+        int64_t left = expiry - (int64_t)time(NULL);
+        due = min_u64(due, now + (left > 0 ? (uint64_t)left * 1000000u : 0));
+    }
+    if (due == UINT64_MAX)
+        wheel_cancel(&c->timer);
+    else
+        wheel_set(&c->app->timers, &c->timer, due);
 }
 
 /* Queues m (borrowed). A queue over its hard bound closes the client. */
@@ -119,8 +161,10 @@ static void enqueue(struct client *c, struct msg *m)
         return;
     }
     c->app->metrics.queue_bytes += m->len;
-    if (cfg->queue_soft_bytes && !c->soft_since_us && c->q.bytes > cfg->queue_soft_bytes)
+    if (cfg->queue_soft_bytes && !c->soft_since_us && c->q.bytes > cfg->queue_soft_bytes) {
         c->soft_since_us = clock_us();
+        schedule(c, c->soft_since_us);
+    }
     if (was_empty)
         c->ops->want_write(c->conn);
 }
@@ -473,6 +517,7 @@ struct client *client_open(struct app *app, const struct client_opts *o)
     app->clients = c;
     app->nclients++;
     app->metrics.connections_total++;
+    schedule(c, c->heard_us);
     log_fields(LOG_INFO, "session open", "session", c->id, "remote", c->peer,
                "sub", c->claims ? c->claims->sub : NULL,
                "batch", c->batch ? "1" : NULL, (const char *)NULL);
@@ -504,30 +549,41 @@ unsigned client_close_some(struct app *app, enum disconnect_reason why, unsigned
 void client_heard(struct client *c)
 {
     c->heard_us = clock_us();
-    c->pinged = 0;
+    if (c->pinged) { /* the pong: the next ping is due sooner than its timeout */
+        c->pinged = 0;
+        schedule(c, c->heard_us);
+    }
+}
+
+/* A client's timer fired: what the deadlines in schedule() call for. */
+static void check(struct wheel_timer *t, void *arg)
+{
+    struct client *c = (struct client *)((char *)t - offsetof(struct client, timer));
+    const struct config *cfg = &c->app->cfg;
+    uint64_t now = *(const uint64_t *)arg;
+    uint64_t ping = seconds_us(cfg->ping_interval);
+    if (c->soft_since_us && !c->discard &&
+        now - c->soft_since_us >= seconds_us(cfg->queue_soft_seconds))
+        disconnect(c, DISC_SLOW_CONSUMER);
+    else if (c->pinged && now - c->heard_us >= ping + seconds_us(cfg->ping_timeout))
+        disconnect(c, DISC_TIMEOUT);
+    else if (c->claims && auth_claims_expired(c->app->auth, c->claims, (int64_t)time(NULL)))
+        client_close(c, DISC_AUTH);
+    else if (!c->pinged && !c->closing && now - c->heard_us >= ping) {
+        c->pinged = 1;
+        c->ops->ping(c->conn);
+    }
+    schedule(c, now);
 }
 
 /* Keepalive is ours rather than lws's: lws 4.1 keeps one timer per
  * connection in a sorted list and re-inserts it on every pong, a walk over
- * every connection each time; this sweep costs one comparison per client. */
+ * every connection each time. Ours sit on a timing wheel: a sweep looks
+ * only at the clients with something due. */
 void client_sweep(struct app *app)
 {
-    uint64_t now = clock_us(), soft = (uint64_t)(app->cfg.queue_soft_seconds * 1e6);
-    uint64_t ping = (uint64_t)(app->cfg.ping_interval * 1e6);
-    uint64_t silent = ping + (uint64_t)(app->cfg.ping_timeout * 1e6);
-    int64_t wall = (int64_t)time(NULL);
-    for (struct client *c = app->clients; c; c = c->next) {
-        if (c->soft_since_us && !c->discard && now - c->soft_since_us >= soft)
-            disconnect(c, DISC_SLOW_CONSUMER);
-        else if (c->pinged && now - c->heard_us >= silent)
-            disconnect(c, DISC_TIMEOUT);
-        else if (c->claims && auth_claims_expired(app->auth, c->claims, wall))
-            client_close(c, DISC_AUTH);
-        else if (!c->pinged && !c->closing && now - c->heard_us >= ping) {
-            c->pinged = 1;
-            c->ops->ping(c->conn);
-        }
-    }
+    uint64_t now = clock_us();
+    wheel_expire(&app->timers, now, check, &now);
 }
 
 void client_gone(struct client *c)
@@ -539,6 +595,7 @@ void client_gone(struct client *c)
                "sub", c->claims ? c->claims->sub : NULL,
                "reason", metrics_reason_name(why), (const char *)NULL);
     hub_drop_client(app->hub, &c->hc);
+    wheel_cancel(&c->timer);
     clear_queue(c);
     if (c->prev) c->prev->next = c->next; else app->clients = c->next;
     if (c->next) c->next->prev = c->prev;

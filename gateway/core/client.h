@@ -74,7 +74,8 @@ unsigned client_close_some(struct app *app, enum disconnect_reason why, unsigned
 /* The once-a-second sweep: cuts off clients whose queue stayed over
  * --queue-soft-bytes for --queue-soft-seconds, closes those whose token
  * has expired (4001), pings clients silent for --ping-interval and resets
- * those still silent --ping-timeout later. */
+ * those still silent --ping-timeout later. Costs only the clients with a
+ * deadline reached (app->timers), not one look at every client. */
 void client_sweep(struct app *app);
 
 /* ---- requests: called by codecs ---------------------------------------- */

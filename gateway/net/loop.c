@@ -21,10 +21,9 @@
 #include "core/clock.h"
 #include "log.h"
 
-#define TICK_USEC 100000
-/* Every this many ticks, one full lws_service() (a poll() of every socket):
- * a backstop should lws ever want a socket serviced without telling us. */
-#define FULL_SERVICE_TICKS 300
+/* lws's timers run when the first is due, and at least this often: a
+ * backstop should a timer ever be set where the loop does not look. */
+#define TICK_MAX_USEC 1000000
 #define FD_RESERVE 32           /* descriptors kept for Redis, files, logs */
 #define ACCEPT_PAUSE_MIN_MS 100 /* listener paused after EMFILE, doubling */
 #define ACCEPT_PAUSE_MAX_MS 1000
@@ -50,9 +49,9 @@ struct loop {
     struct lws_context *ctx;
     struct lws_vhost *vh;
     struct evconnlistener *listener;
-    struct event *tick;
+    struct event *tick;       /* one-shot: when lws's first timer is due */
+    lws_usec_t tick_due;      /* when tick fires; 0: not pending */
     lws_dll2_owner_t *timers; /* lws's timer lists, LWS_COUNT_PT_SUL_OWNERS */
-    unsigned ticks;
     struct event *resume;        /* re-enables the listener (EMFILE, burst) */
     unsigned pause_ms;           /* the next pause; grows while EMFILE lasts */
     unsigned burst;              /* accepts since the listener last yielded */
@@ -139,14 +138,41 @@ struct event_base *loop_base_new(void)
     return base;
 }
 
+/* Sets the tick for lws's first timer (each list is sorted: its head),
+ * or for now when lws holds read data to feed, unless it is due sooner
+ * already. Called after anything that may have set an lws timer. */
+static void sync_tick(struct loop *loop)
+{
+    lws_usec_t due = 0;
+    for (int i = 0; i < LWS_COUNT_PT_SUL_OWNERS; i++) {
+        struct lws_dll2 *d = lws_dll2_get_head(&loop->timers[i]);
+        lws_sorted_usec_list_t *sul = lws_container_of(d, lws_sorted_usec_list_t, list);
+        if (d && (!due || sul->us < due))
+            due = sul->us;
+    }
+    if (!lws_service_adjust_timeout(loop->ctx, 1, 0))
+        due = 1; /* read data to feed: at once */
+    if (loop->tick_due && (!due || due >= loop->tick_due))
+        return; /* the usual case: nothing sooner than the pending tick */
+    lws_usec_t now = lws_now_usecs();
+    if (!due || due > now + TICK_MAX_USEC)
+        due = now + TICK_MAX_USEC;
+    lws_usec_t wait = due > now ? due - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000000), (suseconds_t)(wait % 1000000)};
+    if (event_add(loop->tick, &tv) == 0)
+        loop->tick_due = due;
+}
+
 /* Runs lws on one fd; returns 0 when the wsi survived, else frees f. */
 static int service(struct fdev *f, short revents)
 {
+    struct loop *loop = f->loop;
     struct lws_pollfd pfd = {.fd = f->fd, .events = POLLIN | POLLOUT,
                              .revents = revents};
     f->in_service = 1;
-    lws_service_fd(f->loop->ctx, &pfd);
+    lws_service_fd(loop->ctx, &pfd);
     f->in_service = 0;
+    sync_tick(loop);
     if (f->wsi)
         return 0;
     fdev_free(f);
@@ -183,18 +209,20 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
         kick_write(f);
 }
 
-/* lws's timers (pings, handshake and close timeouts) run without
+/* lws's timers (handshake and close timeouts, kills) run without
  * lws_service(), whose poll() of every socket made an idle connection cost
- * CPU on every tick. A socket lws wants written (a ping) reaches us through
- * loop_lws_thread_id(); read data lws holds back is fed by a full pass. */
+ * CPU on every tick, and only when one is due. A socket a timer makes lws
+ * want written reaches us through loop_lws_thread_id(); read data lws holds
+ * back is fed by a full pass, the only one. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct loop *loop = arg;
+    loop->tick_due = 0;
     __lws_sul_service_ripe(loop->timers, LWS_COUNT_PT_SUL_OWNERS, lws_now_usecs());
-    if (++loop->ticks % FULL_SERVICE_TICKS == 0 ||
-        !lws_service_adjust_timeout(loop->ctx, 1, 0))
+    if (!lws_service_adjust_timeout(loop->ctx, 1, 0))
         lws_service(loop->ctx, -1);
+    sync_tick(loop);
 }
 
 static void probe_cb(lws_sorted_usec_list_t *sul) { (void)sul; }
@@ -292,6 +320,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     f->in_service = 1;
     f->wsi = lws_adopt_descriptor_vhost_via_info(&desc);
     f->in_service = 0;
+    sync_tick(loop); /* the handshake timeout */
     if (!f->wsi) { /* lws closed the fd */
         fdev_free(f);
         return;
@@ -462,10 +491,15 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
      * changes the events it wants on a socket. */
     lws_service(ctx, -1);
 
-    struct timeval tv = {0, TICK_USEC};
-    loop->tick = event_new(base, -1, EV_PERSIST, on_tick, loop);
+    loop->tick = evtimer_new(base, on_tick, loop);
     loop->resume = evtimer_new(base, on_resume, loop);
-    if (!loop->tick || !loop->resume || event_add(loop->tick, &tv) < 0) {
+    if (!loop->tick || !loop->resume) {
+        snprintf(err, errlen, "cannot start the service timer");
+        loop_free(loop);
+        return NULL;
+    }
+    sync_tick(loop);
+    if (!loop->tick_due) {
         snprintf(err, errlen, "cannot start the service timer");
         loop_free(loop);
         return NULL;
@@ -499,13 +533,16 @@ void loop_keep_writable(struct lws *wsi, int on)
         arm_write(f);
 }
 
-void loop_reset_on_close(struct lws *wsi)
+void loop_abort(struct lws *wsi)
 {
     struct fdev *f = lws_get_opaque_user_data(wsi);
     struct linger lg = {1, 0};
     setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    if (f)
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    if (f) {
         f->reset = 1;
+        sync_tick(f->loop);
+    }
 }
 
 void loop_wsi_closed(struct lws *wsi, int websocket)

@@ -9,13 +9,14 @@
  * read (lws queues pongs, close replies and handshake answers internally).
  * It is armed in epoll only while lws holds a partial write or serves a
  * file, that is while the socket itself must tell us when it takes more.
- * A 100 ms timer runs lws's own timers (pings, close and idle timeouts)
- * straight from lws's timer lists: lws_service() would also poll() every
- * socket, a cost per idle connection. When a timer makes lws want to write
- * (a ping), lws reports the change of poll events through
- * LWS_CALLBACK_GET_THREAD_ID, which loop_lws_thread_id() turns into a
- * write kick. A full lws_service() runs only when lws holds read data to
- * feed, and every 30 s as a backstop.
+ * A one-shot timer runs lws's own timers (handshake and close timeouts,
+ * kills) straight from lws's timer lists when the first of them is due
+ * (looked up after every lws call that may set one), and at least once a
+ * second: lws_service() would also poll() every socket, a cost per idle
+ * connection. When a timer makes lws want to write, lws reports the change
+ * of poll events through LWS_CALLBACK_GET_THREAD_ID, which
+ * loop_lws_thread_id() turns into a write kick. A full lws_service() runs
+ * only when lws holds read data to feed. An idle connection costs nothing.
  *
  * Ownership: struct loop is owned by main. Each connection's struct fdev is
  * the wsi's opaque user data; loop owns it and frees it when lws destroys
@@ -65,12 +66,12 @@ int loop_lws_thread_id(struct lws *wsi);
 /* Keeps EV_WRITE armed while on (a file being served by lws itself). */
 void loop_keep_writable(struct lws *wsi, int on);
 
-/* Makes the coming close a TCP reset (SO_LINGER 0) and skips lingering:
- * for a peer whose unsent megabytes must go now. */
-void loop_reset_on_close(struct lws *wsi);
+/* Closes wsi at the loop's next turn with a TCP reset (SO_LINGER 0), no
+ * lingering: for a peer whose unsent megabytes must go now. */
+void loop_abort(struct lws *wsi);
 
 /* Call from LWS_CALLBACK_CLOSED (websocket 1) and CLOSED_HTTP (0): the fd is
- * still open. A WebSocket not marked by loop_reset_on_close() lingers: the
+ * still open. A WebSocket not closed by loop_abort() lingers: the
  * loop keeps a duplicate of its descriptor, shuts the write side (FIN after
  * the close frame) and discards input until the peer's EOF or 2 s, so the
  * peer's data still in flight cannot turn the close into a reset that

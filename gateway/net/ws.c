@@ -73,11 +73,9 @@ static void conn_close(struct conn *c, uint16_t code, const char *reason)
     loop_want_write(wsi_of(c));
 }
 
-/* Killed on the next lws service, its socket reset (SO_LINGER 0). */
 static void conn_abort(struct conn *c)
 {
-    loop_reset_on_close(wsi_of(c));
-    lws_set_timeout(wsi_of(c), PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    loop_abort(wsi_of(c));
 }
 
 /* The ping leaves at the next writable callback, ahead of the queue. */

@@ -249,6 +249,7 @@ static void test_grants(void)
     strcpy(cl->sub, "ana");
     auth_grants_parse("room.*", &cl->subscribe, err, sizeof err);
     auth_grants_parse("room.1", &cl->publish, err, sizeof err);
+    cl->exp = (int64_t)time(NULL) - 1; /* expired since the upgrade */
     tc_open(&ana, 0, cl);
 
     send_text(&anon, "{\"op\":\"subscribe\",\"channel\":\"pub.news\",\"id\":1}");
@@ -271,7 +272,6 @@ static void test_grants(void)
     FRAME_HAS(&ana, 4, "{\"op\":\"error\",\"id\":4,\"code\":\"forbidden\"");
 
     /* a token that has expired closes the client with 4001 at the sweep */
-    cl->exp = (int64_t)time(NULL) - 1;
     client_sweep(&app);
     CHECK_EQ_INT(pump(&ana), -1);
     CHECK_EQ_INT(ana.conn.close_code, 4001);
