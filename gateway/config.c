@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A setter validates one value; on failure it writes what was expected into
  * why (the caller prefixes the flag name). */
@@ -314,6 +315,20 @@ static int set_max_connections(struct config *c, const char *v, char *why, size_
     return set_uint_in(&c->max_connections, v, 1, 10000000, why, n);
 }
 
+static int set_workers(struct config *c, const char *v, char *why, size_t n)
+{
+    if (!strcmp(v, "auto")) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        c->workers = cores < 1 ? 1 : cores > CONFIG_WORKERS_MAX ? CONFIG_WORKERS_MAX
+                                                                : (unsigned)cores;
+        return 0;
+    }
+    if (set_uint_in(&c->workers, v, 1, CONFIG_WORKERS_MAX, why, n) == 0)
+        return 0;
+    snprintf(why, n, "expected auto or a whole number from 1 to %u", CONFIG_WORKERS_MAX);
+    return -1;
+}
+
 static int set_max_channels(struct config *c, const char *v, char *why, size_t n)
 {
     return set_uint_in(&c->max_channels, v, 1, 1000000, why, n);
@@ -508,7 +523,8 @@ static const struct option_def options[] = {
     {"max-message-size", "64k", "largest inbound frame, HTTP body or published payload", set_max_message, 0, NULL},
     {"max-queue-bytes", "1m", "per-client send queue; beyond it the client is closed as a slow consumer", set_max_queue, 0, NULL},
     {"drain-seconds", "10", "on SIGTERM, the window over which clients are closed (1001) before exit", set_drain, 0, NULL},
-    {"max-connections", "10000", "WebSocket connections per node; more are refused with 503", set_max_connections, 0, NULL},
+    {"max-connections", "10000", "WebSocket connections per worker process; more are refused with 503", set_max_connections, 0, NULL},
+    {"workers", "1", "worker processes sharing the port (SO_REUSEPORT), under a supervisor when more than 1; auto: one per core; more than 1 needs --redis", set_workers, 0, NULL},
     {"max-channels", "100", "subscriptions per connection", set_max_channels, 0, NULL},
     {"publish-rate", "100", "publishes per second per connection (token bucket); 0: unlimited", set_publish_rate, 0, NULL},
     {"publish-burst", "200", "publishes a connection may send at once before the rate applies", set_publish_burst, 0, NULL},
@@ -849,6 +865,11 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
     }
     if (cfg->api_insecure && cfg->api_key[0]) {
         snprintf(err, errlen, "--api-insecure: contradicts --api-key (the key protects the API)");
+        return CONFIG_ERROR;
+    }
+    if (cfg->workers > 1 && !cfg->use_redis) {
+        snprintf(err, errlen, "--workers: more than 1 needs --redis (the embedded "
+                              "broker lives in one process)");
         return CONFIG_ERROR;
     }
     return CONFIG_OK;

@@ -69,7 +69,10 @@ struct config {
      * when unset. */
     char shown[CONFIG_OPTIONS_MAX][CONFIG_SHOWN_MAX];
     char origin[CONFIG_OPTIONS_MAX][64];
+    unsigned workers;          /* worker processes; "auto": one per core */
 };
+
+#define CONFIG_WORKERS_MAX 64
 
 enum config_result { CONFIG_OK = 0, CONFIG_HELP = 1, CONFIG_VERSION = 2, CONFIG_ERROR = -1 };
 

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "net/server.h"
 #include "process.h"
+#include "workers.h"
 
 /* Run from the build tree: serve the source tree's web/; installed: the
  * share directory beside the binary's bin/ (WSGATE_INSTALL_WEB is relative
@@ -120,6 +121,8 @@ static int config_check(struct app *app, int no_web)
 int main(int argc, char **argv)
 {
     static struct app app; /* zeroed; lives as long as the process */
+    static struct metrics metrics; /* a worker's are shared instead */
+    app.metrics = &metrics;
     char err[512];
     if (argc > 1 && !strcmp(argv[1], "token"))
         return cmd_token(argc - 1, argv + 1);
@@ -165,11 +168,15 @@ int main(int argc, char **argv)
     log_set_format(app.cfg.log_format);
     signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
     raise_fd_limit();
+    if (workers_start(&app, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
     if (getrandom(&app.session_salt, sizeof app.session_salt, 0) < 0)
         app.session_salt = (uint32_t)getpid();
     srandom(app.session_salt);
 
-    app.metrics.start_time = process_now();
+    app.metrics->start_time = process_now();
     int status = 1;
     char node[CONFIG_STR_MAX + 16];
     struct server *server = NULL;
@@ -218,12 +225,20 @@ int main(int argc, char **argv)
     }
 
     unsigned sockets = server_max_sockets(server);
-    app.metrics.capacity = sockets < app.cfg.max_connections ? sockets : app.cfg.max_connections;
-    log_info("listening on %s:%d (node %s, broker %s); holds up to %u connections "
-             "(--max-connections %u, %u client sockets under the descriptor limit)",
-             app.cfg.listen_host, server_port(server), app.node_id,
-             app.cfg.use_redis ? "redis" : "embedded",
-             app.metrics.capacity, app.cfg.max_connections, sockets);
+    app.metrics->capacity = sockets < app.cfg.max_connections ? sockets : app.cfg.max_connections;
+    if (app.node) { /* the supervisor says "listening on" for the node */
+        log_info("worker %u (pid %d) serves on %s:%d (node %s); holds up to %u "
+                 "connections (%u client sockets under the descriptor limit)",
+                 app.worker, (int)getpid(), app.cfg.listen_host, server_port(server),
+                 app.node_id, app.metrics->capacity, sockets);
+        workers_ready(&app, app.metrics->capacity);
+    } else {
+        log_info("listening on %s:%d (node %s, broker %s); holds up to %u connections "
+                 "(--max-connections %u, %u client sockets under the descriptor limit)",
+                 app.cfg.listen_host, server_port(server), app.node_id,
+                 app.cfg.use_redis ? "redis" : "embedded", app.metrics->capacity,
+                 app.cfg.max_connections, sockets);
+    }
     if (server_run(server) < 0)
         goto out;
     log_info("shut down cleanly");

@@ -32,7 +32,10 @@ struct app {
     uint32_t session_seq;
     int draining;                 /* SIGTERM seen: not ready, closing clients */
     struct msg *batch;            /* APP_BATCH_MAX scratch frame for batching */
-    struct metrics metrics;
+    struct metrics *metrics;      /* this process's counters (a worker's: shared) */
+    struct metrics_node *node;    /* with --workers > 1: every worker's figures */
+    unsigned worker;              /* this worker's slot in node */
+    int ready_fd;                 /* a worker's pipe to its supervisor */
     struct auth_key *auth;        /* NULL: --auth off */
     struct auth_grants anonymous; /* grants of clients without a token */
     struct auth_grants history_channels; /* --history-channels */

@@ -77,7 +77,7 @@ static void release(struct client *c)
 
 static void clear_queue(struct client *c)
 {
-    c->app->metrics.queue_bytes -= c->q.bytes;
+    c->app->metrics->queue_bytes -= c->q.bytes;
     msgq_clear(&c->q);
 }
 
@@ -160,7 +160,7 @@ static void enqueue(struct client *c, struct msg *m)
         disconnect(c, DISC_ERROR);
         return;
     }
-    c->app->metrics.queue_bytes += m->len;
+    c->app->metrics->queue_bytes += m->len;
     if (cfg->queue_soft_bytes && !c->soft_since_us && c->q.bytes > cfg->queue_soft_bytes) {
         c->soft_since_us = clock_us();
         schedule(c, c->soft_since_us);
@@ -251,8 +251,8 @@ static void on_published(void *arg, int ok, const struct position *pos)
     struct pub_wait *w = arg;
     struct client *c = w->c;
     if (ok) {
-        c->app->metrics.published_total++;
-        c->app->metrics.history_appends += pos != NULL;
+        c->app->metrics->published_total++;
+        c->app->metrics->history_appends += pos != NULL;
     }
     if (ok)
         reply_ack(c, &w->id, &(struct ack_position){.pos = pos});
@@ -415,7 +415,7 @@ void client_too_large(struct client *c)
 static void written(struct client *c, uint64_t now)
 {
     struct msg *m = msgq_peek(&c->q);
-    struct metrics *mt = &c->app->metrics;
+    struct metrics *mt = c->app->metrics;
     if (m->born_us) {
         mt->delivered_total++;
         if (m->refs == 1) /* the last subscriber written: fan-out complete */
@@ -484,8 +484,8 @@ int client_writable(struct client *c)
     }
     if (rc < 0)
         return -1;
-    c->app->metrics.bytes_sent_total += n;
-    c->app->metrics.writes_total++;
+    c->app->metrics->bytes_sent_total += n;
+    c->app->metrics->writes_total++;
     if (c->soft_since_us && c->q.bytes <= c->app->cfg.queue_soft_bytes)
         c->soft_since_us = 0;
     if (c->q.count || c->closing)
@@ -516,7 +516,7 @@ struct client *client_open(struct app *app, const struct client_opts *o)
         app->clients->prev = c;
     app->clients = c;
     app->nclients++;
-    app->metrics.connections_total++;
+    app->metrics->connections_total++;
     schedule(c, c->heard_us);
     log_fields(LOG_INFO, "session open", "session", c->id, "remote", c->peer,
                "sub", c->claims ? c->claims->sub : NULL,
@@ -590,7 +590,7 @@ void client_gone(struct client *c)
 {
     struct app *app = c->app;
     enum disconnect_reason why = c->closing ? c->why : DISC_CLIENT;
-    app->metrics.disconnects[why]++;
+    app->metrics->disconnects[why]++;
     log_fields(LOG_INFO, "session closed", "session", c->id, "remote", c->peer,
                "sub", c->claims ? c->claims->sub : NULL,
                "reason", metrics_reason_name(why), (const char *)NULL);

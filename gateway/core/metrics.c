@@ -127,103 +127,216 @@ static void process_metrics(struct out *o, const struct metrics *m,
            p->max_fds);
 }
 
+static void render(struct out *o, const struct metrics *m, const struct metrics_gauges *g);
+
+static char *finish(struct out *o, size_t *len)
+{
+    if (o->failed) {
+        free(o->buf);
+        return NULL;
+    }
+    *len = o->len;
+    return o->buf;
+}
+
 char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
                      size_t *len)
 {
     struct out o = {.buf = malloc(4096), .cap = 4096};
     if (!o.buf)
         return NULL;
-    put(&o, "# HELP wsgate_build_info The running build: always 1, labelled with its version.\n"
+    render(&o, m, g);
+    return finish(&o, len);
+}
+
+static void add(struct metrics *sum, const struct metrics *m)
+{
+    sum->connections_total += m->connections_total;
+    sum->refused_total += m->refused_total;
+    for (int i = 0; i < METRICS_REFUSALS; i++)
+        sum->refused[i] += m->refused[i];
+    for (int i = 0; i < METRICS_API_STATUSES; i++)
+        sum->api_requests[i] += m->api_requests[i];
+    sum->published_total += m->published_total;
+    sum->history_appends += m->history_appends;
+    sum->delivered_total += m->delivered_total;
+    sum->bytes_sent_total += m->bytes_sent_total;
+    sum->writes_total += m->writes_total;
+    for (int r = 0; r < DISC_COUNT; r++)
+        sum->disconnects[r] += m->disconnects[r];
+    for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
+        sum->latency_le[i] += m->latency_le[i];
+    sum->latency_count += m->latency_count;
+    sum->latency_sum += m->latency_sum;
+    sum->queue_bytes += m->queue_bytes;
+}
+
+/* A running worker's live figures: summed, so process_* is the node's. */
+static void add_live(struct metrics *sum, struct metrics_gauges *g, const struct metrics_slot *s)
+{
+    sum->capacity += s->m.capacity;
+    if (!sum->start_time || (s->m.start_time && s->m.start_time < sum->start_time))
+        sum->start_time = s->m.start_time;
+    g->connections += s->g.connections;
+    g->subscriptions += s->g.subscriptions;
+    g->channels += s->g.channels;
+    g->presence_members += s->g.presence_members;
+    g->broker_up &= s->g.broker_up;
+    if (s->g.process.ok) {
+        g->process.ok = 1;
+        g->process.cpu_seconds += s->g.process.cpu_seconds;
+        g->process.rss_bytes += s->g.process.rss_bytes;
+        g->process.virtual_bytes += s->g.process.virtual_bytes;
+        g->process.open_fds += s->g.process.open_fds;
+        g->process.max_fds += s->g.process.max_fds;
+    }
+}
+
+char *metrics_render_node(const struct metrics_node *node, size_t *len)
+{
+    struct metrics sum = {0};
+    uint64_t unrecovered[HISTORY_LOSS_COUNT] = {0};
+    struct metrics_gauges g = {.broker_up = 1, .unrecovered = unrecovered};
+    unsigned running = 0;
+    for (unsigned i = 0; i < node->nslots; i++) {
+        const struct metrics_slot *s = &node->slot[i];
+        add(&sum, &s->m);
+        g.broker_reconnects += s->g.broker_reconnects;
+        g.broker_messages += s->g.broker_messages;
+        g.dropped_invalid += s->g.dropped_invalid;
+        g.recovered += s->g.recovered;
+        g.gap_fills += s->g.gap_fills;
+        g.gaps_lost += s->g.gaps_lost;
+        for (int r = 0; r < HISTORY_LOSS_COUNT; r++)
+            unrecovered[r] += s->unrecovered[r];
+        if (s->pid) {
+            running++;
+            add_live(&sum, &g, s);
+        }
+    }
+    if (!running)
+        g.broker_up = 0;
+    g.ready = metrics_node_ready(node);
+    struct out o = {.buf = malloc(8192), .cap = 8192};
+    if (!o.buf)
+        return NULL;
+    render(&o, &sum, &g);
+    metric(&o, "wsgate_workers", "gauge", "Worker processes running.", running);
+    metric(&o, "wsgate_worker_restarts_total", "counter",
+           "Workers restarted by the supervisor after dying.", node->restarts);
+    put(&o, "# HELP wsgate_worker_connections Open WebSocket connections, by worker.\n"
+           "# TYPE wsgate_worker_connections gauge\n");
+    for (unsigned i = 0; i < node->nslots; i++)
+        put(&o, "wsgate_worker_connections{worker=\"%u\"} %u\n", i,
+            node->slot[i].pid ? node->slot[i].g.connections : 0);
+    put(&o, "# HELP wsgate_worker_up 1 while the worker runs.\n"
+           "# TYPE wsgate_worker_up gauge\n");
+    for (unsigned i = 0; i < node->nslots; i++)
+        put(&o, "wsgate_worker_up{worker=\"%u\"} %d\n", i, node->slot[i].pid != 0);
+    return finish(&o, len);
+}
+
+int metrics_node_ready(const struct metrics_node *node)
+{
+    unsigned running = 0;
+    for (unsigned i = 0; i < node->nslots; i++) {
+        const struct metrics_slot *s = &node->slot[i];
+        if (!s->pid)
+            continue;
+        if (s->draining || !s->g.broker_up)
+            return 0;
+        running++;
+    }
+    return running > 0;
+}
+
+static void render(struct out *o, const struct metrics *m, const struct metrics_gauges *g)
+{
+    put(o, "# HELP wsgate_build_info The running build: always 1, labelled with its version.\n"
             "# TYPE wsgate_build_info gauge\nwsgate_build_info{version=\"%s\"} 1\n",
         WSGATE_VERSION);
-    metric(&o, "wsgate_connections", "gauge", "Open WebSocket connections.", g->connections);
-    metric(&o, "wsgate_connections_total", "counter", "WebSocket connections accepted.",
+    metric(o, "wsgate_connections", "gauge", "Open WebSocket connections.", g->connections);
+    metric(o, "wsgate_connections_total", "counter", "WebSocket connections accepted.",
            m->connections_total);
-    metric(&o, "wsgate_connections_refused_total", "counter",
+    metric(o, "wsgate_connections_refused_total", "counter",
            "WebSocket upgrades refused (connection limit, draining, origin, token).",
            m->refused_total);
-    put(&o, "# HELP wsgate_upgrades_refused_total WebSocket upgrades refused, by the "
+    put(o, "# HELP wsgate_upgrades_refused_total WebSocket upgrades refused, by the "
             "error code of the answer.\n# TYPE wsgate_upgrades_refused_total counter\n");
     for (int i = 0; i < METRICS_REFUSALS; i++)
-        put(&o, "wsgate_upgrades_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
+        put(o, "wsgate_upgrades_refused_total{reason=\"%s\"} %llu\n", refusal_names[i],
             (unsigned long long)m->refused[i]);
-    metric(&o, "wsgate_max_connections", "gauge",
+    metric(o, "wsgate_max_connections", "gauge",
            "Connections this node can hold: --max-connections or the descriptor limit.",
            m->capacity);
-    metric(&o, "wsgate_ready", "gauge",
+    metric(o, "wsgate_ready", "gauge",
            "1 while /readyz answers 200 (broker connected, not draining).",
            (unsigned long long)g->ready);
-    put(&o, "# HELP wsgate_api_requests_total HTTP API (/api/...) answers, by status.\n"
+    put(o, "# HELP wsgate_api_requests_total HTTP API (/api/...) answers, by status.\n"
             "# TYPE wsgate_api_requests_total counter\n");
     for (int i = 0; i < METRICS_API_STATUSES; i++) {
         if (api_statuses[i])
-            put(&o, "wsgate_api_requests_total{code=\"%u\"} %llu\n", api_statuses[i],
+            put(o, "wsgate_api_requests_total{code=\"%u\"} %llu\n", api_statuses[i],
                 (unsigned long long)m->api_requests[i]);
         else
-            put(&o, "wsgate_api_requests_total{code=\"other\"} %llu\n",
+            put(o, "wsgate_api_requests_total{code=\"other\"} %llu\n",
                 (unsigned long long)m->api_requests[i]);
     }
-    metric(&o, "wsgate_subscriptions", "gauge", "Client subscriptions on this node.",
+    metric(o, "wsgate_subscriptions", "gauge", "Client subscriptions on this node.",
            g->subscriptions);
-    metric(&o, "wsgate_channels", "gauge", "Channels with local subscribers.", g->channels);
-    metric(&o, "wsgate_messages_published_total", "counter",
+    metric(o, "wsgate_channels", "gauge", "Channels with local subscribers.", g->channels);
+    metric(o, "wsgate_messages_published_total", "counter",
            "Publishes from this node's clients and HTTP API accepted by the broker.",
            m->published_total);
-    metric(&o, "wsgate_messages_delivered_total", "counter",
+    metric(o, "wsgate_messages_delivered_total", "counter",
            "Message frames written to clients.", m->delivered_total);
-    metric(&o, "wsgate_bytes_sent_total", "counter", "WebSocket payload bytes written.",
+    metric(o, "wsgate_bytes_sent_total", "counter", "WebSocket payload bytes written.",
            m->bytes_sent_total);
-    metric(&o, "wsgate_writes_total", "counter",
+    metric(o, "wsgate_writes_total", "counter",
            "Transport writes: frames queued for a client leave together.", m->writes_total);
-    metric(&o, "wsgate_broker_up", "gauge", "1 while the broker is connected.",
+    metric(o, "wsgate_broker_up", "gauge", "1 while the broker is connected.",
            (unsigned long long)g->broker_up);
-    metric(&o, "wsgate_broker_reconnects_total", "counter",
+    metric(o, "wsgate_broker_reconnects_total", "counter",
            "Times the broker came back after an outage.", g->broker_reconnects);
-    metric(&o, "wsgate_broker_messages_total", "counter",
+    metric(o, "wsgate_broker_messages_total", "counter",
            "Messages the broker delivered to this node.", g->broker_messages);
-    metric(&o, "wsgate_dropped_invalid_total", "counter",
+    metric(o, "wsgate_dropped_invalid_total", "counter",
            "Broker payloads dropped as invalid JSON or too large.", g->dropped_invalid);
-    metric(&o, "wsgate_queue_bytes", "gauge", "Bytes waiting in client send queues.",
+    metric(o, "wsgate_queue_bytes", "gauge", "Bytes waiting in client send queues.",
            m->queue_bytes);
-    metric(&o, "wsgate_presence_members", "gauge",
+    metric(o, "wsgate_presence_members", "gauge",
            "This node's subscribers listed in their channel's presence.", g->presence_members);
-    metric(&o, "wsgate_history_appends_total", "counter",
+    metric(o, "wsgate_history_appends_total", "counter",
            "Publishes from this node appended to a channel's history.", m->history_appends);
-    metric(&o, "wsgate_history_gap_fills_total", "counter",
+    metric(o, "wsgate_history_gap_fills_total", "counter",
            "Holes in live delivery filled from history.", g->gap_fills);
-    metric(&o, "wsgate_history_gaps_lost_total", "counter",
+    metric(o, "wsgate_history_gaps_lost_total", "counter",
            "Holes in live delivery that history could not fill.", g->gaps_lost);
-    put(&o, "# HELP wsgate_recoveries_total Subscribes that asked to recover, by result.\n"
+    put(o, "# HELP wsgate_recoveries_total Subscribes that asked to recover, by result.\n"
             "# TYPE wsgate_recoveries_total counter\n"
             "wsgate_recoveries_total{result=\"recovered\",reason=\"\"} %llu\n",
         (unsigned long long)g->recovered);
     for (int r = HISTORY_COMPLETE + 1; g->unrecovered && r < HISTORY_LOSS_COUNT; r++)
-        put(&o, "wsgate_recoveries_total{result=\"not_recovered\",reason=\"%s\"} %llu\n",
+        put(o, "wsgate_recoveries_total{result=\"not_recovered\",reason=\"%s\"} %llu\n",
             history_loss_name((enum history_loss)r), (unsigned long long)g->unrecovered[r]);
 
-    put(&o, "# HELP wsgate_disconnects_total Connections closed, by reason.\n"
+    put(o, "# HELP wsgate_disconnects_total Connections closed, by reason.\n"
             "# TYPE wsgate_disconnects_total counter\n");
     for (int r = 0; r < DISC_COUNT; r++)
-        put(&o, "wsgate_disconnects_total{reason=\"%s\"} %llu\n", reason_names[r],
+        put(o, "wsgate_disconnects_total{reason=\"%s\"} %llu\n", reason_names[r],
             (unsigned long long)m->disconnects[r]);
 
-    put(&o, "# HELP wsgate_fanout_latency_seconds Broker receipt to the last local write.\n"
+    put(o, "# HELP wsgate_fanout_latency_seconds Broker receipt to the last local write.\n"
             "# TYPE wsgate_fanout_latency_seconds histogram\n");
     unsigned long long cum = 0;
     for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
         cum += m->latency_le[i];
-        put(&o, "wsgate_fanout_latency_seconds_bucket{le=\"%g\"} %llu\n", bounds[i], cum);
+        put(o, "wsgate_fanout_latency_seconds_bucket{le=\"%g\"} %llu\n", bounds[i], cum);
     }
-    put(&o, "wsgate_fanout_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
+    put(o, "wsgate_fanout_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
             "wsgate_fanout_latency_seconds_sum %.9f\n"
             "wsgate_fanout_latency_seconds_count %llu\n",
         (unsigned long long)m->latency_count, m->latency_sum,
         (unsigned long long)m->latency_count);
-    process_metrics(&o, m, &g->process);
-    if (o.failed) {
-        free(o.buf);
-        return NULL;
-    }
-    *len = o.len;
-    return o.buf;
+    process_metrics(o, m, &g->process);
 }

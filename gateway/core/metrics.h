@@ -3,12 +3,16 @@
  * struct metrics lives inside the app context; modules bump its counters
  * directly (single-threaded). Gauges that mirror live state (connections,
  * channels, broker up) are read at render time and passed in, so nothing is
- * counted twice. metrics_render() returns a malloc'd text the caller frees. */
+ * counted twice. metrics_render() returns a malloc'd text the caller frees.
+ * With several workers, each one's struct metrics lives in a shared
+ * struct metrics_node, owned by the supervisor. */
 #ifndef WSGATE_METRICS_H
 #define WSGATE_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "core/history.h"
 
 enum disconnect_reason {
     DISC_CLIENT,        /* the client closed or the connection dropped */
@@ -64,6 +68,26 @@ struct metrics_gauges {
     const uint64_t *unrecovered; /* HISTORY_LOSS_COUNT, by enum history_loss */
 };
 
+#define METRICS_WORKERS_MAX 64
+
+/* One worker's figures in a node of several (--workers): counters written
+ * live, gauges published by the worker every second and at each render. */
+struct metrics_slot {
+    struct metrics m;
+    struct metrics_gauges g; /* g.unrecovered unset: the copy below */
+    uint64_t unrecovered[HISTORY_LOSS_COUNT];
+    int pid;      /* 0: no worker runs in this slot now */
+    int draining;
+};
+
+/* Every worker's figures, in memory the supervisor maps shared before it
+ * forks: any worker renders and judges readiness for the whole node. */
+struct metrics_node {
+    unsigned nslots;
+    uint64_t restarts; /* workers restarted after dying (the supervisor's) */
+    struct metrics_slot slot[METRICS_WORKERS_MAX];
+};
+
 /* The label value of a reason: "slow_consumer", "drain", ... */
 const char *metrics_reason_name(enum disconnect_reason r);
 
@@ -80,5 +104,15 @@ void metrics_observe_latency(struct metrics *m, double seconds);
 /* Prometheus text exposition format 0.0.4; NULL when out of memory. */
 char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
                      size_t *len);
+
+/* The same for a whole node: the sum of its slots (gauges, capacity and
+ * process_* of running workers only; broker_up only when every one is up,
+ * ready as metrics_node_ready()), then per-worker series labelled
+ * worker="i". */
+char *metrics_render_node(const struct metrics_node *node, size_t *len);
+
+/* 1 when every running worker of node publishes broker_up and none is
+ * draining. */
+int metrics_node_ready(const struct metrics_node *node);
 
 #endif

@@ -90,7 +90,7 @@ static int send_json_error(struct lws *wsi, unsigned status, const char *code,
 static int api_error(struct app *app, struct lws *wsi, unsigned status, const char *code,
                      const char *message, int close_after)
 {
-    metrics_count_api(&app->metrics, status);
+    metrics_count_api(app->metrics, status);
     return send_json_error(wsi, status, code, message, close_after);
 }
 
@@ -128,7 +128,7 @@ void http_release(struct http_state *st)
 /* The broker answered: reply from the next HTTP_WRITEABLE. */
 static void answer(struct http_ticket *t, unsigned status, struct msg *reply)
 {
-    metrics_count_api(&t->app->metrics, status);
+    metrics_count_api(t->app->metrics, status);
     if (t->wsi) {
         struct http_state *st = t->st;
         st->pending = NULL;
@@ -159,8 +159,8 @@ static void on_published(void *arg, int ok, const struct position *pos)
 {
     struct http_ticket *t = arg;
     if (ok) {
-        t->app->metrics.published_total++;
-        t->app->metrics.history_appends += pos != NULL;
+        t->app->metrics->published_total++;
+        t->app->metrics->history_appends += pos != NULL;
     }
     answer(t, ok ? 200 : 503,
            ok ? v1_encode_published(pos)
@@ -297,7 +297,7 @@ static int serve_history(struct app *app, struct lws *wsi, struct http_state *st
     return 0;
 }
 
-static int serve_metrics(struct app *app, struct lws *wsi)
+static struct metrics_gauges gauges(struct app *app)
 {
     const struct hub_stats *hs = hub_stats(app->hub);
     struct metrics_gauges g = {
@@ -316,8 +316,32 @@ static int serve_metrics(struct app *app, struct lws *wsi)
         .presence_members = hs->presence_members,
     };
     process_read(&g.process);
+    return g;
+}
+
+void http_publish_gauges(struct app *app)
+{
+    if (!app->node)
+        return;
+    struct metrics_slot *slot = &app->node->slot[app->worker];
+    slot->g = gauges(app);
+    if (slot->g.unrecovered) /* points into this process: copied */
+        memcpy(slot->unrecovered, slot->g.unrecovered, sizeof slot->unrecovered);
+    slot->g.unrecovered = NULL;
+    slot->draining = app->draining;
+}
+
+static int serve_metrics(struct app *app, struct lws *wsi)
+{
     size_t len;
-    char *text = metrics_render(&app->metrics, &g, &len);
+    char *text;
+    if (app->node) {
+        http_publish_gauges(app);
+        text = metrics_render_node(app->node, &len);
+    } else {
+        struct metrics_gauges g = gauges(app);
+        text = metrics_render(app->metrics, &g, &len);
+    }
     if (!text)
         return send_json_error(wsi, 500, "internal", "out of memory", 1);
     int rc = send_reply(wsi, 200, "text/plain; version=0.0.4", text, len, 0);
@@ -374,6 +398,9 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
             return send_text(wsi, 503, "draining\n");
         if (!hub_broker_up(app->hub))
             return send_text(wsi, 503, "broker unavailable\n");
+        http_publish_gauges(app);
+        if (app->node && !metrics_node_ready(app->node))
+            return send_text(wsi, 503, "a worker is not ready\n");
         return send_text(wsi, 200, "ready\n");
     }
     if (!strcmp(path, "/metrics"))
@@ -394,7 +421,7 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
         if (!publish && !serve)
             return api_error(app, wsi, 404, "not_found", "no such API endpoint", 0);
         if (publish ? method != LWSHUMETH_POST : !get) {
-            metrics_count_api(&app->metrics, 405);
+            metrics_count_api(app->metrics, 405);
             return send_wrong_method(wsi, publish ? "POST" : "GET, HEAD");
         }
         if (!authorized(app, wsi))

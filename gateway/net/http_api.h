@@ -1,5 +1,6 @@
 /* http_api.h - plain HTTP on the WebSocket port: /healthz, /readyz,
- * POST /api/publish and static files from --web-root.
+ * /metrics, POST /api/publish and static files from --web-root. With
+ * several workers, /readyz and /metrics answer for the whole node.
  *
  * ws.c hands every HTTP callback reason to http_callback(). The per-
  * connection state lives inside the lws per-session data (zeroed by lws) and
@@ -29,6 +30,11 @@ struct http_state {
  * to the value the lws callback must return. */
 int http_callback(struct app *app, struct lws *wsi, enum lws_callback_reasons reason,
                   struct http_state *st, void *in, size_t len, int *rc);
+
+/* With several workers (app->node): copies this worker's gauges and
+ * drain state into its slot, for the others' /metrics and /readyz. The
+ * server calls it every second; serving either calls it first. */
+void http_publish_gauges(struct app *app);
 
 /* Frees what st holds and detaches a pending publish; idempotent. Call when
  * the connection closes or lws drops the HTTP protocol binding. */

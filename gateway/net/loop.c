@@ -430,9 +430,8 @@ static void linger(struct fdev *f)
     event_add(lg->ev, &tv);
 }
 
-struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
-                      struct lws_vhost *vh, const char *host, int port,
-                      size_t sndbuf, char *err, size_t errlen)
+/* The listen address host:port; NULL with err set. */
+static struct addrinfo *resolve(const char *host, int port, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
@@ -446,6 +445,45 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
                  gai_strerror(rc));
         return NULL;
     }
+    return ai;
+}
+
+static int port_of(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -1;
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+int loop_reserve_port(const char *host, int *port, char *err, size_t errlen)
+{
+    struct addrinfo *ai = resolve(host, *port, err, errlen);
+    if (!ai)
+        return -1;
+    int one = 1;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (*port = port_of(fd)) < 0) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, *port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
+                      struct lws_vhost *vh, const char *host, int port,
+                      int reuseport, size_t sndbuf, char *err, size_t errlen)
+{
+    struct addrinfo *ai = resolve(host, port, err, errlen);
+    if (!ai)
+        return NULL;
 
     struct loop *loop = calloc(1, sizeof *loop);
     if (!loop) {
@@ -459,7 +497,8 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
     loop->sndbuf = (int)sndbuf;
     loop->listener = evconnlistener_new_bind(
         base, on_accept, loop,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+            (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
         1024, ai->ai_addr, (int)ai->ai_addrlen);
     if (!loop->listener) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port,
@@ -478,12 +517,7 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
     /* Small limits (tests, tight containers) keep half for everything else. */
     loop->max_sockets = (unsigned)(nofile > 2 * FD_RESERVE ? nofile - FD_RESERVE : nofile / 2);
 
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    getsockname(evconnlistener_get_fd(loop->listener), (struct sockaddr *)&ss, &sl);
-    loop->port = ntohs(ss.ss_family == AF_INET6
-                           ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                           : ((struct sockaddr_in *)&ss)->sin_port);
+    loop->port = port_of(evconnlistener_get_fd(loop->listener));
 
     loop->timers = find_timers(ctx);
     /* lws asks protocols[0] for the service thread's id in its first

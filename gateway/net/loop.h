@@ -36,7 +36,14 @@ struct loop;
  * that keep re-activating themselves cannot starve reads. */
 struct event_base *loop_base_new(void);
 
-/* Binds host:port and starts accepting into vh. Client sockets (any
+/* Binds host:port (port 0: the kernel picks, set in *port) with
+ * SO_REUSEPORT without listening: holds the port for workers whose
+ * loop_new() shares it. Returns the descriptor, or -1 with err set. */
+int loop_reserve_port(const char *host, int *port, char *err, size_t errlen);
+
+/* Binds host:port (with SO_REUSEPORT when reuseport: other processes may
+ * listen on it too and the kernel spreads connections) and starts
+ * accepting into vh. Client sockets (any
  * state: HTTP, WebSocket, lingering) are capped at RLIMIT_NOFILE minus a
  * reserve; beyond it a connection gets an HTTP 503 and is closed at once.
  * When accept() itself runs out of descriptors the listener pauses
@@ -47,7 +54,7 @@ struct event_base *loop_base_new(void);
  * the address cannot be bound (e.g. in use). */
 struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
                       struct lws_vhost *vh, const char *host, int port,
-                      size_t sndbuf, char *err, size_t errlen);
+                      int reuseport, size_t sndbuf, char *err, size_t errlen);
 
 /* The bound port (the kernel's choice when 0 was asked for). */
 int loop_port(const struct loop *loop);

@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "core/drain.h"
 #include "log.h"
+#include "net/http_api.h"
 #include "net/loop.h"
 #include "net/ws.h"
 
@@ -70,7 +71,8 @@ struct server *server_new(struct app *app, char *err, size_t errlen)
         return NULL;
     }
     s->loop = loop_new(s->base, s->lws, vh, app->cfg.listen_host,
-                       app->cfg.listen_port, app->cfg.sndbuf, err, errlen);
+                       app->cfg.listen_port, app->node != NULL, app->cfg.sndbuf,
+                       err, errlen);
     if (!s->loop) {
         server_free(s);
         return NULL;
@@ -123,6 +125,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     double window = app->cfg.drain_seconds;
     log_info("signal %d: draining %u clients over %.1f s", (int)sig, app->nclients, window);
     drain_begin(&s->drain, app, clock_us());
+    http_publish_gauges(app); /* the other workers' /readyz says 503 too */
     struct timeval slice = {0, DRAIN_SLICE_US};
     struct timeval end = {(time_t)window,
                           (suseconds_t)((window - (double)(time_t)window) * 1e6)};
@@ -135,6 +138,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     client_sweep(arg);
+    http_publish_gauges(arg);
 }
 
 int server_run(struct server *s)

@@ -162,7 +162,7 @@ static int reject(struct lws *wsi, unsigned status, const char *code)
 static int refuse(struct app *app, struct lws *wsi, unsigned status,
                   const char *code)
 {
-    metrics_count_refusal(&app->metrics, code);
+    metrics_count_refusal(app->metrics, code);
     log_info("upgrade refused with %u: %s", status, code);
     return reject(wsi, status, code);
 }

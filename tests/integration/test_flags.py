@@ -14,7 +14,7 @@ FLAGS = ["--listen", "--redis", "--channel-prefix", "--node-id", "--web-root", "
          "--max-channels", "--max-connections", "--queue-soft-bytes", "--queue-soft-seconds",
          "--api-key", "--api-key-file", "--allowed-origins", "--drain-seconds", "--sndbuf",
          "--api-insecure", "--config", "--version", "--history-size", "--history-ttl",
-         "--history-channels", "--presence-channels", "--presence-ttl"]
+         "--history-channels", "--presence-channels", "--presence-ttl", "--workers"]
 
 
 run = run_wsgate

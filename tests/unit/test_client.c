@@ -93,7 +93,10 @@ static void app_init(const char *const *flags)
     for (; flags && flags[argc - 1]; argc++)
         argv[argc] = (char *)flags[argc - 1];
     char err[256];
+    static struct metrics metrics;
     memset(&app, 0, sizeof app);
+    memset(&metrics, 0, sizeof metrics);
+    app.metrics = &metrics;
     if (config_load(&app.cfg, argc, argv, "/nonexistent", err, sizeof err) != CONFIG_OK) {
         fprintf(stderr, "config: %s\n", err);
         exit(1);
@@ -175,7 +178,7 @@ static void test_welcome_and_ping(void)
     FRAME_HAS(&a, 1, "{\"op\":\"pong\",\"id\":7}");
     tc_close(&a);
     CHECK_EQ_INT(app.nclients, 0);
-    CHECK_EQ_UINT(app.metrics.disconnects[DISC_CLIENT], 1);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_CLIENT], 1);
     app_free();
 }
 
@@ -197,9 +200,9 @@ static void test_subscribe_publish_deliver(void)
     FRAME_HAS(&b, 3, "{\"op\":\"ack\",\"id\":2}");
     /* encoded once: both clients wrote the very same frame buffer */
     CHECK_PTR_EQ(a.conn.bufs[2], b.conn.bufs[2]);
-    CHECK_EQ_UINT(app.metrics.published_total, 1);
-    CHECK_EQ_UINT(app.metrics.delivered_total, 2);
-    CHECK_EQ_UINT(app.metrics.queue_bytes, 0);
+    CHECK_EQ_UINT(app.metrics->published_total, 1);
+    CHECK_EQ_UINT(app.metrics->delivered_total, 2);
+    CHECK_EQ_UINT(app.metrics->queue_bytes, 0);
 
     send_text(&a, "{\"op\":\"unsubscribe\",\"channel\":\"room\",\"id\":3}");
     send_text(&a, "{\"op\":\"unsubscribe\",\"channel\":\"room\",\"id\":4}");
@@ -279,7 +282,7 @@ static void test_grants(void)
     CHECK_EQ_INT(anon.conn.close_code, 0);
     tc_close(&ana);
     tc_close(&anon);
-    CHECK_EQ_UINT(app.metrics.disconnects[DISC_AUTH], 1);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_AUTH], 1);
     app_free();
 }
 
@@ -320,7 +323,7 @@ static void test_rate_limit_closes_with_1008(void)
     send_text(&a, "{\"op\":\"ping\",\"id\":6}");
     CHECK_EQ_INT(a.conn.wants, 0);
     tc_close(&a);
-    CHECK_EQ_UINT(app.metrics.disconnects[DISC_RATE_LIMITED], 1);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_RATE_LIMITED], 1);
     app_free();
 }
 
@@ -345,8 +348,8 @@ static void test_slow_consumer_hard_limit(void)
     CHECK_EQ_INT(ok.conn.aborted, 0);
     CHECK_EQ_INT(ok.conn.nframes, 1 + 1 + 10 * 2); /* welcome, ack, 10 x (message, ack) */
     tc_close(&slow);
-    CHECK_EQ_UINT(app.metrics.queue_bytes, 0);
-    CHECK_EQ_UINT(app.metrics.disconnects[DISC_SLOW_CONSUMER], 1);
+    CHECK_EQ_UINT(app.metrics->queue_bytes, 0);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_SLOW_CONSUMER], 1);
     tc_close(&ok);
     app_free();
 }
@@ -394,7 +397,7 @@ static void test_keepalive(void)
     CHECK_EQ_INT(a.conn.aborted, 1);
     CHECK_EQ_INT(a.conn.close_code, 0);
     tc_close(&a);
-    CHECK_EQ_UINT(app.metrics.disconnects[DISC_TIMEOUT], 1);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_TIMEOUT], 1);
     app_free();
 }
 
@@ -430,7 +433,7 @@ static void test_plain_frames_leave_together(void)
     FRAME_HAS(&a, 0, "{\"op\":\"welcome\"");
     FRAME_HAS(&a, 2, "{\"op\":\"message\",\"channel\":\"c\",\"data\":1}");
     FRAME_HAS(&a, 3, "{\"op\":\"ack\",\"id\":2}");
-    CHECK_EQ_UINT(app.metrics.queue_bytes, 0);
+    CHECK_EQ_UINT(app.metrics->queue_bytes, 0);
     tc_close(&a);
     app_free();
 }
@@ -475,7 +478,7 @@ static void test_drain_and_close_after_queue(void)
         }
     }
     CHECK_EQ_INT(app.nclients, 0);
-    CHECK_EQ_UINT(app.metrics.disconnects[DISC_DRAIN], 10);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_DRAIN], 10);
     app_free();
 }
 
@@ -492,7 +495,7 @@ static void test_too_large_and_write_failure(void)
     CHECK_EQ_INT(pump(&b), -1);
     tc_close(&a);
     tc_close(&b);
-    CHECK_EQ_UINT(app.metrics.disconnects[DISC_TOO_LARGE], 1);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_TOO_LARGE], 1);
     app_free();
 }
 
