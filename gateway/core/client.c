@@ -81,6 +81,12 @@ static void clear_queue(struct client *c)
     msgq_clear(&c->q);
 }
 
+/* The reasons that reset the connection instead of closing it. */
+static int resets(enum disconnect_reason why)
+{
+    return why == DISC_SLOW_CONSUMER || why == DISC_TIMEOUT;
+}
+
 /* Disconnects a client for a policy reason: nothing more is queued; what
  * is queued is still written before the close frame. A slow consumer's
  * queue is dropped and the connection reset instead (a close frame could
@@ -88,11 +94,6 @@ static void clear_queue(struct client *c)
  * megabytes for minutes in FIN-WAIT), and so is a peer that stopped
  * answering pings (nobody would read the close frame). The reason goes to the log and the
  * metrics. */
-static int resets(enum disconnect_reason why)
-{
-    return why == DISC_SLOW_CONSUMER || why == DISC_TIMEOUT;
-}
-
 static void disconnect(struct client *c, enum disconnect_reason why)
 {
     log_warn("session %s: closing: %s", c->id, closes[why].text);

@@ -9,9 +9,12 @@
 # WSBENCH= name the binaries directly).
 #
 #   tests/bench/run.sh [--subs N] [--messages M] [--rate R] [--size B]
-#                      [--gateways G] [--redis|--embedded] [--batch]
+#                      [--gateways G] [--workers W] [--redis|--embedded] [--batch]
 #                      [--timeout S (default 300)] [--scenario default|all]
 #                      [-- extra wsbench args, e.g. --verbose --window 64]
+#
+# --workers W starts each gateway with --workers W (Redis only) and measures
+# the CPU and RSS of its worker processes.
 #
 # Default scenario: 1000 subscribers, 2000 messages of 200 bytes at 1000/s,
 # Redis, 1 gateway. --scenario all runs, one after the other, 1000 subscribers
@@ -37,6 +40,7 @@ MESSAGES=2000
 RATE=1000
 SIZE=200
 GATEWAYS=1
+WORKERS=1
 MODE=redis
 BATCH=0
 TIMEOUT=300
@@ -57,7 +61,7 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 while [ $# -gt 0 ]; do
     case $1 in
-    --subs | --messages | --rate | --size | --gateways | --timeout | --scenario)
+    --subs | --messages | --rate | --size | --gateways | --workers | --timeout | --scenario)
         [ $# -ge 2 ] || die "$1 needs a value"
         case $1 in
         --subs) SUBS=$2 ;;
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
         --rate) RATE=$2 ;;
         --size) SIZE=$2 ;;
         --gateways) GATEWAYS=$2 ;;
+        --workers) WORKERS=$2 ;;
         --timeout) TIMEOUT=$2 ;;
         --scenario) SCENARIO=$2 ;;
         esac
@@ -80,7 +85,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-for v in SUBS MESSAGES RATE SIZE GATEWAYS TIMEOUT; do
+for v in SUBS MESSAGES RATE SIZE GATEWAYS WORKERS TIMEOUT; do
     is_uint "${!v}" || die "--${v,,} wants a non-negative integer, got '${!v}'"
 done
 if [ "$GATEWAYS" -lt 1 ] || [ "$GATEWAYS" -gt 16 ]; then die "--gateways wants 1..16"; fi
@@ -88,6 +93,10 @@ if [ "$GATEWAYS" -lt 1 ] || [ "$GATEWAYS" -gt 16 ]; then die "--gateways wants 1
 [ "$TIMEOUT" -ge 1 ] || die "--timeout wants at least 1"
 if [ "$MODE" = embedded ] && [ "$GATEWAYS" -gt 1 ]; then
     die "--gateways $GATEWAYS needs --redis: embedded gateways do not share messages"
+fi
+if [ "$WORKERS" -lt 1 ] || [ "$WORKERS" -gt 64 ]; then die "--workers wants 1..64"; fi
+if [ "$MODE" = embedded ] && [ "$WORKERS" -gt 1 ]; then
+    die "--workers $WORKERS needs --redis: embedded workers do not share messages"
 fi
 
 # ---------------------------------------------------------------------------
@@ -189,7 +198,7 @@ export WSGATE_PUBLISH_RATE="${WSGATE_PUBLISH_RATE:-0}"
 
 rate_txt="rate $RATE/s"
 [ "$RATE" = 0 ] && rate_txt="rate unlimited (publish window)"
-echo "run.sh: $MODE, $GATEWAYS gateway(s), $SUBS subscribers, $MESSAGES messages x $SIZE B," \
+echo "run.sh: $MODE, $GATEWAYS gateway(s) x $WORKERS worker(s), $SUBS subscribers, $MESSAGES messages x $SIZE B," \
     "$rate_txt$([ "$BATCH" = 1 ] && echo ", batch")"
 env | grep '^WSGATE_' | sed 's/^/run.sh: gateway environment: /'
 echo "run.sh: machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -217,6 +226,7 @@ fi
 for i in $(seq 0 $((GATEWAYS - 1))); do
     log=$LOGDIR/gateway$i.log
     args=(--listen 127.0.0.1:0 --drain-seconds 2)
+    [ "$WORKERS" -gt 1 ] && args+=(--workers "$WORKERS")
     [ -n "$REDIS_URL" ] && args+=(--redis "$REDIS_URL")
     "$WSGATE" "${args[@]}" >"$log" 2>&1 &
     pid=$!
@@ -240,7 +250,13 @@ bench_args=(--subs "$SUBS" --messages "$MESSAGES" --rate "$RATE" --size "$SIZE"
     --timeout "$TIMEOUT" --setup-timeout 60)
 [ "$BATCH" = 1 ] && bench_args+=(--batch)
 for i in "${!GW_PIDS[@]}"; do
-    bench_args+=(--port "${GW_PORTS[$i]}" --gateway-pid "${GW_PIDS[$i]}")
+    bench_args+=(--port "${GW_PORTS[$i]}")
+    pid=${GW_PIDS[$i]}
+    if [ "$WORKERS" -gt 1 ]; then # the workers do the work, not the supervisor
+        for w in $(cat "/proc/$pid/task/$pid/children"); do bench_args+=(--gateway-pid "$w"); done
+    else
+        bench_args+=(--gateway-pid "$pid")
+    fi
 done
 [ -n "$REDIS_PID" ] && bench_args+=(--aux-pid "$REDIS_PID")
 bench_args+=("${EXTRA[@]}")
