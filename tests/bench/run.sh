@@ -253,7 +253,8 @@ for i in "${!GW_PIDS[@]}"; do
     bench_args+=(--port "${GW_PORTS[$i]}")
     pid=${GW_PIDS[$i]}
     if [ "$WORKERS" -gt 1 ]; then # the workers do the work, not the supervisor
-        for w in $(cat "/proc/$pid/task/$pid/children"); do bench_args+=(--gateway-pid "$w"); done
+        read -ra workers <"/proc/$pid/task/$pid/children"
+        for w in "${workers[@]}"; do bench_args+=(--gateway-pid "$w"); done
     else
         bench_args+=(--gateway-pid "$pid")
     fi
