@@ -60,6 +60,57 @@ static void test_render(void)
     free(t);
 }
 
+static void test_node_sums_workers(void)
+{
+    static struct metrics_node node; /* zeroed, as mmap gives it */
+    node.nslots = 3;
+    node.restarts = 2;
+    for (unsigned i = 0; i < 3; i++) {
+        struct metrics_slot *s = &node.slot[i];
+        s->pid = i == 2 ? 0 : 100 + (int)i; /* worker 2 is down */
+        s->m.delivered_total = 10 * (i + 1);
+        s->m.disconnects[DISC_DRAIN] = 1;
+        metrics_observe_latency(&s->m, 0.002);
+        s->m.capacity = 100;
+        s->g = (struct metrics_gauges){.connections = 5, .broker_up = 1, .broker_messages = 7,
+                                       .process = {.ok = 1, .open_fds = 10}};
+    }
+    size_t len;
+    char *t = metrics_render_node(&node, &len);
+    CHECK_NOT_NULL(t);
+    if (!t)
+        return;
+    CHECK_EQ_UINT(strlen(t), len);
+    /* counters of every slot, gauges of running workers only */
+    CHECK_CONTAINS(t, "\nwsgate_messages_delivered_total 60\n");
+    CHECK_CONTAINS(t, "\nwsgate_disconnects_total{reason=\"drain\"} 3\n");
+    CHECK_CONTAINS(t, "\nwsgate_fanout_latency_seconds_count 3\n");
+    CHECK_CONTAINS(t, "\nwsgate_broker_messages_total 21\n");
+    CHECK_CONTAINS(t, "\nwsgate_connections 10\n");
+    CHECK_CONTAINS(t, "\nwsgate_broker_up 1\n");
+    CHECK_CONTAINS(t, "\nwsgate_ready 1\n");
+    CHECK_CONTAINS(t, "\nwsgate_max_connections 200\n");
+    CHECK_CONTAINS(t, "\nprocess_open_fds 20\n");
+    CHECK_CONTAINS(t, "\nwsgate_workers 2\n");
+    CHECK_CONTAINS(t, "\nwsgate_worker_restarts_total 2\n");
+    CHECK_CONTAINS(t, "\nwsgate_worker_connections{worker=\"1\"} 5\n");
+    CHECK_CONTAINS(t, "\nwsgate_worker_connections{worker=\"2\"} 0\n");
+    CHECK_CONTAINS(t, "\nwsgate_worker_up{worker=\"2\"} 0\n");
+    free(t);
+
+    CHECK_EQ_INT(metrics_node_ready(&node), 1);
+    node.slot[1].g.broker_up = 0; /* one worker without its broker */
+    CHECK_EQ_INT(metrics_node_ready(&node), 0);
+    t = metrics_render_node(&node, &len);
+    CHECK_CONTAINS(t, "\nwsgate_broker_up 0\n");
+    free(t);
+    node.slot[1].g.broker_up = 1;
+    node.slot[0].draining = 1;
+    CHECK_EQ_INT(metrics_node_ready(&node), 0);
+    node.slot[0].pid = node.slot[1].pid = 0; /* nobody runs */
+    CHECK_EQ_INT(metrics_node_ready(&node), 0);
+}
+
 static void test_reason_names(void)
 {
     CHECK_STR(metrics_reason_name(DISC_CLIENT), "client");
@@ -117,6 +168,7 @@ int main(void)
 {
     RUN(test_render);
     RUN(test_labelled_and_process);
+    RUN(test_node_sums_workers);
     RUN(test_reason_names);
     return check_summary();
 }
