@@ -48,6 +48,9 @@ static void become_worker(struct supervisor *sv, unsigned i)
 {
     struct app *app = sv->app;
     sigprocmask(SIG_SETMASK, &sv->old, NULL);
+    /* Out of the terminal's process group: a Ctrl-C reaches the supervisor
+     * alone, which forwards it once (a second signal would end the drain). */
+    setpgid(0, 0);
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* the supervisor killed: drain and go */
     close(sv->reserve_fd);
     close(sv->ready[0]);
