@@ -138,6 +138,14 @@ async def test_sigterm_drains_every_worker_and_exits_0(procs, redis):
             re.search(r"State:\s+Z", open(f"/proc/{pid}/status").read())
 
 
+def test_auto_is_one_per_core_and_the_env_twin_works(procs, redis):
+    cores = min(os.sysconf("SC_NPROCESSORS_ONLN"), 64)
+    gw = procs.gateway(redis=redis, node_id="n1", env={"WSGATE_WORKERS": "auto"})
+    assert gw.proc.has_line(rf"listening on 127\.0\.0\.1:\d+ with {cores} workers .*"
+                            rf"holds up to \d+ connections") or cores == 1, gw.proc.text()
+    assert len(worker_pids(gw)) == (cores if cores > 1 else 0)
+
+
 @pytest.mark.parametrize("args,text", [
     (["--workers", "0"], "--workers"),
     (["--workers", "65"], "--workers"),
