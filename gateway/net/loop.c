@@ -463,15 +463,17 @@ int loop_reserve_port(const char *host, int *port, char *err, size_t errlen)
     struct addrinfo *ai = resolve(host, *port, err, errlen);
     if (!ai)
         return -1;
-    int one = 1;
+    int one = 1, bound = -1;
     int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (*port = port_of(fd)) < 0) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || (bound = port_of(fd)) < 0) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", host, *port, strerror(errno));
         if (fd >= 0)
             close(fd);
         fd = -1;
+    } else {
+        *port = bound;
     }
     freeaddrinfo(ai);
     return fd;
