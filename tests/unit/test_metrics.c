@@ -72,6 +72,7 @@ static void test_node_sums_workers(void)
         s->m.disconnects[DISC_DRAIN] = 1;
         metrics_observe_latency(&s->m, 0.002);
         s->m.capacity = 100;
+        s->unrecovered[HISTORY_EXPIRED] = 2; /* copied from the worker's hub */
         s->g = (struct metrics_gauges){.connections = 5, .broker_up = 1, .broker_messages = 7,
                                        .process = {.ok = 1, .open_fds = 10}};
     }
@@ -89,6 +90,7 @@ static void test_node_sums_workers(void)
     CHECK_CONTAINS(t, "\nwsgate_connections 10\n");
     CHECK_CONTAINS(t, "\nwsgate_broker_up 1\n");
     CHECK_CONTAINS(t, "\nwsgate_ready 1\n");
+    CHECK_CONTAINS(t, "\nwsgate_recoveries_total{result=\"not_recovered\",reason=\"expired\"} 6\n");
     CHECK_CONTAINS(t, "\nwsgate_max_connections 200\n");
     CHECK_CONTAINS(t, "\nprocess_open_fds 20\n");
     CHECK_CONTAINS(t, "\nwsgate_workers 2\n");
