@@ -379,13 +379,23 @@ static int key_sendable(const unsigned char *k, size_t len)
     return 1;
 }
 
-static int set_api_key(struct config *c, const char *v, char *why, size_t n)
+static int set_key(char *dst, size_t cap, const char *v, char *why, size_t n)
 {
     if (!key_sendable((const unsigned char *)v, strlen(v))) {
         snprintf(why, n, "control characters cannot be sent in an Authorization header");
         return -1;
     }
-    return set_str(c->api_key, sizeof c->api_key, v, why, n);
+    return set_str(dst, cap, v, why, n);
+}
+
+static int set_api_key(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_key(c->api_key, sizeof c->api_key, v, why, n);
+}
+
+static int set_admin_key(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_key(c->admin_key, sizeof c->admin_key, v, why, n);
 }
 
 static int set_api_key_file(struct config *c, const char *v, char *why, size_t n)
@@ -536,6 +546,7 @@ static const struct option_def options[] = {
     {"api-key", NULL, "key the HTTP API (/api/...) requires as 'Authorization: Bearer KEY'", set_api_key, OPT_SECRET, "none (the API answers 403)"},
     {"api-key-file", NULL, "file holding the API key", set_api_key_file, 0, "none"},
     {"api-insecure", "false", "serve the HTTP API without a key (only behind a trusted network)", set_api_insecure, OPT_BOOL, NULL},
+    {"admin-key", NULL, "key of the cluster dashboard (/admin/, GET /api/cluster), also good for the whole HTTP API", set_admin_key, OPT_SECRET, "none (the API key opens the dashboard)"},
     {"allowed-origins", NULL, "comma-separated browser origins allowed to connect", set_origins, 0, "none (any origin)"},
     {"jwt-secret", NULL, "HS256 secret of connect tokens (?token= on /ws); enables --auth required", set_jwt_secret, OPT_SECRET, "none"},
     {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file, 0, "none"},

@@ -53,6 +53,7 @@ struct config {
     char config_file[4096];    /* --config; empty: none */
     char api_key[CONFIG_STR_MAX];          /* empty: see api_insecure */
     int api_insecure;          /* no key: 1 serves the HTTP API, 0 answers 403 */
+    char admin_key[CONFIG_STR_MAX];        /* empty: the API key opens /api/cluster */
     char allowed_origins[4 * CONFIG_STR_MAX]; /* comma-separated; empty: any */
     unsigned char jwt_secret[4096]; /* HS256 key; jwt_secret_len 0: none */
     size_t jwt_secret_len;

@@ -22,6 +22,7 @@
 #include "core/hub.h"
 #include "core/msg.h"
 #include "log.h"
+#include "net/heartbeat.h"
 #include "net/server.h"
 #include "process.h"
 #include "workers.h"
@@ -112,7 +113,7 @@ static int config_check(struct app *app, int no_web)
     if (no_web)
         printf("# note: no web root at %s: static files will not be served\n",
                app->cfg.web_root);
-    if (!app->cfg.api_key[0] && !app->cfg.api_insecure)
+    if (!app->cfg.api_key[0] && !app->cfg.admin_key[0] && !app->cfg.api_insecure)
         printf("# note: the HTTP API (/api/...) answers 403: no --api-key, no --api-insecure\n");
     printf("# configuration OK\n");
     return 0;
@@ -183,7 +184,7 @@ int main(int argc, char **argv)
     log_set_node(node_id(&app.cfg, 0, node, sizeof node));
     if (no_web)
         log_warn("no web root at %s: static files are not served", app.cfg.web_root);
-    if (!app.cfg.api_key[0] && !app.cfg.api_insecure)
+    if (!app.cfg.api_key[0] && !app.cfg.admin_key[0] && !app.cfg.api_insecure)
         log_info("the HTTP API (/api/...) is off: it needs --api-key or --api-insecure");
     if (!(app.batch = msg_new(APP_BATCH_MAX))) {
         log_error("out of memory at start-up");
@@ -224,6 +225,11 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    if (!(app.heartbeat = heartbeat_new(&app, server_base(server), server_port(server)))) {
+        log_error("out of memory at start-up");
+        goto out;
+    }
+
     unsigned sockets = server_max_sockets(server);
     app.metrics->capacity = sockets < app.cfg.max_connections ? sockets : app.cfg.max_connections;
     if (app.node) { /* the supervisor says "listening on" for the node */
@@ -248,6 +254,7 @@ out:
     /* Connections close (clients leave the hub), then pending publishes
      * fail as the broker goes, then the rest. */
     server_shutdown(server);
+    heartbeat_free(app.heartbeat);
     broker_free(app.broker);
     hub_free(app.hub);
     server_free(server);

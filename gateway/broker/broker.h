@@ -36,6 +36,12 @@
  *   node with the same completion rules as history(). Joins and leaves on
  *   every node (a dead node's members leave when their TTL has passed) are
  *   reported through events.presence().
+ * - Heartbeats (optional, NULL ops: none): beat() stores this node's
+ *   heartbeat, a JSON object, for ttl_ms (the node sends one every second,
+ *   so a node that stops vanishes within the TTL); returns -1 when the
+ *   engine is unavailable. nodes() reads the live heartbeats of every node
+ *   with the same completion rules as history(): v NULL when the read
+ *   failed. The embedded engine answers its own from memory.
  * - events.state(shard, 1) is reported each time a shard becomes available
  *   after having been unavailable; every subscription it served was lost
  *   with the outage and must be requested again. state(shard, 0) reports
@@ -90,6 +96,13 @@ typedef void (*broker_done_fn)(void *arg, int ok, const struct position *pos);
 typedef void (*broker_history_fn)(void *arg, const struct history_read *r);
 typedef void (*broker_presence_fn)(void *arg, const struct presence_read *r);
 
+/* One node's heartbeat: the JSON text it stored, borrowed. */
+struct node_beat {
+    const char *json;
+    size_t len;
+};
+typedef void (*broker_nodes_fn)(void *arg, const struct node_beat *v, size_t n);
+
 struct broker;
 
 struct broker_ops {
@@ -115,6 +128,9 @@ struct broker_ops {
                            const char *session);
     int (*presence)(struct broker *b, const char *channel, size_t len,
                     broker_presence_fn done, void *arg);
+    int (*beat)(struct broker *b, const char *node, const char *json, size_t len,
+                unsigned ttl_ms);
+    int (*nodes)(struct broker *b, broker_nodes_fn done, void *arg);
     void (*destroy)(struct broker *b);
 };
 
@@ -184,6 +200,15 @@ static inline int broker_presence(struct broker *b, const char *ch, size_t len,
                                   broker_presence_fn done, void *arg)
 {
     return b->ops->presence ? b->ops->presence(b, ch, len, done, arg) : -1;
+}
+static inline int broker_beat(struct broker *b, const char *node, const char *json,
+                              size_t len, unsigned ttl_ms)
+{
+    return b->ops->beat ? b->ops->beat(b, node, json, len, ttl_ms) : -1;
+}
+static inline int broker_nodes(struct broker *b, broker_nodes_fn done, void *arg)
+{
+    return b->ops->nodes ? b->ops->nodes(b, done, arg) : -1;
 }
 static inline void broker_free(struct broker *b)
 {

@@ -31,6 +31,8 @@ struct mbroker {
     char epoch[HISTORY_EPOCH_LEN + 1];
     struct history_entry *scratch; /* opts.size entries for reads */
     struct hist *buckets[HIST_BUCKETS];
+    char *beat; /* this node's last heartbeat (the cluster is this node) */
+    size_t beat_len;
 };
 
 static struct hist *hist_find(struct mbroker *b, const char *ch, size_t len)
@@ -191,9 +193,34 @@ static int mem_presence(struct broker *base, const char *ch, size_t len,
     return 0;
 }
 
+/* One node, always up: its heartbeat never expires. */
+static int mem_beat(struct broker *base, const char *node, const char *json, size_t len,
+                    unsigned ttl_ms)
+{
+    (void)node, (void)ttl_ms;
+    struct mbroker *b = (struct mbroker *)base;
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, json, len);
+    free(b->beat);
+    b->beat = copy;
+    b->beat_len = len;
+    return 0;
+}
+
+static int mem_nodes(struct broker *base, broker_nodes_fn done, void *arg)
+{
+    struct mbroker *b = (struct mbroker *)base;
+    struct node_beat v = {b->beat, b->beat_len};
+    done(arg, &v, b->beat ? 1 : 0);
+    return 0;
+}
+
 static void mem_destroy(struct broker *base)
 {
     struct mbroker *b = (struct mbroker *)base;
+    free(b->beat);
     members_free(b->members);
     for (size_t i = 0; i < HIST_BUCKETS; i++) {
         for (struct hist *h = b->buckets[i], *next; h; h = next) {
@@ -216,6 +243,8 @@ static const struct broker_ops memory_ops = {
     .presence_join = mem_presence_join,
     .presence_leave = mem_presence_leave,
     .presence = mem_presence,
+    .beat = mem_beat,
+    .nodes = mem_nodes,
     .destroy = mem_destroy,
 };
 

@@ -12,7 +12,11 @@
  * as EVAL on NOSCRIPT) which appends to the channel's stream and publishes
  * the payload in the position envelope of broker/wire.h; reads run
  * history_read.lua the same way. Keys: <prefix>{C}:meta and
- * <prefix>{C}:stream, one hash slot per channel. */
+ * <prefix>{C}:stream, one hash slot per channel.
+ *
+ * Heartbeats: <prefix>node:<id> holds a node's, with a TTL; the set
+ * <prefix>nodes names the nodes, and nodes_read.lua (sent as EVAL: an
+ * operator's read, not a hot path) prunes it of those whose key expired. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -825,6 +829,58 @@ static int rb_presence(struct broker *base, const char *ch, size_t len,
     return read_presence(b, ch, len, done, arg);
 }
 
+/* ---- heartbeats ------------------------------------------------------- */
+
+static int rb_beat(struct broker *base, const char *node, const char *json, size_t len,
+                   unsigned ttl_ms)
+{
+    struct rbroker *b = (struct rbroker *)base;
+    if (b->phase != UP)
+        return -1;
+    redisAsyncCommand(b->pub, NULL, NULL, "SET %snode:%s %b PX %u", b->prefix, node, json,
+                      len, ttl_ms);
+    redisAsyncCommand(b->pub, NULL, NULL, "SADD %snodes %s", b->prefix, node);
+    return 0;
+}
+
+struct nodes_req {
+    broker_nodes_fn done;
+    void *arg;
+};
+
+static void on_nodes(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct nodes_req *q = priv;
+    const redisReply *r = reply;
+    struct node_beat *v = NULL;
+    size_t n = 0;
+    if (r && r->type == REDIS_REPLY_ARRAY && (v = calloc(r->elements + 1, sizeof *v)))
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING)
+                v[n++] = (struct node_beat){r->element[i]->str, r->element[i]->len};
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn("redis heartbeat read failed: %s", r->str);
+    q->done(q->arg, v, n);
+    free(v);
+    free(q);
+}
+
+static int rb_nodes(struct broker *base, broker_nodes_fn done, void *arg)
+{
+    struct rbroker *b = (struct rbroker *)base;
+    struct nodes_req *q;
+    if (b->phase != UP || !(q = malloc(sizeof *q)))
+        return -1;
+    *q = (struct nodes_req){done, arg};
+    if (redisAsyncCommand(b->pub, on_nodes, q, "EVAL %s 1 %snodes %snode:", script_nodes_read,
+                          b->prefix, b->prefix) != REDIS_OK) {
+        free(q);
+        return -1;
+    }
+    return 0;
+}
+
 static void script_init(struct script *s, const char *text)
 {
     unsigned char md[SHA_DIGEST_LENGTH];
@@ -845,6 +901,8 @@ static const struct broker_ops redis_ops = {
     .presence_join = rb_presence_join,
     .presence_leave = rb_presence_leave,
     .presence = rb_presence,
+    .beat = rb_beat,
+    .nodes = rb_nodes,
     .destroy = rb_destroy,
 };
 

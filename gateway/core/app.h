@@ -17,6 +17,7 @@ struct hub;
 struct broker;
 struct client;
 struct msg;
+struct heartbeat;
 
 #define APP_BATCH_MAX 65536 /* bytes of one batched frame (?batch=1) */
 
@@ -36,6 +37,7 @@ struct app {
     struct metrics_node *node;    /* with --workers > 1: every worker's figures */
     unsigned worker;              /* this worker's slot in node */
     int ready_fd;                 /* a worker's pipe to its supervisor */
+    struct heartbeat *heartbeat;  /* this process's, for /api/cluster */
     struct auth_key *auth;        /* NULL: --auth off */
     struct auth_grants anonymous; /* grants of clients without a token */
     struct auth_grants history_channels; /* --history-channels */

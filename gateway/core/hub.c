@@ -654,3 +654,14 @@ void hub_free(struct hub *h)
 int hub_broker_up(const struct hub *h) { return h->shards && h->shards_up == h->shards; }
 
 const struct hub_stats *hub_stats(const struct hub *h) { return &h->stats; }
+
+void hub_each_channel(const struct hub *h,
+                      void (*fn)(void *arg, const char *channel, size_t len,
+                                 unsigned subscribers),
+                      void *arg)
+{
+    for (size_t i = 0; i < h->nbuckets; i++)
+        for (const struct channel *c = h->buckets[i]; c; c = c->next)
+            if (c->nsubs)
+                fn(arg, c->name, c->len, c->nsubs);
+}

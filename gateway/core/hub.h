@@ -136,4 +136,11 @@ void hub_drop_client(struct hub *h, struct hub_client *c);
 int hub_broker_up(const struct hub *h);
 const struct hub_stats *hub_stats(const struct hub *h);
 
+/* Calls fn once per channel with local subscribers, with their count (the
+ * name is valid during the call only). */
+void hub_each_channel(const struct hub *h,
+                      void (*fn)(void *arg, const char *channel, size_t len,
+                                 unsigned subscribers),
+                      void *arg);
+
 #endif

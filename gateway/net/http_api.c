@@ -13,9 +13,11 @@
 
 #include "broker/broker.h"
 #include "core/channel.h"
+#include "core/cluster_view.h"
 #include "core/hub.h"
 #include "core/metrics.h"
 #include "log.h"
+#include "net/heartbeat.h"
 #include "net/loop.h"
 #include "process.h"
 #include "proto/v1.h"
@@ -203,18 +205,26 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
     return rc;
 }
 
-/* With --api-key, the request must carry "Authorization: Bearer <key>";
+/* 1 when the request carries "Authorization: Bearer <key>" and key is set;
  * compared in constant time. */
-static int authorized(const struct app *app, struct lws *wsi)
+static int bearer_is(struct lws *wsi, const char *key)
 {
-    const char *key = app->cfg.api_key;
-    char got[sizeof app->cfg.api_key + 16];
-    if (!key[0])
-        return 1;
-    int n = lws_hdr_copy(wsi, got, sizeof got, WSI_TOKEN_HTTP_AUTHORIZATION);
+    char got[CONFIG_STR_MAX + 16];
     size_t klen = strlen(key);
+    if (!klen)
+        return 0;
+    int n = lws_hdr_copy(wsi, got, sizeof got, WSI_TOKEN_HTTP_AUTHORIZATION);
     return n > 7 && !strncasecmp(got, "Bearer ", 7) && (size_t)n - 7 == klen &&
            CRYPTO_memcmp(got + 7, key, klen) == 0;
+}
+
+/* With --api-key or --admin-key, the request must carry either as a
+ * bearer; with no API key (--api-insecure), anyone may use the API. */
+static int authorized(const struct app *app, struct lws *wsi)
+{
+    const struct config *c = &app->cfg;
+    return (!c->api_key[0] && c->api_insecure) || bearer_is(wsi, c->api_key) ||
+           bearer_is(wsi, c->admin_key);
 }
 
 static void on_presence(void *arg, const struct presence_read *r)
@@ -294,6 +304,51 @@ static int serve_history(struct app *app, struct lws *wsi, struct http_state *st
         return api_error(app, wsi, 503, "broker_unavailable",
                                "the broker is unavailable, try again", 0);
     }
+    return 0;
+}
+
+static void on_nodes(void *arg, const struct node_beat *v, size_t n)
+{
+    struct http_ticket *t = arg;
+    struct node_beat own = {0};
+    int complete = v != NULL;
+    if (!complete) { /* the cluster's heartbeats are out of reach: show this node's */
+        own.json = heartbeat_last(t->app->heartbeat, &own.len);
+        v = &own;
+        n = own.json != NULL;
+    }
+    size_t len;
+    char *text = cluster_view_json(v, n, t->app->node_id, complete, &len);
+    struct msg *m = text ? msg_from_text(text, len) : NULL;
+    free(text);
+    answer(t, m ? 200 : 500, m ? m : v1_encode_http_error("internal", "out of memory"));
+}
+
+/* GET /api/cluster: every live node's heartbeat, merged. It maps the
+ * cluster, so it needs a key even with --api-insecure: the admin key, or
+ * the API key when there is none; off (403) with neither. */
+static int serve_cluster(struct app *app, struct lws *wsi, struct http_state *st, int get)
+{
+    const char *key = app->cfg.admin_key[0] ? app->cfg.admin_key : app->cfg.api_key;
+    if (!key[0])
+        return api_error(app, wsi, 403, "forbidden",
+                         "the cluster view is off: start wsgate with --admin-key "
+                         "(or --api-key)", 1);
+    if (!get) {
+        metrics_count_api(app->metrics, 405);
+        return send_wrong_method(wsi, "GET, HEAD");
+    }
+    if (!bearer_is(wsi, key))
+        return api_error(app, wsi, 401, "unauthorized",
+                         app->cfg.admin_key[0] ? "send Authorization: Bearer <admin key>"
+                                               : "send Authorization: Bearer <api key>", 1);
+    struct http_ticket *t = malloc(sizeof *t);
+    if (!t)
+        return api_error(app, wsi, 500, "internal", "out of memory", 1);
+    *t = (struct http_ticket){.app = app, .wsi = wsi, .st = st};
+    st->pending = t; /* the broker may answer before nodes() returns */
+    if (broker_nodes(app->broker, on_nodes, t) < 0)
+        on_nodes(t, NULL, 0);
     return 0;
 }
 
@@ -405,10 +460,12 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
     }
     if (!strcmp(path, "/metrics"))
         return get ? serve_metrics(app, wsi) : send_wrong_method(wsi, "GET, HEAD");
+    if (!strcmp(path, "/api/cluster"))
+        return serve_cluster(app, wsi, st, get);
     if (!strncmp(path, "/api/", 5)) {
         /* Safe by default: a node reachable from anywhere must not take
          * publishes from anyone because nobody thought of a key. */
-        if (!app->cfg.api_key[0] && !app->cfg.api_insecure)
+        if (!app->cfg.api_key[0] && !app->cfg.admin_key[0] && !app->cfg.api_insecure)
             return api_error(app, wsi, 403, "forbidden",
                              "the HTTP API is off: start wsgate with --api-key "
                              "(or --api-key-file), or with --api-insecure to "
