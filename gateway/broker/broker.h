@@ -42,6 +42,8 @@
  *   engine is unavailable. nodes() reads the live heartbeats of every node
  *   with the same completion rules as history(): v NULL when the read
  *   failed. The embedded engine answers its own from memory.
+ *   broker_free() deletes this node's heartbeat where it can, so a node
+ *   that stops cleanly leaves the view at once.
  * - events.state(shard, 1) is reported each time a shard becomes available
  *   after having been unavailable; every subscription it served was lost
  *   with the outage and must be requested again. state(shard, 0) reports

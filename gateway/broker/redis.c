@@ -82,6 +82,7 @@ struct rbroker {
     struct script touch, present;
     struct members *members;  /* this node's, kept alive in Redis */
     uint64_t touched_us;      /* their last refresh; 0: due */
+    char beat_node[CONFIG_STR_MAX + 16]; /* the node that beat; "": none */
 };
 
 /* A script call awaiting its reply (hiredis hands it back as privdata),
@@ -625,9 +626,13 @@ static int rb_shard_up(const struct broker *base, unsigned shard)
     return ((const struct rbroker *)base)->phase == UP;
 }
 
+static void forget_beat(struct rbroker *b);
+
 static void rb_destroy(struct broker *base)
 {
     struct rbroker *b = (struct rbroker *)base;
+    if (b->phase == UP)
+        forget_beat(b);
     b->phase = WAITING; /* what the pending callbacks do sends nothing more */
     drop_ctx(&b->pub); /* pending publishes complete with ok = 0 */
     drop_ctx(&b->sub);
@@ -840,7 +845,20 @@ static int rb_beat(struct broker *base, const char *node, const char *json, size
     redisAsyncCommand(b->pub, NULL, NULL, "SET %snode:%s %b PX %u", b->prefix, node, json,
                       len, ttl_ms);
     redisAsyncCommand(b->pub, NULL, NULL, "SADD %snodes %s", b->prefix, node);
+    snprintf(b->beat_node, sizeof b->beat_node, "%s", node);
     return 0;
+}
+
+/* A node that stops cleanly leaves the cluster view at once, not after the
+ * TTL: its heartbeat is deleted, and the commands written out now, since
+ * freeing the context drops what it has not sent. */
+static void forget_beat(struct rbroker *b)
+{
+    if (!b->beat_node[0])
+        return;
+    redisAsyncCommand(b->pub, NULL, NULL, "DEL %snode:%s", b->prefix, b->beat_node);
+    redisAsyncCommand(b->pub, NULL, NULL, "SREM %snodes %s", b->prefix, b->beat_node);
+    redisAsyncHandleWrite(b->pub); /* a failed write frees it: on_disconnect clears b->pub */
 }
 
 struct nodes_req {

@@ -107,7 +107,7 @@ async def test_a_stopped_node_vanishes_within_the_ttl_and_comes_back(procs, redi
 
 
 @async_test(30)
-async def test_a_draining_node_says_so(procs, redis):
+async def test_a_draining_node_says_so_and_leaves_at_once(procs, redis):
     a = procs.gateway("--admin-key", ADMIN, "--drain-seconds", "5", redis=redis, node_id="a")
     b = procs.gateway("--admin-key", ADMIN, redis=redis, node_id="b")
     keep = await b.subscriber("room.1")  # gives the drain something to do
@@ -116,6 +116,15 @@ async def test_a_draining_node_says_so(procs, redis):
     v = await await_view(a, lambda v: by_node(v).get("b", {}).get("draining") is True, "b draining")
     assert v["totals"]["draining"] == 1
     await keep.close()
+    # Stopped cleanly, b deletes its heartbeat: gone at once, not after the TTL.
+    assert await asyncio.to_thread(b.proc.wait, 10) == 0
+    t0 = time.monotonic()
+    await await_view(a, lambda v: sorted(by_node(v)) == ["a"], "b gone after its clean exit", timeout=TTL_S)
+    gone = time.monotonic() - t0
+    assert gone < 1.0, f"b still listed {gone:.2f}s after it exited"
+    r = redis.conn()
+    assert r.call("SMEMBERS", "wsgate:nodes") == [b"a"]
+    r.close()
 
 
 @async_test(30)
