@@ -192,3 +192,19 @@ def test_admin_key_flag():
     assert "--admin-key" in help_text
     shown = run_wsgate(["config", "--check", "--admin-key", ADMIN]).stdout.decode()
     assert ADMIN not in shown and "admin-key = ****" in shown, shown
+
+
+@async_test(60)
+async def test_workers_beat_each_for_itself(procs, redis):
+    # Workers share the node id but each has its own hub: one row each.
+    gw = procs.gateway("--workers", "2", "--admin-key", ADMIN, redis=redis, node_id="w")
+    clients = [await gw.subscriber("room.1") for _ in range(20)]
+    with open(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children") as f:
+        pids = sorted(int(p) for p in f.read().split())
+    v = await await_view(gw, lambda v: sum(n["connections"] for n in v["nodes"]) == 20, "20 connections")
+    assert sorted(by_node(v)) == ["w/0", "w/1"], v
+    assert sorted(n["pid"] for n in v["nodes"]) == pids
+    assert all(n["workers"] == 2 and n["subscriptions"] == n["connections"] for n in v["nodes"]), v
+    assert v["channels"][0]["channel"] == "room.1" and v["channels"][0]["subscribers"] == 20, v
+    for c in clients:
+        await c.close()
