@@ -17,6 +17,20 @@
  *   3. stop when every subscriber has seen seq M-1 (or was closed) or the
  *      timeout passes; report.
  *
+ * --proto runs the same phases against other servers for side-by-side
+ * figures (tests/bench/run.sh --scenario sidebyside), with the same data
+ * JSON so latency comes from the same timestamp:
+ *   nchan     subscribers open /sub/<channel> (ready once upgraded), the
+ *             publisher opens /pub/<channel> and sends the data JSON as one
+ *             text frame per message; deliveries are that JSON.
+ *   socketio  Engine.IO 4 over a websocket (/socket.io/?EIO=4&transport=
+ *             websocket): open packet, "40" connect, "2" ping -> "3" pong;
+ *             subscribers emit "subscribe" with an ack, the publisher emits
+ *             ["publish",channel,data]; deliveries are ["message",data]
+ *             (tests/bench/sio-server/server.js).
+ * Neither acknowledges a publish, so there a publish counts as acked when
+ * sent and --rate must be above 0.
+ *
  * Gateway CPU (utime+stime from /proc/PID/stat) is sampled just before the
  * first publish and when the last delivery arrived; VmRSS before connecting,
  * after every subscriber is acked, and at the end.
@@ -55,6 +69,7 @@
 #define DIAG_MAX 5                /* unexpected frames printed */
 
 enum state { S_CONNECTING, S_WELCOME, S_SUBSCRIBING, S_READY, S_CLOSED };
+enum proto { P_WSGATE, P_NCHAN, P_SIO };
 
 struct conn {
     struct wsc ws; /* first: the socket, its buffers and frame parser */
@@ -85,6 +100,8 @@ static struct {
     pid_t aux_pids[MAX_PIDS];
     int naux;
     int verbose;
+    enum proto proto;
+    char sub_target[300], pub_target[300]; /* upgrade request targets */
 } opt = {
     .subs = 1000,
     .channel = "bench",
@@ -212,7 +229,7 @@ static void conn_close(struct conn *c, const char *why)
 static int start_connect(struct conn *c, int port)
 {
     c->state = S_CONNECTING;
-    return wsc_connect(&c->ws, port, opt.batch && !c->is_pub ? "?batch=1" : "");
+    return wsc_connect(&c->ws, port, c->is_pub ? opt.pub_target : opt.sub_target);
 }
 
 /* ---- protocol ---------------------------------------------------------- */
@@ -233,10 +250,23 @@ static void send_subscribe(struct conn *c)
     wsc_flush(&c->ws);
 }
 
+static void send_text(struct conn *c, const char *s)
+{
+    wsc_queue_text(&c->ws, s, strlen(s));
+    wsc_flush(&c->ws);
+}
+
+static void sub_ready(struct conn *c)
+{
+    c->state = S_READY;
+    g.subs_ready++;
+    g.inflight--;
+}
+
 static void on_delivery(struct conn *c, const char *p, size_t n)
 {
     uint64_t now = now_ns();
-    const char *data = find(p, n, "\"data\":");
+    const char *data = opt.proto == P_WSGATE ? find(p, n, "\"data\":") : p;
     const char *end = p + n;
     const char *sv = data ? find(data, (size_t)(end - data), "\"seq\":") : NULL;
     const char *tv = data ? find(data, (size_t)(end - data), "\"t\":") : NULL;
@@ -299,9 +329,7 @@ static void on_object(struct conn *c, const char *p, size_t n)
             g.fatal = 1;
             return;
         }
-        c->state = S_READY;
-        g.subs_ready++;
-        g.inflight--;
+        sub_ready(c);
         return;
     case S_READY:
         if (n > 15 && !memcmp(p, "{\"op\":\"message\"", 15)) {
@@ -319,8 +347,43 @@ static void on_object(struct conn *c, const char *p, size_t n)
     }
 }
 
+/* One Engine.IO packet (socketio): type digit, then Socket.IO's. */
+static void on_sio(struct conn *c, const char *p, size_t n)
+{
+    if (n == 1 && p[0] == '2') {
+        send_text(c, "3");
+    } else if (c->state == S_WELCOME && n > 1 && p[0] == '0') {
+        send_text(c, "40");
+    } else if (c->state == S_WELCOME && n >= 2 && !memcmp(p, "40", 2)) {
+        if (c->is_pub) {
+            c->state = S_READY;
+            return;
+        }
+        char buf[300];
+        snprintf(buf, sizeof buf, "421[\"subscribe\",\"%s\"]", opt.channel);
+        send_text(c, buf);
+        c->state = S_SUBSCRIBING;
+    } else if (c->state == S_SUBSCRIBING && n >= 3 && !memcmp(p, "431", 3)) {
+        sub_ready(c);
+    } else if (c->state == S_READY && !c->is_pub && n > 12 && !memcmp(p, "42[\"message\",", 12)) {
+        on_delivery(c, p, n);
+    } else {
+        g.unexpected++;
+        diag(c, "got an unexpected packet", p, n);
+    }
+}
+
 static void on_text(struct conn *c, const char *p, size_t n)
 {
+    if (opt.proto == P_SIO) {
+        on_sio(c, p, n);
+        return;
+    }
+    if (opt.proto == P_NCHAN) { /* the publisher's replies are not counted */
+        if (!c->is_pub && c->state == S_READY)
+            on_delivery(c, p, n);
+        return;
+    }
     if (!opt.batch || c->is_pub) {
         on_object(c, p, n);
         return;
@@ -342,7 +405,13 @@ static void on_text(struct conn *c, const char *p, size_t n)
 
 static void h_opened(struct wsc *w)
 {
-    CONN(w)->state = S_WELCOME;
+    struct conn *c = CONN(w);
+    if (opt.proto != P_NCHAN)
+        c->state = S_WELCOME; /* the server speaks first */
+    else if (c->is_pub)
+        c->state = S_READY;
+    else
+        sub_ready(c);
 }
 
 static void h_text(struct wsc *w, const char *p, size_t n)
@@ -395,11 +464,19 @@ static void publish_one(struct conn *c, int64_t i, const char *pad)
     uint64_t t = now_ns();
     int n = snprintf(buf, sizeof buf, "{\"seq\":%" PRId64 ",\"t\":%" PRIu64 ",\"pad\":\"", i, t);
     size_t padlen = opt.size > (size_t)n + 2 ? opt.size - (size_t)n - 2 : 0;
-    char head[700];
-    int hn = snprintf(head, sizeof head, "{\"op\":\"publish\",\"channel\":\"%s\",\"data\":%s",
+    char head[700], tail[64];
+    int hn, tn;
+    if (opt.proto == P_WSGATE) {
+        hn = snprintf(head, sizeof head, "{\"op\":\"publish\",\"channel\":\"%s\",\"data\":%s",
                       opt.channel, buf);
-    char tail[64];
-    int tn = snprintf(tail, sizeof tail, "\"},\"id\":%" PRId64 "}", i);
+        tn = snprintf(tail, sizeof tail, "\"},\"id\":%" PRId64 "}", i);
+    } else if (opt.proto == P_SIO) {
+        hn = snprintf(head, sizeof head, "42[\"publish\",\"%s\",%s", opt.channel, buf);
+        tn = snprintf(tail, sizeof tail, "\"}]");
+    } else {
+        hn = snprintf(head, sizeof head, "%s", buf);
+        tn = snprintf(tail, sizeof tail, "\"}");
+    }
     size_t len = (size_t)hn + padlen + (size_t)tn;
     /* build unmasked text in a scratch buffer, then frame it */
     static char *scratch;
@@ -415,6 +492,8 @@ static void publish_one(struct conn *c, int64_t i, const char *pad)
     if (g.sent == 0)
         g.t_first_pub = t;
     g.sent++;
+    if (opt.proto != P_WSGATE)
+        g.acked++; /* no publish acks in these protocols */
 }
 
 /* Sends what is due; returns ns until the next send is due (or -1). */
@@ -465,6 +544,8 @@ static void usage(FILE *f)
             "  --window W            unacked publishes in flight when --rate 0 (default 256)\n"
             "  --size B              bytes of each message's data JSON (default 200)\n"
             "  --batch               subscribers use /ws?batch=1\n"
+            "  --proto P             wsgate (default), nchan or socketio (see the top of\n"
+            "                        wsbench.c); the others need --rate above 0\n"
             "  --timeout S           publish phase limit in seconds (default 60)\n"
             "  --setup-timeout S     connect+subscribe limit in seconds (default 60)\n"
             "  --idle S              before publishing, hold every connection idle for S\n"
@@ -496,7 +577,7 @@ static double pct_us(double q)
 static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 1, O_SUBS, O_CHAN, O_MSGS, O_RATE, O_SIZE, O_BATCH, O_TIMEOUT,
-           O_SETUP, O_IDLE, O_WINDOW, O_PAR, O_GWPID, O_AUXPID, O_VERBOSE, O_HELP };
+           O_SETUP, O_IDLE, O_WINDOW, O_PAR, O_GWPID, O_AUXPID, O_VERBOSE, O_PROTO, O_HELP };
     static const struct option lo[] = {
         {"port", required_argument, 0, O_PORT},
         {"url-port", required_argument, 0, O_PORT},
@@ -514,6 +595,7 @@ static void parse_args(int argc, char **argv)
         {"gateway-pid", required_argument, 0, O_GWPID},
         {"aux-pid", required_argument, 0, O_AUXPID},
         {"verbose", no_argument, 0, O_VERBOSE},
+        {"proto", required_argument, 0, O_PROTO},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -553,6 +635,16 @@ static void parse_args(int argc, char **argv)
             opt.aux_pids[opt.naux++] = (pid_t)num_arg("aux-pid", optarg, 1, 1 << 30);
             break;
         case O_VERBOSE: opt.verbose = 1; break;
+        case O_PROTO:
+            if (!strcmp(optarg, "wsgate"))
+                opt.proto = P_WSGATE;
+            else if (!strcmp(optarg, "nchan"))
+                opt.proto = P_NCHAN;
+            else if (!strcmp(optarg, "socketio"))
+                opt.proto = P_SIO;
+            else
+                die("--proto wants wsgate, nchan or socketio, got '%s'", optarg);
+            break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
@@ -561,6 +653,22 @@ static void parse_args(int argc, char **argv)
         die("unexpected argument '%s'", argv[optind]);
     if (!opt.nports)
         usage(stderr), die("--port is required");
+    if (opt.proto != P_WSGATE && (opt.batch || opt.rate == 0))
+        die("--proto nchan/socketio take neither --batch nor --rate 0");
+    switch (opt.proto) {
+    case P_WSGATE:
+        snprintf(opt.sub_target, sizeof opt.sub_target, "/ws%s", opt.batch ? "?batch=1" : "");
+        snprintf(opt.pub_target, sizeof opt.pub_target, "/ws");
+        break;
+    case P_NCHAN:
+        snprintf(opt.sub_target, sizeof opt.sub_target, "/sub/%s", opt.channel);
+        snprintf(opt.pub_target, sizeof opt.pub_target, "/pub/%s", opt.channel);
+        break;
+    case P_SIO:
+        snprintf(opt.sub_target, sizeof opt.sub_target, "/socket.io/?EIO=4&transport=websocket");
+        snprintf(opt.pub_target, sizeof opt.pub_target, "%s", opt.sub_target);
+        break;
+    }
 }
 
 static int wait_events(struct epoll_event *evs, int64_t wait_ns)

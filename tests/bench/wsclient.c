@@ -282,11 +282,11 @@ int wsc_init(size_t max_frame, struct wsc_hooks on)
     return wsc_env.ep;
 }
 
-int wsc_connect(struct wsc *c, int port, const char *query)
+int wsc_connect(struct wsc *c, int port, const char *target)
 {
     c->gen++;
     c->port = port;
-    c->query = query;
+    c->target = target;
     c->rlen = c->woff = c->wlen = c->flen = 0;
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -334,16 +334,16 @@ void wsc_free(struct wsc *c)
 
 static void send_handshake(struct wsc *c)
 {
-    char req[512];
+    char req[1024];
     int n = snprintf(req, sizeof req,
-                     "GET /ws%s HTTP/1.1\r\n"
+                     "GET %s HTTP/1.1\r\n"
                      "Host: 127.0.0.1:%d\r\n"
                      "Upgrade: websocket\r\n"
                      "Connection: Upgrade\r\n"
                      "Sec-WebSocket-Key: " WS_KEY "\r\n"
                      "Sec-WebSocket-Version: 13\r\n"
                      "\r\n",
-                     c->query ? c->query : "", c->port);
+                     c->target, c->port);
     memcpy(wreserve(c, (size_t)n), req, (size_t)n);
     c->wlen += (size_t)n;
     c->handshaking = 1;

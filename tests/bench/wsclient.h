@@ -28,7 +28,7 @@ struct wsc {
     unsigned char out_armed;  /* EPOLLOUT in the interest set */
     unsigned char connecting; /* TCP connect under way */
     unsigned char handshaking; /* upgrade request sent, 101 not yet read */
-    const char *query; /* appended to /ws in the upgrade request */
+    const char *target; /* request target of the upgrade, e.g. /ws?batch=1 */
     char *rbuf;
     size_t rlen, rcap;
     char *wbuf;
@@ -91,9 +91,9 @@ int op_is(const char *p, size_t n, const char *op);
  * masking keys and installs the program's hooks; dies on failure. */
 int wsc_init(size_t max_frame, struct wsc_hooks on);
 /* Starts a non-blocking connect to 127.0.0.1:port; the upgrade request
- * (GET /ws<query>) goes out once it completes. -1 (with a message) when
+ * (GET <target>) goes out once it completes. -1 (with a message) when
  * the socket cannot be made. */
-int wsc_connect(struct wsc *c, int port, const char *query);
+int wsc_connect(struct wsc *c, int port, const char *target);
 /* Leaves epoll and closes; buffers are kept (emptied) for a reconnect. */
 void wsc_close(struct wsc *c);
 void wsc_free(struct wsc *c);

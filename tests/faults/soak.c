@@ -202,7 +202,7 @@ static void conn_drop(struct conn *c, const char *why)
 
 static int start_connect(struct conn *c)
 {
-    if (wsc_connect(&c->ws, c->ws.port, c->is_pub || opt.plain ? "" : "?batch=1") < 0)
+    if (wsc_connect(&c->ws, c->ws.port, c->is_pub || opt.plain ? "/ws" : "/ws?batch=1") < 0)
         return -1;
     c->state = S_CONNECTING;
     if (!c->is_pub)
