@@ -312,7 +312,7 @@ start_wsgate() {
 
 # start_nchan I: nginx I in the foreground (daemon off) with its own prefix
 # and config under LOGDIR; its log is the error log at notice level, which
-# says when the worker has started.
+# says when the worker's Redis link is up (before that it answers 503).
 # shellcheck disable=SC2317 # called as start_$SERVER
 start_nchan() {
     local i=$1 dir=$LOGDIR/nchan$1 log=$LOGDIR/gateway$1.log nofile
@@ -354,8 +354,8 @@ EOF
     nginx -e "$log" -p "$dir" -c "$dir/nginx.conf" >"$dir/stdout.log" 2>&1 &
     pid=$!
     GW_PIDS+=("$pid")
-    if ! wait_line "$log" 'start worker process' 10 "$pid"; then
-        echo "run.sh: nginx $i (pid $pid) did not start its worker; its log:" >&2
+    if ! wait_line "$log" 'Redis upstream bench_redis: ready' 10 "$pid"; then
+        echo "run.sh: nginx $i (pid $pid) did not connect to Redis; its log:" >&2
         cat "$log" "$dir/stdout.log" >&2
         exit 1
     fi
