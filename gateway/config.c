@@ -221,6 +221,15 @@ static int set_prefix(struct config *c, const char *v, char *why, size_t n)
     return set_str(c->channel_prefix, sizeof c->channel_prefix, v, why, n);
 }
 
+static int set_socketio_channel(struct config *c, const char *v, char *why, size_t n)
+{
+    if (!channel_name_valid(v, strlen(v))) {
+        snprintf(why, n, "expected a channel name: 1-200 bytes of A-Z a-z 0-9 _ - . : @ /");
+        return -1;
+    }
+    return set_str(c->socketio_channel, sizeof c->socketio_channel, v, why, n);
+}
+
 static int set_node_id(struct config *c, const char *v, char *why, size_t n)
 {
     for (const char *p = v; *p; p++) {
@@ -551,6 +560,7 @@ static const struct option_def options[] = {
     {"jwt-secret", NULL, "HS256 secret of connect tokens (?token= on /ws); enables --auth required", set_jwt_secret, OPT_SECRET, "none"},
     {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file, 0, "none"},
     {"auth", NULL, "required, optional or off", set_auth, 0, "required with a secret, else off"},
+    {"socketio-channel", "socket.io", "channel of Socket.IO events at /socket.io/, as {\"event\":E,\"args\":[...]}", set_socketio_channel, 0, NULL},
     {"anonymous-channels", NULL, "with --auth optional: grants of clients without a token, e.g. 'lobby,public.*'", set_anonymous, 0, "none"},
     {"history-size", "100", "messages of history kept per channel for recovery; 0: history off", set_history_size, 0, NULL},
     {"history-ttl", "300", "seconds a channel's history is kept after its last publish", set_history_ttl, 0, NULL},

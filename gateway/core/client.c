@@ -31,8 +31,10 @@ struct client {
     unsigned strikes;      /* publishes refused in a row */
     uint64_t soft_since_us; /* queue over the soft limit since; 0: under */
     uint64_t heard_us;     /* the peer last sent something (a pong counts) */
+    uint64_t ping_us;      /* the codec's last ping (codec->ping only) */
     unsigned char pinged;  /* a ping went out since */
     struct wheel_timer timer; /* the next check(), at the earliest due */
+    unsigned char proto;   /* the codec's own per-connection state */
     struct auth_claims *claims; /* NULL: anonymous (or --auth off) */
     char id[20];
     char peer[48];
@@ -60,6 +62,7 @@ static const struct {
     [DISC_DRAIN] = {1001, "going away"},
     [DISC_ERROR] = {1011, "internal error"},
     [DISC_TIMEOUT] = {1001, "ping timeout"}, /* never sent: the peer is gone */
+    [DISC_PROTOCOL] = {1002, "protocol error"},
 };
 
 static struct client *of_hub(struct hub_client *hc)
@@ -128,11 +131,14 @@ static void schedule(struct client *c, uint64_t now)
     }
     if (c->soft_since_us && !c->discard)
         due = c->soft_since_us + seconds_us(cfg->queue_soft_seconds);
+    /* A codec that pings itself counts from its last ping, others from
+     * the last thing heard. */
+    uint64_t since = c->codec->ping ? c->ping_us : c->heard_us;
     if (c->pinged)
-        due = min_u64(due, c->heard_us + seconds_us(cfg->ping_interval) +
+        due = min_u64(due, since + (c->codec->ping ? 0 : seconds_us(cfg->ping_interval)) +
                                seconds_us(cfg->ping_timeout));
     else if (!c->closing)
-        due = min_u64(due, c->heard_us + seconds_us(cfg->ping_interval));
+        due = min_u64(due, since + seconds_us(cfg->ping_interval));
     int64_t expiry = c->claims && app->auth ? auth_claims_expiry(app->auth, c->claims) : 0;
     if (expiry && !c->closing) {
         int64_t left = expiry - (int64_t)time(NULL);
@@ -183,7 +189,9 @@ void client_send(struct client *c, struct msg *m)
 void client_reply(struct client *c, const struct req_id *id, const char *code,
                   const char *message)
 {
-    client_send(c, c->codec->reply(id, code, message));
+    if (!code && !id->has && c->codec->quiet_acks)
+        return;
+    client_send(c, c->codec->reply(c->id, id, code, message));
 }
 
 static void hub_deliver(struct hub_client *hc, struct delivery *d)
@@ -504,7 +512,7 @@ struct client *client_open(struct app *app, const struct client_opts *o)
     c->conn = o->conn;
     c->ops = o->ops;
     c->refs = 1;
-    c->heard_us = clock_us();
+    c->heard_us = c->ping_us = clock_us();
     c->batch = o->batch && o->codec->batch_sep;
     c->claims = o->claims;
     c->hc.session = c->id;
@@ -522,8 +530,30 @@ struct client *client_open(struct app *app, const struct client_opts *o)
     log_fields(LOG_INFO, "session open", "session", c->id, "remote", c->peer,
                "sub", c->claims ? c->claims->sub : NULL,
                "batch", c->batch ? "1" : NULL, (const char *)NULL);
-    client_send(c, c->codec->welcome(app->node_id, c->id));
+    client_send(c, c->codec->welcome(app, c->id, o->transport ? o->transport : "websocket"));
     return c;
+}
+
+void client_rebind(struct client *c, struct conn *conn, const struct conn_ops *ops)
+{
+    c->conn = conn;
+    c->ops = ops;
+    if (c->q.count || c->closing)
+        ops->want_write(conn);
+}
+
+const struct app *client_app(const struct client *c) { return c->app; }
+
+const char *client_id(const struct client *c) { return c->id; }
+
+unsigned char *client_proto_state(struct client *c) { return &c->proto; }
+
+int client_has_claims(const struct client *c) { return c->claims != NULL; }
+
+void client_set_claims(struct client *c, struct auth_claims *claims)
+{
+    auth_claims_free(c->claims);
+    c->claims = claims;
 }
 
 void client_close(struct client *c, enum disconnect_reason why)
@@ -556,6 +586,18 @@ void client_heard(struct client *c)
     }
 }
 
+/* A codec that pings itself (Engine.IO) pings every --ping-interval
+ * whatever the client sends: its peer gives up when it hears no ping for
+ * interval + timeout. */
+static void codec_ping(struct client *c, uint64_t now, uint64_t ping)
+{
+    if (c->pinged || c->closing || now - c->ping_us < ping)
+        return;
+    c->ping_us = now;
+    c->pinged = 1;
+    client_send(c, c->codec->ping());
+}
+
 /* A client's timer fired: what the deadlines in schedule() call for. */
 static void check(struct wheel_timer *t, void *arg)
 {
@@ -566,10 +608,13 @@ static void check(struct wheel_timer *t, void *arg)
     if (c->soft_since_us && !c->discard &&
         now - c->soft_since_us >= seconds_us(cfg->queue_soft_seconds))
         disconnect(c, DISC_SLOW_CONSUMER);
-    else if (c->pinged && now - c->heard_us >= ping + seconds_us(cfg->ping_timeout))
+    else if (c->pinged && (c->codec->ping ? now - c->ping_us >= seconds_us(cfg->ping_timeout)
+                                          : now - c->heard_us >= ping + seconds_us(cfg->ping_timeout)))
         disconnect(c, DISC_TIMEOUT);
     else if (c->claims && auth_claims_expired(c->app->auth, c->claims, (int64_t)time(NULL)))
         client_close(c, DISC_AUTH);
+    else if (c->codec->ping)
+        codec_ping(c, now, ping);
     else if (!c->pinged && !c->closing && now - c->heard_us >= ping) {
         c->pinged = 1;
         c->ops->ping(c->conn);

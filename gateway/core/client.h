@@ -37,6 +37,7 @@ struct client_opts {
     struct conn *conn;
     const struct conn_ops *ops;
     const char *peer;            /* remote address, for logs; copied */
+    const char *transport;       /* for the codec's welcome; NULL: "websocket" */
     int batch;                   /* joins queued frames (codec->batch_sep) */
     struct auth_claims *claims;  /* verified token's, or NULL: anonymous */
 };
@@ -77,6 +78,23 @@ unsigned client_close_some(struct app *app, enum disconnect_reason why, unsigned
  * those still silent --ping-timeout later. Costs only the clients with a
  * deadline reached (app->timers), not one look at every client. */
 void client_sweep(struct app *app);
+
+/* The connection changed under the client (an Engine.IO session upgraded
+ * from long-polling to a WebSocket): from now on it writes through conn.
+ * The previous conn is no longer touched. */
+void client_rebind(struct client *c, struct conn *conn, const struct conn_ops *ops);
+
+/* ---- for codecs -------------------------------------------------------- */
+
+const struct app *client_app(const struct client *c);
+/* The session id: 16 hex digits, unique across nodes. */
+const char *client_id(const struct client *c);
+/* One byte the codec keeps per connection (0 at open). */
+unsigned char *client_proto_state(struct client *c);
+int client_has_claims(const struct client *c);
+/* Replaces the client's claims by those of a token verified later (a
+ * Socket.IO CONNECT); the client takes them over. */
+void client_set_claims(struct client *c, struct auth_claims *claims);
 
 /* ---- requests: called by codecs ---------------------------------------- */
 

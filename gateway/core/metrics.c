@@ -15,7 +15,7 @@ static const double bounds[METRICS_LATENCY_BUCKETS] = {
 
 static const char *const reason_names[DISC_COUNT] = {
     "client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error",
-    "timeout",
+    "timeout", "protocol",
 };
 
 /* The codes net/ws.c refuses upgrades with (core/auth.h's for tokens). */

@@ -23,6 +23,7 @@ enum disconnect_reason {
     DISC_DRAIN,
     DISC_ERROR,
     DISC_TIMEOUT,       /* nothing heard, not even a pong, for too long */
+    DISC_PROTOCOL,      /* a malformed packet the protocol cannot skip */
     DISC_COUNT
 };
 

@@ -17,6 +17,7 @@
 #include "core/hub.h"
 #include "core/metrics.h"
 #include "log.h"
+#include "net/eio_poll.h"
 #include "net/heartbeat.h"
 #include "net/loop.h"
 #include "process.h"
@@ -63,8 +64,8 @@ static int send_reply_allow(struct lws *wsi, unsigned status, const char *ctype,
     return 0;
 }
 
-static int send_reply(struct lws *wsi, unsigned status, const char *ctype,
-                      const char *body, size_t len, int close_after)
+int http_send(struct lws *wsi, unsigned status, const char *ctype, const void *body,
+              size_t len, int close_after)
 {
     return send_reply_allow(wsi, status, ctype, body, len, close_after, NULL);
 }
@@ -82,8 +83,8 @@ static int send_json_error_allow(struct lws *wsi, unsigned status, const char *c
     return rc;
 }
 
-static int send_json_error(struct lws *wsi, unsigned status, const char *code,
-                           const char *message, int close_after)
+int http_send_error(struct lws *wsi, unsigned status, const char *code,
+                    const char *message, int close_after)
 {
     return send_json_error_allow(wsi, status, code, message, close_after, NULL);
 }
@@ -93,7 +94,7 @@ static int api_error(struct app *app, struct lws *wsi, unsigned status, const ch
                      const char *message, int close_after)
 {
     metrics_count_api(app->metrics, status);
-    return send_json_error(wsi, status, code, message, close_after);
+    return http_send_error(wsi, status, code, message, close_after);
 }
 
 /* 405 naming the methods path takes ("GET, HEAD" or "POST"). */
@@ -106,7 +107,7 @@ static int send_wrong_method(struct lws *wsi, const char *allow)
 
 static int send_text(struct lws *wsi, unsigned status, const char *text)
 {
-    return send_reply(wsi, status, "text/plain", text, strlen(text), 0);
+    return http_send(wsi, status, "text/plain", text, strlen(text), 0);
 }
 
 static void free_body(struct http_state *st)
@@ -118,6 +119,7 @@ static void free_body(struct http_state *st)
 
 void http_release(struct http_state *st)
 {
+    eio_poll_http_gone(st);
     if (st->pending)
         st->pending->wsi = NULL;
     st->pending = NULL;
@@ -398,8 +400,8 @@ static int serve_metrics(struct app *app, struct lws *wsi)
         text = metrics_render(app->metrics, &g, &len);
     }
     if (!text)
-        return send_json_error(wsi, 500, "internal", "out of memory", 1);
-    int rc = send_reply(wsi, 200, "text/plain; version=0.0.4", text, len, 0);
+        return http_send_error(wsi, 500, "internal", "out of memory", 1);
+    int rc = http_send(wsi, 200, "text/plain; version=0.0.4", text, len, 0);
     free(text);
     return rc;
 }
@@ -412,12 +414,17 @@ static long content_length(struct lws *wsi)
     return strtol(v, NULL, 10);
 }
 
+/* The Socket.IO bundle is pinned with the build and may be cached a
+ * while; the rest of the web root is the chat being worked on: no caching
+ * headers. */
+static const char bundle_headers[] = "cache-control: public, max-age=3600\r\n";
+
 static int serve_static(struct app *app, struct lws *wsi, const char *path)
 {
     /* lws has already decoded %xx and collapsed "/../"; refuse what is left
      * and then check the resolved file really lies under the web root. */
     if (path[0] != '/' || strstr(path, ".."))
-        return send_json_error(wsi, 404, "not_found", "no such file", 0);
+        return http_send_error(wsi, 404, "not_found", "no such file", 0);
     char want[PATH_MAX], real[PATH_MAX], root[PATH_MAX];
     int n = snprintf(want, sizeof want, "%s%s%s", app->cfg.web_root, path,
                      path[strlen(path) - 1] == '/' ? "index.html" : "");
@@ -425,10 +432,12 @@ static int serve_static(struct app *app, struct lws *wsi, const char *path)
     if (n < 0 || (size_t)n >= sizeof want || !realpath(app->cfg.web_root, root) ||
         !realpath(want, real) || strncmp(real, root, strlen(root)) != 0 ||
         real[strlen(root)] != '/' || stat(real, &sb) < 0 || !S_ISREG(sb.st_mode))
-        return send_json_error(wsi, 404, "not_found", "no such file", 0);
+        return http_send_error(wsi, 404, "not_found", "no such file", 0);
     const char *mime = lws_get_mimetype(real, NULL);
+    int bundle = !strncmp(path, "/socket.io/", 11);
     n = lws_serve_http_file(wsi, real, mime ? mime : "application/octet-stream",
-                            NULL, 0);
+                            bundle ? bundle_headers : NULL,
+                            bundle ? (int)sizeof bundle_headers - 1 : 0);
     if (n < 0)
         return -1;
     if (n == 0)
@@ -444,6 +453,11 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
     int method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
     int get = method == LWSHUMETH_GET || method == LWSHUMETH_HEAD;
 
+    st->eio_post = 0;
+    if (!strcmp(path, "/socket.io/")) {
+        free_body(st);
+        return eio_poll_request(app, wsi, st, method);
+    }
     if (!strcmp(path, "/healthz"))
         return get ? send_text(wsi, 200, "ok\n") : send_wrong_method(wsi, "GET, HEAD");
     if (!strcmp(path, "/readyz")) {
@@ -525,7 +539,7 @@ static int on_writable(struct lws *wsi, struct http_state *st)
     struct msg *reply = st->reply;
     st->status = 0;
     st->reply = NULL;
-    int rc = reply ? send_reply(wsi, status, "application/json",
+    int rc = reply ? http_send(wsi, status, "application/json",
                                 (const char *)msg_data(reply), reply->len, 0)
                    : -1;
     msg_unref(reply);
@@ -544,10 +558,14 @@ int http_callback(struct app *app, struct lws *wsi,
         *rc = on_body(app, wsi, st, in, len);
         return 1;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        *rc = publish_body(app, wsi, st);
+        if (st->eio_post)
+            *rc = st->eio ? eio_poll_body_done(wsi, st)
+                          : http_send_error(wsi, 400, "unknown_sid", "Session ID unknown", 0);
+        else
+            *rc = publish_body(app, wsi, st);
         return 1;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        *rc = on_writable(wsi, st);
+        *rc = st->eio && !st->eio_post ? eio_poll_writable(wsi, st) : on_writable(wsi, st);
         return 1;
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
         loop_keep_writable(wsi, 0);

@@ -17,6 +17,7 @@
 #include "core/msg.h"
 
 struct http_ticket;
+struct eio_session;
 
 struct http_state {
     char *body;            /* POST body collected so far */
@@ -24,6 +25,8 @@ struct http_state {
     struct http_ticket *pending; /* /api/publish awaiting the broker */
     unsigned short status;       /* reply waiting for HTTP_WRITEABLE */
     struct msg *reply;           /* its JSON body (one reference) */
+    struct eio_session *eio;     /* the polling session of this request, if any */
+    unsigned char eio_post;      /* that request is its POST (else its GET) */
 };
 
 /* Returns 1 when reason is an HTTP reason this module handles, with *rc set
@@ -35,6 +38,16 @@ int http_callback(struct app *app, struct lws *wsi, enum lws_callback_reasons re
  * drain state into its slot, for the others' /metrics and /readyz. The
  * server calls it every second; serving either calls it first. */
 void http_publish_gauges(struct app *app);
+
+/* Writes a complete response now: status, content type, Cache-Control:
+ * no-store, the body. Returns the callback's return value: -1 when the
+ * connection must close (close_after, or the client asked). */
+int http_send(struct lws *wsi, unsigned status, const char *ctype, const void *body,
+              size_t len, int close_after);
+
+/* http_send() of the JSON error {"error":code,"message":message}. */
+int http_send_error(struct lws *wsi, unsigned status, const char *code,
+                    const char *message, int close_after);
 
 /* Frees what st holds and detaches a pending publish; idempotent. Call when
  * the connection closes or lws drops the HTTP protocol binding. */

@@ -12,6 +12,7 @@
 #include "core/clock.h"
 #include "core/drain.h"
 #include "log.h"
+#include "net/eio_poll.h"
 #include "net/http_api.h"
 #include "net/loop.h"
 #include "net/ws.h"
@@ -139,6 +140,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     client_sweep(arg);
     http_publish_gauges(arg);
+    eio_poll_sweep(arg);
 }
 
 int server_run(struct server *s)
@@ -167,6 +169,7 @@ void server_shutdown(struct server *s)
     if (s && s->lws) {
         lws_context_destroy(s->lws);
         s->lws = NULL;
+        eio_poll_free_all(s->app); /* after their HTTP connections let go */
     }
 }
 

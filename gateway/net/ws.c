@@ -14,23 +14,32 @@
 #include "net/frames.h"
 #include "net/http_api.h"
 #include "net/loop.h"
+#include "net/eio_poll.h"
+#include "proto/eio.h"
+#include "proto/sio_codec.h"
 #include "proto/v1.h"
 #include "proto/v1_codec.h"
 
 _Static_assert(LWS_PRE <= MSG_HEADROOM, "struct msg headroom cannot hold LWS_PRE");
 
-/* The upgrade paths, each with the codec that speaks on it. */
+/* The upgrade paths, each with the codec that speaks on it. Engine.IO
+ * routes check their query (EIO=4, transport, sid) and take the connect
+ * token in the Socket.IO CONNECT rather than in ?token=. */
 static const struct route {
     const char *path;
     const struct codec *codec;
+    int engineio;
 } routes[] = {
-    {"/ws", &codec_v1},
+    {"/ws", &codec_v1, 0},
+    {"/socket.io/", &codec_sio, 1},
 };
 
 /* lws per-session data: zeroed by lws, freed after LWS_CALLBACK_WSI_DESTROY. */
 struct pss {
     struct client *client;
-    const struct codec *codec;  /* the route's, from the upgrade on */
+    const struct route *route;  /* from the upgrade on */
+    struct eio_session *eio;    /* the polling session this one probes */
+    unsigned char probe_due;    /* "3probe" owed */
     struct http_state http;
     struct auth_claims *claims; /* from the upgrade until the client takes them */
     unsigned char batch;
@@ -95,10 +104,43 @@ static const struct conn_ops lws_conn_ops = {
     .ping = conn_ping,
 };
 
+/* A probing WebSocket (no client yet) answers "2probe" with "3probe". */
+static int probe_writable(struct lws *wsi, struct pss *pss)
+{
+    unsigned char frame[LWS_PRE + 6];
+    if (!pss->eio || !pss->probe_due)
+        return pss->eio ? 0 : -1;
+    pss->probe_due = 0;
+    memcpy(frame + LWS_PRE, "3probe", 6);
+    return lws_write(wsi, frame + LWS_PRE, 6, LWS_WRITE_TEXT) < 0 ? -1 : 0;
+}
+
+/* What a probing WebSocket may send: "2probe", then "5" when the client
+ * moves over. Returns -1 to close. */
+static int probe_receive(struct lws *wsi, struct pss *pss, const char *in, size_t len)
+{
+    if (len == 6 && !memcmp(in, "2probe", 6)) {
+        eio_poll_probing(pss->eio);
+        pss->probe_due = 1;
+        loop_want_write(wsi);
+        return 0;
+    }
+    if (eio_type(in, len) != EIO_UPGRADE) {
+        log_info("engine.io upgrade: unexpected packet during the probe");
+        return -1;
+    }
+    struct eio_session *s = pss->eio;
+    pss->eio = NULL;
+    if (!(pss->client = eio_poll_hand_over(s)))
+        return -1;
+    client_rebind(pss->client, (struct conn *)wsi, &lws_conn_ops);
+    return 0;
+}
+
 static int writable(struct lws *wsi, struct pss *pss)
 {
     if (!pss->client)
-        return -1;
+        return probe_writable(wsi, pss);
     if (!pss->ping_due)
         return client_writable(pss->client);
     /* lws 4.1 does not report a pong without payload, so the ping has one
@@ -137,7 +179,7 @@ static int origin_allowed(const struct app *app, struct lws *wsi)
 static int reject(struct lws *wsi, unsigned status, const char *code)
 {
     static const struct { unsigned status; const char *text; } texts[] = {
-        {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
+        {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
         {503, "Service Unavailable"},
     };
     const char *text = "Error";
@@ -185,15 +227,32 @@ static int authenticate(struct app *app, struct lws *wsi, struct pss *pss)
     return 0;
 }
 
-static const struct codec *route_of(struct lws *wsi)
+static const struct route *route_of(struct lws *wsi)
 {
     char uri[64];
     if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
         return NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(uri, routes[i].path))
-            return routes[i].codec;
+            return &routes[i];
     return NULL;
+}
+
+/* ?EIO=4&transport=websocket[&sid=S]: with a sid, this WebSocket probes
+ * to take over that polling session. Returns 0 or -1 (refused). */
+static int engineio_filter(struct app *app, struct lws *wsi, struct pss *pss)
+{
+    char v[40];
+    const char *eio = lws_get_urlarg_by_name(wsi, "EIO=", v, sizeof v);
+    if (!eio || strcmp(eio, "4"))
+        return refuse(app, wsi, HTTP_STATUS_BAD_REQUEST, "unsupported_protocol");
+    const char *t = lws_get_urlarg_by_name(wsi, "transport=", v, sizeof v);
+    if (!t || strcmp(t, "websocket"))
+        return refuse(app, wsi, HTTP_STATUS_BAD_REQUEST, "bad_transport");
+    const char *sid = lws_get_urlarg_by_name(wsi, "sid=", v, sizeof v);
+    if (sid && !(pss->eio = eio_poll_probe_begin(app, sid, &pss->eio)))
+        return refuse(app, wsi, HTTP_STATUS_BAD_REQUEST, "unknown_sid");
+    return 0;
 }
 
 /* Accepts the upgrade only on a route, from an allowed origin, while not
@@ -201,7 +260,7 @@ static const struct codec *route_of(struct lws *wsi)
 static int filter(struct app *app, struct lws *wsi, struct pss *pss)
 {
     char arg[8];
-    if (!(pss->codec = route_of(wsi)))
+    if (!(pss->route = route_of(wsi)))
         return reject(wsi, HTTP_STATUS_NOT_FOUND, "not_found");
     if (!origin_allowed(app, wsi))
         return refuse(app, wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed");
@@ -209,6 +268,8 @@ static int filter(struct app *app, struct lws *wsi, struct pss *pss)
         return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
     if (app->nclients >= app->cfg.max_connections)
         return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection_limit");
+    if (pss->route->engineio)
+        return engineio_filter(app, wsi, pss);
     if (app->auth && authenticate(app, wsi, pss) < 0)
         return -1;
     const char *v = lws_get_urlarg_by_name(wsi, "batch=", arg, sizeof arg);
@@ -218,9 +279,11 @@ static int filter(struct app *app, struct lws *wsi, struct pss *pss)
 
 static int established(struct app *app, struct lws *wsi, struct pss *pss)
 {
+    if (pss->eio) /* a probe: the client comes with the upgrade */
+        return 0;
     char peer[48] = "";
     lws_get_peer_simple(wsi, peer, sizeof peer);
-    struct client_opts o = {.codec = pss->codec, .conn = (struct conn *)wsi,
+    struct client_opts o = {.codec = pss->route->codec, .conn = (struct conn *)wsi,
                             .ops = &lws_conn_ops, .peer = peer,
                             .batch = pss->batch, .claims = pss->claims};
     if (!(pss->client = client_open(app, &o)))
@@ -279,6 +342,9 @@ static void end_client(struct pss *pss)
 {
     if (!pss)
         return;
+    if (pss->eio) /* a probe that failed: polling goes on */
+        eio_poll_probe_end(pss->eio);
+    pss->eio = NULL;
     if (pss->client) {
         client_gone(pss->client);
         pss->client = NULL;
@@ -301,7 +367,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     case LWS_CALLBACK_ESTABLISHED:
         return established(app, wsi, pss);
     case LWS_CALLBACK_RECEIVE:
-        return pss->client ? receive(app, wsi, pss, in, len) : -1;
+        if (pss->client)
+            return receive(app, wsi, pss, in, len);
+        return pss->eio ? probe_receive(wsi, pss, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         /* Once the close is handed over, lws sends the close frame and
          * awaits the peer's (dropping its data frames meanwhile); a second

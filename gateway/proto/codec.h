@@ -19,6 +19,7 @@
 #include "core/msg.h"
 #include "core/presence.h"
 
+struct app;
 struct client;
 
 /* The id a client gave a request, echoed in its reply. */
@@ -41,14 +42,21 @@ struct codec {
     /* The separator of batched frames (several objects in one frame), or 0
      * when the protocol cannot batch. */
     char batch_sep;
+    /* 1: a request without an id gets no ack (errors still get a frame). */
+    unsigned char quiet_acks;
     /* One complete inbound message; binary: it came as a binary frame. */
     void (*receive)(struct client *c, const char *buf, size_t len, int binary);
-    /* The first frame of a connection. */
-    struct msg *(*welcome)(const char *node, const char *session);
-    /* The answer to request id: an ack when code is NULL, else an error
-     * with a snake_case code and one human sentence. */
-    struct msg *(*reply)(const struct req_id *id, const char *code,
-                         const char *message);
+    /* The first frame of a connection; transport: "websocket" or
+     * "polling" (what the client may still upgrade from). */
+    struct msg *(*welcome)(const struct app *app, const char *session,
+                           const char *transport);
+    /* The answer to request id of client session: an ack when code is
+     * NULL, else an error with a snake_case code and one human sentence. */
+    struct msg *(*reply)(const char *session, const struct req_id *id,
+                         const char *code, const char *message);
+    /* The protocol's own ping frame (queued like any frame; the answer is
+     * any inbound message), or NULL: the transport pings. */
+    struct msg *(*ping)(void);
     /* A delivery, encoded once for every subscriber of this protocol. */
     struct msg *(*delivery)(const struct delivery *d);
     /* Optional (NULL: acks stay plain, losses go unreported): an ack with

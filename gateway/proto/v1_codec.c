@@ -3,6 +3,7 @@
  * welcome and deliveries are v1 frames; batched frames join with '\n'. */
 #include "proto/v1_codec.h"
 
+#include "core/app.h"
 #include "core/client.h"
 #include "proto/v1.h"
 
@@ -41,13 +42,27 @@ static void receive(struct client *c, const char *buf, size_t len, int binary)
     }
 }
 
+static struct msg *welcome(const struct app *app, const char *session,
+                           const char *transport)
+{
+    (void)transport;
+    return v1_encode_welcome(app->node_id, session);
+}
+
+static struct msg *reply(const char *session, const struct req_id *id,
+                         const char *code, const char *message)
+{
+    (void)session;
+    return v1_encode_reply(id, code, message);
+}
+
 const struct codec codec_v1 = {
     .name = "v1",
     .slot = 0,
     .batch_sep = '\n',
     .receive = receive,
-    .welcome = v1_encode_welcome,
-    .reply = v1_encode_reply,
+    .welcome = welcome,
+    .reply = reply,
     .delivery = v1_encode_message,
     .ack = v1_encode_ack,
     .lost = v1_encode_lost,
