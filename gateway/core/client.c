@@ -65,6 +65,8 @@ static const struct {
     [DISC_PROTOCOL] = {1002, "protocol error"},
 };
 
+_Static_assert(METRICS_PROTOCOLS == DELIVERY_CODECS, "one metrics row per codec slot");
+
 static struct client *of_hub(struct hub_client *hc)
 {
     return (struct client *)((char *)hc - offsetof(struct client, hc));
@@ -526,10 +528,15 @@ struct client *client_open(struct app *app, const struct client_opts *o)
     app->clients = c;
     app->nclients++;
     app->metrics->connections_total++;
+    struct metrics_protocol *mp = &app->metrics->protocols[c->codec->slot];
+    mp->name = c->codec->name;
+    mp->open++;
+    mp->opened++;
     schedule(c, c->heard_us);
     log_fields(LOG_INFO, "session open", "session", c->id, "remote", c->peer,
                "sub", c->claims ? c->claims->sub : NULL,
-               "batch", c->batch ? "1" : NULL, (const char *)NULL);
+               "batch", c->batch ? "1" : NULL, "protocol", c->codec->name,
+               (const char *)NULL);
     client_send(c, c->codec->welcome(app, c->id, o->transport ? o->transport : "websocket"));
     return c;
 }
@@ -639,13 +646,15 @@ void client_gone(struct client *c)
     app->metrics->disconnects[why]++;
     log_fields(LOG_INFO, "session closed", "session", c->id, "remote", c->peer,
                "sub", c->claims ? c->claims->sub : NULL,
-               "reason", metrics_reason_name(why), (const char *)NULL);
+               "reason", metrics_reason_name(why), "protocol", c->codec->name,
+               (const char *)NULL);
     hub_drop_client(app->hub, &c->hc);
     wheel_cancel(&c->timer);
     clear_queue(c);
     if (c->prev) c->prev->next = c->next; else app->clients = c->next;
     if (c->next) c->next->prev = c->prev;
     app->nclients--;
+    app->metrics->protocols[c->codec->slot].open--;
     c->conn = NULL;
     release(c);
 }

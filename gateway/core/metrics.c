@@ -18,11 +18,13 @@ static const char *const reason_names[DISC_COUNT] = {
     "timeout", "protocol",
 };
 
-/* The codes net/ws.c refuses upgrades with (core/auth.h's for tokens). */
+/* The codes net/ws.c refuses upgrades with (core/auth.h's for tokens), and
+ * net/eio_poll.c new Socket.IO polling sessions. */
 static const char *const refusal_names[METRICS_REFUSALS] = {
     "origin_not_allowed", "draining", "connection_limit", "token_missing",
     "token_too_large", "token_malformed", "alg_not_allowed", "bad_header",
     "bad_signature", "expired", "not_yet_valid", "bad_claims", "out_of_memory",
+    "unsupported_protocol", "bad_transport", "unknown_sid", /* /socket.io/ */
     "other",
 };
 
@@ -169,6 +171,12 @@ static void add(struct metrics *sum, const struct metrics *m)
     sum->latency_count += m->latency_count;
     sum->latency_sum += m->latency_sum;
     sum->queue_bytes += m->queue_bytes;
+    for (int i = 0; i < METRICS_PROTOCOLS; i++) {
+        if (m->protocols[i].name)
+            sum->protocols[i].name = m->protocols[i].name;
+        sum->protocols[i].open += m->protocols[i].open;
+        sum->protocols[i].opened += m->protocols[i].opened;
+    }
 }
 
 /* A running worker's live figures: summed, so process_* is the node's. */
@@ -319,6 +327,19 @@ static void render(struct out *o, const struct metrics *m, const struct metrics_
     for (int r = HISTORY_COMPLETE + 1; g->unrecovered && r < HISTORY_LOSS_COUNT; r++)
         put(o, "wsgate_recoveries_total{result=\"not_recovered\",reason=\"%s\"} %llu\n",
             history_loss_name((enum history_loss)r), (unsigned long long)g->unrecovered[r]);
+
+    put(o, "# HELP wsgate_protocol_connections Open connections, by wire protocol.\n"
+            "# TYPE wsgate_protocol_connections gauge\n");
+    for (int i = 0; i < METRICS_PROTOCOLS; i++)
+        if (m->protocols[i].name)
+            put(o, "wsgate_protocol_connections{protocol=\"%s\"} %llu\n",
+                m->protocols[i].name, (unsigned long long)m->protocols[i].open);
+    put(o, "# HELP wsgate_protocol_connections_total Connections opened, by wire protocol.\n"
+            "# TYPE wsgate_protocol_connections_total counter\n");
+    for (int i = 0; i < METRICS_PROTOCOLS; i++)
+        if (m->protocols[i].name)
+            put(o, "wsgate_protocol_connections_total{protocol=\"%s\"} %llu\n",
+                m->protocols[i].name, (unsigned long long)m->protocols[i].opened);
 
     put(o, "# HELP wsgate_disconnects_total Connections closed, by reason.\n"
             "# TYPE wsgate_disconnects_total counter\n");

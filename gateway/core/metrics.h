@@ -28,8 +28,15 @@ enum disconnect_reason {
 };
 
 #define METRICS_LATENCY_BUCKETS 14
-#define METRICS_REFUSALS 14   /* upgrade refusal codes known, "other" last */
+#define METRICS_REFUSALS 17   /* upgrade refusal codes known, "other" last */
 #define METRICS_API_STATUSES 10 /* HTTP API statuses known, "other" last */
+#define METRICS_PROTOCOLS 4 /* one per codec frame slot (DELIVERY_CODECS) */
+
+/* Connections of one wire protocol; name NULL until its first client. */
+struct metrics_protocol {
+    const char *name; /* the codec's, static */
+    uint64_t open, opened;
+};
 
 struct metrics {
     uint64_t connections_total;  /* WebSocket sessions opened */
@@ -48,6 +55,7 @@ struct metrics {
     uint64_t latency_count;
     double latency_sum;
     size_t queue_bytes;          /* bytes waiting in all send queues */
+    struct metrics_protocol protocols[METRICS_PROTOCOLS]; /* by codec slot */
 };
 
 /* The process as the kernel sees it; ok 0: not available, not rendered. */

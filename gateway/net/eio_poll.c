@@ -168,6 +168,10 @@ int eio_poll_request(struct app *app, struct lws *wsi, struct http_state *st, in
     const char *t = lws_get_urlarg_by_name(wsi, "transport=", v, sizeof v);
     if (!t || strcmp(t, "polling"))
         return bad(wsi, "bad_transport", "HTTP requests need transport=polling");
+    if (!http_origin_allowed(app, wsi)) {
+        metrics_count_refusal(app->metrics, "origin_not_allowed");
+        return http_send_error(wsi, 403, "origin_not_allowed", "this origin may not connect", 0);
+    }
     const char *sid = lws_get_urlarg_by_name(wsi, "sid=", v, sizeof v);
     if (!sid) {
         if (method != LWSHUMETH_GET)
@@ -175,7 +179,7 @@ int eio_poll_request(struct app *app, struct lws *wsi, struct http_state *st, in
         if (app->draining)
             return http_send_error(wsi, 503, "draining", "this node is draining", 0);
         if (app->nclients >= app->cfg.max_connections) {
-            app->metrics->refused_total++;
+            metrics_count_refusal(app->metrics, "connection_limit");
             return http_send_error(wsi, 503, "connection_limit", "connection limit reached", 0);
         }
         struct eio_session *s = session_new(app, wsi);

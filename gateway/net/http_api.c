@@ -207,6 +207,22 @@ static int publish_body(struct app *app, struct lws *wsi, struct http_state *st)
     return rc;
 }
 
+int http_origin_allowed(const struct app *app, struct lws *wsi)
+{
+    const char *list = app->cfg.allowed_origins;
+    char origin[256];
+    if (!list[0] || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+        return 1;
+    size_t n = strlen(origin);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == n && !strncasecmp(p, origin, n))
+            return 1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 /* 1 when the request carries "Authorization: Bearer <key>" and key is set;
  * compared in constant time. */
 static int bearer_is(struct lws *wsi, const char *key)

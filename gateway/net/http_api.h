@@ -49,6 +49,11 @@ int http_send(struct lws *wsi, unsigned status, const char *ctype, const void *b
 int http_send_error(struct lws *wsi, unsigned status, const char *code,
                     const char *message, int close_after);
 
+/* 1 when the Origin header (sent by browsers) is absent or in the
+ * comma-separated --allowed-origins list (empty: any): WebSocket upgrades
+ * and Engine.IO polling requests check it. */
+int http_origin_allowed(const struct app *app, struct lws *wsi);
+
 /* Frees what st holds and detaches a pending publish; idempotent. Call when
  * the connection closes or lws drops the HTTP protocol binding. */
 void http_release(struct http_state *st);

@@ -2,7 +2,6 @@
 #include "net/ws.h"
 
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -155,24 +154,6 @@ static int writable(struct lws *wsi, struct pss *pss)
 
 /* ---- upgrade ----------------------------------------------------------- */
 
-/* 1 when the Origin header (sent by browsers) is absent or in the
- * comma-separated --allowed-origins list (empty: any). */
-static int origin_allowed(const struct app *app, struct lws *wsi)
-{
-    const char *list = app->cfg.allowed_origins;
-    char origin[256];
-    if (!list[0] || lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
-        return 1;
-    size_t n = strlen(origin);
-    for (const char *p = list; *p;) {
-        size_t len = strcspn(p, ",");
-        if (len == n && !strncasecmp(p, origin, n))
-            return 1;
-        p += len + (p[len] == ',');
-    }
-    return 0;
-}
-
 /* Answers a refused upgrade itself: lws_return_http_status() would say
  * "HTTP/1.0" here (the request version is not parsed yet on this path),
  * which WebSocket clients reject as invalid. Returns -1 to close. */
@@ -262,7 +243,7 @@ static int filter(struct app *app, struct lws *wsi, struct pss *pss)
     char arg[8];
     if (!(pss->route = route_of(wsi)))
         return reject(wsi, HTTP_STATUS_NOT_FOUND, "not_found");
-    if (!origin_allowed(app, wsi))
+    if (!http_origin_allowed(app, wsi))
         return refuse(app, wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed");
     if (app->draining)
         return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");

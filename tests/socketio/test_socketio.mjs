@@ -287,7 +287,9 @@ describe("connect tokens", () => {
     return `${head}.${body}.${createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url")}`;
   };
   let gw;
-  before(async () => { gw = await startGateway(["--jwt-secret", secret]); });
+  before(async () => {
+    gw = await startGateway(["--jwt-secret", secret, "--allowed-origins", "http://good.example"]);
+  });
   after(async () => { closeAll(); await gw.stop(); });
 
   test("auth.token is checked like /ws?token=: missing, bad, no grant, good", async () => {
@@ -303,5 +305,19 @@ describe("connect tokens", () => {
     const got = nextEvents(s, EV);
     await s.timeout(5000).emitWithAck(EV, "with a token");
     assert.deepEqual(await got, [["with a token"]]);
+  });
+
+  test("--allowed-origins applies to polling requests", async () => {
+    let r = await fetch(eioUrl(gw.url), { headers: { origin: "http://evil.example" } });
+    assert.equal(r.status, 403);
+    assert.equal((await r.json()).error, "origin_not_allowed");
+    r = await fetch(eioUrl(gw.url), { headers: { origin: "http://good.example" } });
+    assert.equal(r.status, 200);
+  });
+
+  test("metrics count connections by protocol", async () => {
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    assert.match(text, /^wsgate_protocol_connections_total\{protocol="socketio"\} [1-9]/m);
+    assert.match(text, /^wsgate_protocol_connections\{protocol="socketio"\} \d+$/m);
   });
 });

@@ -80,11 +80,12 @@ export class Proc {
     }), ms, `${this.name}: ${re}`);
   }
 
+  /** SIGTERM, then the exit status: 0 expected (under ASan a leak or an
+   * error makes it non-zero). */
   async stop() {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      process.kill(this.pid, "SIGTERM");
-      await within(this.exited, 15000, `${this.name} to exit`);
-    }
+    if (this.child.exitCode === null && this.child.signalCode === null) process.kill(this.pid, "SIGTERM");
+    const code = await within(this.exited, 15000, `${this.name} to exit`);
+    if (code !== 0) throw new Error(`${this.name} exited with ${code}:\n${this.lines.slice(-30).join("\n")}`);
   }
 }
 
