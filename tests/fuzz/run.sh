@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh - build the libFuzzer targets and fuzz each for a budget.
 #
-#   tests/fuzz/run.sh [--seconds N (default 60)] [--target proto|auth|config]...
+#   tests/fuzz/run.sh [--seconds N (default 60)] [--target proto|auth|config|sio]...
 #
 # Configures and builds with clang in build-fuzz/ (BUILD_DIR= to change it;
 # CC=clang cmake -DWSGATE_FUZZ=ON), then runs each target for N seconds,
@@ -11,6 +11,8 @@
 #   auth    connect tokens and --anonymous-channels lists   (corpus_auth)
 #   config  flags, WSGATE_* variables, --listen and --redis URL parsing
 #                                                             (corpus_config)
+#   sio     Engine.IO polling payloads and packets, Socket.IO packets, the
+#           EVENT <-> {event,args} mapping                    (corpus_sio)
 # Each run starts from tests/fuzz/corpus_<target>; what it finds goes to a
 # scratch directory, and only the inputs that add coverage are merged back
 # (-merge=1), so the corpus grows by a few small files. Prints executions,
@@ -46,14 +48,14 @@ while [ $# -gt 0 ]; do
         ;;
     --target)
         [ $# -ge 2 ] || die "--target needs a name"
-        case $2 in proto | auth | config) TARGETS+=("$2") ;; *) die "unknown target '$2'" ;; esac
+        case $2 in proto | auth | config | sio) TARGETS+=("$2") ;; *) die "unknown target '$2'" ;; esac
         shift 2
         ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(proto auth config)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(proto auth config sio)
 
 command -v clang >/dev/null || die "clang not found"
 echo "== build ($BUILD_DIR)"

@@ -29,7 +29,7 @@ GAUGES = ["wsgate_connections", "wsgate_subscriptions", "wsgate_channels", "wsga
           "process_open_fds", "process_max_fds"]
 
 
-REASONS = ["client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error", "timeout"]
+REASONS = ["client", "slow_consumer", "rate_limited", "too_large", "auth", "drain", "error", "timeout", "protocol"]
 HIST = "wsgate_fanout_latency_seconds"
 GOOD = """# HELP a_total A.
 # TYPE a_total counter
