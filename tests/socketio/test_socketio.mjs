@@ -321,3 +321,35 @@ describe("connect tokens", () => {
     assert.match(text, /^wsgate_protocol_connections\{protocol="socketio"\} \d+$/m);
   });
 });
+
+describe("limits and drain", () => {
+  let gw;
+  before(async () => {
+    gw = await startGateway(["--publish-rate", "1", "--publish-burst", "2", "--drain-seconds", "2"]);
+  });
+  after(async () => { closeAll(); if (gw) await gw.stop(); });
+
+  test("the publish rate limit answers in the ack", async () => {
+    const s = await connect(gw.url, { transports: ["websocket"] });
+    const acks = await Promise.all([1, 2, 3].map((i) => s.timeout(5000).emitWithAck(EV, `r${i}`)));
+    assert.deepEqual(acks.slice(0, 2), [undefined, undefined]);
+    assert.equal(acks[2].error, "rate_limited");
+  });
+
+  test("draining: WebSocket and polling clients are closed to reconnect elsewhere; new sessions get 503", async () => {
+    const w = await connect(gw.url, { transports: ["websocket"] });
+    const p = await connect(gw.url, { transports: ["polling"] });
+    await handshake(gw.url); // a session that never polls keeps the node up for the window
+    const reasons = Promise.all([w, p].map((s) => within(new Promise((r) => s.once("disconnect", r)), 10000, "disconnect")));
+    process.kill(gw.pid, "SIGTERM");
+    await gw.awaitLine(/draining/);
+    // "transport close": the client reconnects by itself ("io server disconnect" would not).
+    assert.deepEqual(await reasons, ["transport close", "transport close"]);
+    const r = await fetch(eioUrl(gw.url));
+    assert.equal(r.status, 503);
+    assert.equal((await r.json()).error, "draining");
+    await gw.stop();
+    assert.match(gw.lines.join("\n"), /session closed .*reason=drain protocol=socketio/);
+    gw = null;
+  });
+});
