@@ -17,7 +17,7 @@ struct hub;
 struct broker;
 struct client;
 struct msg;
-struct eio_session;
+struct eio_registry;
 struct heartbeat;
 
 #define APP_BATCH_MAX 65536 /* bytes of one batched frame (?batch=1) */
@@ -28,7 +28,7 @@ struct app {
     struct hub *hub;
     struct broker *broker;
     struct client *clients;       /* every open client (client.c) */
-    struct eio_session *eio_sessions; /* Engine.IO polling sessions (net/eio_poll.c) */
+    struct eio_registry *eio;     /* Engine.IO polling sessions (net/eio_poll.c) */
     unsigned nclients;
     struct wheel timers;          /* clients' keepalive, queue and token checks */
     uint32_t session_salt;        /* random per process: ids differ across nodes */

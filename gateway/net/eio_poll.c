@@ -1,6 +1,8 @@
 /* eio_poll.c - see eio_poll.h. */
 #include "net/eio_poll.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +12,17 @@
 #include "proto/eio.h"
 #include "proto/sio_codec.h"
 
+#define EIO_BUCKETS 4096 /* sessions hashed by sid */
+
+/* Every polling session of the process, hashed by sid, so a request finds
+ * its session in one short chain however many there are. */
+struct eio_registry {
+    struct eio_session *bucket[EIO_BUCKETS];
+};
+
 struct eio_session {
     struct app *app;
+    char sid[EIO_SID_MAX + 1];   /* its client's id, kept for the hash */
     struct client *client;       /* NULL once gone or handed over */
     struct lws *get;             /* the held GET, or NULL */
     struct http_state *get_st;
@@ -84,10 +95,21 @@ static const struct conn_ops poll_ops = {
 
 /* ---- sessions ----------------------------------------------------------- */
 
+/* FNV-1a */
+static struct eio_session **bucket_of(struct eio_registry *r, const char *sid)
+{
+    uint32_t h = 2166136261u;
+    for (; *sid; sid++)
+        h = (h ^ (unsigned char)*sid) * 16777619u;
+    return &r->bucket[h % EIO_BUCKETS];
+}
+
 static struct eio_session *find(struct app *app, const char *sid)
 {
-    for (struct eio_session *s = app->eio_sessions; s; s = s->next)
-        if (s->client && !s->over && !strcmp(client_id(s->client), sid))
+    if (!app->eio)
+        return NULL;
+    for (struct eio_session *s = *bucket_of(app->eio, sid); s; s = s->next)
+        if (s->client && !s->over && !strcmp(s->sid, sid))
             return s;
     return NULL;
 }
@@ -113,13 +135,15 @@ static void session_free(struct eio_session *s)
         lws_set_timeout(s->get, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     if (s->probe)
         *s->probe = NULL;
-    if (s->prev) s->prev->next = s->next; else app->eio_sessions = s->next;
+    if (s->prev) s->prev->next = s->next; else *bucket_of(app->eio, s->sid) = s->next;
     if (s->next) s->next->prev = s->prev;
     free(s);
 }
 
 static struct eio_session *session_new(struct app *app, struct lws *wsi)
 {
+    if (!app->eio && !(app->eio = calloc(1, sizeof *app->eio)))
+        return NULL;
     struct eio_session *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
@@ -132,10 +156,12 @@ static struct eio_session *session_new(struct app *app, struct lws *wsi)
         free(s);
         return NULL;
     }
-    s->next = app->eio_sessions;
+    snprintf(s->sid, sizeof s->sid, "%s", client_id(s->client));
+    struct eio_session **head = bucket_of(app->eio, s->sid);
+    s->next = *head;
     if (s->next)
         s->next->prev = s;
-    app->eio_sessions = s;
+    *head = s;
     return s;
 }
 
@@ -176,11 +202,12 @@ int eio_poll_request(struct app *app, struct lws *wsi, struct http_state *st, in
     if (!sid) {
         if (method != LWSHUMETH_GET)
             return bad(wsi, "bad_handshake", "a session opens with a GET");
-        if (app->draining)
-            return http_send_error(wsi, 503, "draining", "this node is draining", 0);
-        if (app->nclients >= app->cfg.max_connections) {
-            metrics_count_refusal(app->metrics, "connection_limit");
-            return http_send_error(wsi, 503, "connection_limit", "connection limit reached", 0);
+        if (app->draining || app->nclients >= app->cfg.max_connections) {
+            const char *code = app->draining ? "draining" : "connection_limit";
+            metrics_count_refusal(app->metrics, code);
+            return http_send_error(wsi, 503, code,
+                                   app->draining ? "this node is draining"
+                                                 : "connection limit reached", 0);
         }
         struct eio_session *s = session_new(app, wsi);
         if (!s)
@@ -285,16 +312,21 @@ struct client *eio_poll_hand_over(struct eio_session *s)
 
 void eio_poll_sweep(struct app *app)
 {
-    struct eio_session *s = app->eio_sessions, *next;
-    for (; s; s = next) {
-        next = s->next;
-        if (s->over && !s->get)
-            session_free(s);
+    for (size_t i = 0; app->eio && i < EIO_BUCKETS; i++) {
+        struct eio_session *next;
+        for (struct eio_session *s = app->eio->bucket[i]; s; s = next) {
+            next = s->next;
+            if (s->over && !s->get)
+                session_free(s);
+        }
     }
 }
 
 void eio_poll_free_all(struct app *app)
 {
-    while (app->eio_sessions)
-        session_free(app->eio_sessions);
+    for (size_t i = 0; app->eio && i < EIO_BUCKETS; i++)
+        while (app->eio->bucket[i])
+            session_free(app->eio->bucket[i]);
+    free(app->eio);
+    app->eio = NULL;
 }

@@ -9,8 +9,8 @@
  * held and later GETs into "6" (noop) answers, then sends "5": the client
  * moves to the WebSocket (client_rebind) and the session is done.
  *
- * Ownership: sessions live in app->eio_sessions and are owned by this
- * module; a session owns its client until it is handed over or gone. A
+ * Ownership: sessions live in app->eio (allocated with the first session,
+ * freed by eio_poll_free_all) and are owned by this module; a session owns its client until it is handed over or gone. A
  * session is never freed inside a callback that uses it: sessions that
  * ended (closed, aborted, timed out, handed over) are freed by
  * eio_poll_sweep(), once a second. HTTP connections and the probing

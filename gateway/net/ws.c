@@ -10,16 +10,20 @@
 #include "core/conn.h"
 #include "core/msg.h"
 #include "log.h"
+#include "net/eio_poll.h"
 #include "net/frames.h"
 #include "net/http_api.h"
 #include "net/loop.h"
-#include "net/eio_poll.h"
 #include "proto/eio.h"
 #include "proto/sio_codec.h"
 #include "proto/v1.h"
 #include "proto/v1_codec.h"
 
 _Static_assert(LWS_PRE <= MSG_HEADROOM, "struct msg headroom cannot hold LWS_PRE");
+
+/* A probing WebSocket has no client (it is not counted nor swept): it must
+ * finish the upgrade within this many seconds or be closed. */
+#define PROBE_TIMEOUT_S 10
 
 /* The upgrade paths, each with the codec that speaks on it. Engine.IO
  * routes check their query (EIO=4, transport, sid) and take the connect
@@ -132,6 +136,7 @@ static int probe_receive(struct lws *wsi, struct pss *pss, const char *in, size_
     pss->eio = NULL;
     if (!(pss->client = eio_poll_hand_over(s)))
         return -1;
+    lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
     client_rebind(pss->client, (struct conn *)wsi, &lws_conn_ops);
     return 0;
 }
@@ -260,8 +265,10 @@ static int filter(struct app *app, struct lws *wsi, struct pss *pss)
 
 static int established(struct app *app, struct lws *wsi, struct pss *pss)
 {
-    if (pss->eio) /* a probe: the client comes with the upgrade */
+    if (pss->eio) { /* a probe: the client comes with "5", within a bound */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, PROBE_TIMEOUT_S);
         return 0;
+    }
     char peer[48] = "";
     lws_get_peer_simple(wsi, peer, sizeof peer);
     struct client_opts o = {.codec = pss->route->codec, .conn = (struct conn *)wsi,

@@ -216,6 +216,13 @@ describe("one gateway", () => {
     assert.match(await frame(ws, (f) => f.startsWith('42["error"')), /binary_unsupported/);
     ws.send("4x{");
     assert.deepEqual(await ws.closed, { code: 1002, reason: "protocol error" });
+    // One probe at a time per session: a second upgrade of the same sid is refused.
+    const { sid } = await handshake(gw.url);
+    const probe = await rawWs(`${gw.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket&sid=${sid}`);
+    await assert.rejects(rawWs(`${gw.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket&sid=${sid}`), /HTTP 400/);
+    probe.send("2probe");
+    assert.equal(await frame(probe, (f) => f === "3probe"), "3probe");
+    probe.close();
     // A WebSocket upgrade for an unknown sid, or with EIO=3, is refused.
     await assert.rejects(rawWs(`${gw.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket&sid=nope`), /HTTP 400/);
     await assert.rejects(rawWs(`${gw.url.replace("http", "ws")}/socket.io/?EIO=3&transport=websocket`), /HTTP 400/);
