@@ -31,6 +31,7 @@ struct eio_session {
     int get_rc;                  /* the held GET's answer: callback result */
     unsigned char probing;       /* "2probe" seen: answer GETs with noop */
     unsigned char over;          /* ended: freed by the next sweep */
+    unsigned char close_waits;   /* sweeps that found it closing with no GET */
     struct eio_session *next, *prev;
 };
 
@@ -316,6 +317,12 @@ void eio_poll_sweep(struct app *app)
         struct eio_session *next;
         for (struct eio_session *s = app->eio->bucket[i]; s; s = next) {
             next = s->next;
+            /* Closing, but no GET came for a second to take the close
+             * packet: the client has left (it sent "1") or is not polling;
+             * its next request, if any, gets 400 and it reconnects. */
+            if (!s->over && s->client && client_closing(s->client) && !s->get &&
+                s->close_waits++)
+                end(s);
             if (s->over && !s->get)
                 session_free(s);
         }

@@ -55,7 +55,8 @@ void eio_poll_probe_end(struct eio_session *s);
  * is over. NULL when the client is already gone. */
 struct client *eio_poll_hand_over(struct eio_session *s);
 
-/* Frees sessions that ended; run once a second after client_sweep(). */
+/* Frees sessions that ended, and ends those closing with no GET held for
+ * a second; run once a second after client_sweep(). */
 void eio_poll_sweep(struct app *app);
 
 /* Ends every session (shutdown). */

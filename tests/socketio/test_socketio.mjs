@@ -320,6 +320,12 @@ describe("connect tokens", () => {
     assert.equal((await r.json()).error, "origin_not_allowed");
     r = await fetch(eioUrl(gw.url), { headers: { origin: "http://good.example" } });
     assert.equal(r.status, 200);
+    const { sid } = JSON.parse((await r.text()).slice(1));
+    const from = gw.lines.length;
+    r = await fetch(eioUrl(gw.url, `&sid=${sid}`), { method: "POST", body: "1" }); // close it
+    assert.equal(await r.text(), "ok");
+    // No GET comes to take a close packet: the session still ends, in seconds.
+    await gw.awaitLine(new RegExp(`session closed session=${sid} .*reason=client`), 5000, from);
   });
 
   test("metrics count connections by protocol", async () => {
