@@ -1,4 +1,4 @@
-/* test_client.c - a client over a fake connection: protocol v1 requests,
+/* test_client.c - a client over a fake connection: protocol v1 and Socket.IO requests,
  * grants, the publish bucket, queue limits, batching, close reasons, the
  * sweep and the drain, with the real hub and embedded broker. No socket
  * and no WebSocket library: the fake conn records what the client asks of
@@ -14,6 +14,7 @@
 #include "core/client.h"
 #include "core/drain.h"
 #include "core/hub.h"
+#include "proto/sio_codec.h"
 #include "proto/v1_codec.h"
 
 /* ---- the fake connection ----------------------------------------------- */
@@ -132,6 +133,15 @@ static void tc_open(struct tc *t, int batch, struct auth_claims *claims)
     t->c = client_open(&app, &o);
 }
 
+/* A Socket.IO client (the codec of /socket.io/) over transport. */
+static void tc_open_sio(struct tc *t, const char *transport)
+{
+    memset(t, 0, sizeof *t);
+    struct client_opts o = {.codec = &codec_sio, .conn = &t->conn, .ops = &fake_ops,
+                            .peer = "127.0.0.1", .transport = transport};
+    t->c = client_open(&app, &o);
+}
+
 /* Serves want_write requests as an idle socket would: returns what the last
  * client_writable() returned (-1: the transport closes now). */
 static int pump(struct tc *t)
@@ -154,6 +164,12 @@ static void tc_close(struct tc *t)
     client_gone(t->c);
     conn_reset(&t->conn);
 }
+
+/* Frame i written to t is exactly text. */
+#define FRAME_IS(t, i, text)                                                           \
+    CHECK_MSG((t)->conn.nframes > (i) && !strcmp((t)->conn.frames[i], text),           \
+              "frame %d of %d: %s, want %s", (i), (t)->conn.nframes,                   \
+              (t)->conn.nframes > (i) ? (t)->conn.frames[i] : "(none)", text)
 
 /* Frame i written to t contains needle. */
 #define FRAME_HAS(t, i, needle)                                                        \
@@ -499,6 +515,112 @@ static void test_too_large_and_write_failure(void)
     app_free();
 }
 
+/* Socket.IO: the open packet, CONNECT, events published as {event,args}
+ * on --socketio-channel and delivered to every Socket.IO client (the sender
+ * too) and to v1 subscribers, acks, refusals, encoded once. */
+static void test_socketio_events(void)
+{
+    app_init(NULL);
+    struct tc a, b, v;
+    tc_open_sio(&a, "polling");
+    tc_open_sio(&b, "websocket");
+    tc_open(&v, 0, NULL);
+    send_text(&v, "{\"op\":\"subscribe\",\"channel\":\"socket.io\",\"id\":1}");
+    send_text(&a, "422[\"early\"]");
+    send_text(&a, "40");
+    send_text(&b, "40{\"token\":\"ignored without --auth\"}");
+    send_text(&a, "421[\"chat message\",\"salut\",{\"n\":1}]");
+    send_text(&b, "42[\"chat message\"]");
+    send_text(&v, "{\"op\":\"publish\",\"channel\":\"socket.io\",\"data\":\"plain\"}");
+    pump(&a);
+    pump(&b);
+    pump(&v);
+    char open[128];
+    snprintf(open, sizeof open, "0{\"sid\":\"%s\",\"upgrades\":[\"websocket\"],"
+             "\"pingInterval\":25000,\"pingTimeout\":35000,\"maxPayload\":65536}", client_id(a.c));
+    FRAME_IS(&a, 0, open);
+    FRAME_IS(&a, 1, "432[{\"error\":\"not_connected\",\"message\":\"send CONNECT (40) before events\"}]");
+    snprintf(open, sizeof open, "40{\"sid\":\"%s\"}", client_id(a.c));
+    FRAME_IS(&a, 2, open);
+    FRAME_IS(&a, 3, "42[\"chat message\",\"salut\",{\"n\":1}]");
+    FRAME_IS(&a, 4, "431[]");
+    FRAME_IS(&a, 5, "42[\"chat message\"]");
+    FRAME_IS(&a, 6, "42[\"message\",\"plain\"]");
+    CHECK_EQ_INT(a.conn.nframes, 7);
+    FRAME_HAS(&b, 0, "\"upgrades\":[],");
+    FRAME_IS(&b, 2, "42[\"chat message\",\"salut\",{\"n\":1}]");
+    FRAME_IS(&b, 3, "42[\"chat message\"]"); /* no ack asked, none sent */
+    FRAME_IS(&b, 4, "42[\"message\",\"plain\"]");
+    CHECK_EQ_INT(b.conn.nframes, 5);
+    CHECK_PTR_EQ(a.conn.bufs[3], b.conn.bufs[2]); /* encoded once */
+    FRAME_IS(&v, 2, "{\"op\":\"message\",\"channel\":\"socket.io\",\"data\":"
+                    "{\"event\":\"chat message\",\"args\":[\"salut\",{\"n\":1}]}}");
+    CHECK_EQ_UINT(app.metrics->protocols[codec_sio.slot].open, 2);
+    tc_close(&a);
+    tc_close(&b);
+    tc_close(&v);
+    CHECK_EQ_UINT(app.metrics->protocols[codec_sio.slot].open, 0);
+    CHECK_EQ_UINT(app.metrics->protocols[codec_sio.slot].opened, 2);
+    app_free();
+}
+
+/* Socket.IO refusals: another namespace, a bad event, binary, a malformed
+ * packet (closes with 1002), DISCONNECT (closes with 1000). */
+static void test_socketio_bad_input(void)
+{
+    app_init(NULL);
+    struct tc a;
+    tc_open_sio(&a, "websocket");
+    send_text(&a, "40/admin,");
+    send_text(&a, "40");
+    send_text(&a, "423{\"not\":\"an array\"}");
+    send_text(&a, "451-4[\"up\",{\"_placeholder\":true,\"num\":0}]");
+    client_receive(a.c, "\x01\x02", 2, 1);
+    send_text(&a, "3");
+    pump(&a);
+    FRAME_IS(&a, 1, "44/admin,{\"message\":\"Invalid namespace\"}");
+    FRAME_HAS(&a, 2, "40{\"sid\":");
+    FRAME_HAS(&a, 3, "433[{\"error\":\"bad_request\"");
+    FRAME_HAS(&a, 4, "434[{\"error\":\"binary_unsupported\"");
+    FRAME_HAS(&a, 5, "42[\"error\",{\"error\":\"binary_unsupported\"");
+    CHECK_EQ_INT(a.conn.nframes, 6);
+    CHECK_EQ_INT(client_closing(a.c), 0);
+    send_text(&a, "4x");
+    CHECK_EQ_INT(pump(&a), -1);
+    CHECK_EQ_INT(a.conn.close_code, 1002);
+    tc_close(&a);
+    tc_open_sio(&a, "websocket");
+    send_text(&a, "41");
+    CHECK_EQ_INT(pump(&a), -1);
+    CHECK_EQ_INT(a.conn.close_code, 1000);
+    tc_close(&a);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_PROTOCOL], 1);
+    app_free();
+}
+
+/* Engine.IO pings come from the server every --ping-interval whatever the
+ * client sends, as "2" frames; no answer within --ping-timeout: reset. */
+static void test_socketio_pings(void)
+{
+    app_init((const char *const[]){"--ping-interval", "0", "--ping-timeout", "0", NULL});
+    struct tc a;
+    tc_open_sio(&a, "websocket");
+    client_sweep(&app);
+    pump(&a);
+    FRAME_IS(&a, 1, "2");
+    CHECK_EQ_INT(a.conn.pings, 0); /* not the transport's ping */
+    send_text(&a, "3");
+    client_sweep(&app); /* answered: the next ping */
+    pump(&a);
+    FRAME_IS(&a, 2, "2");
+    CHECK_EQ_INT(a.conn.aborted, 0);
+    client_sweep(&app); /* no answer */
+    CHECK_EQ_INT(a.conn.aborted, 1);
+    tc_close(&a);
+    CHECK_EQ_UINT(app.metrics->disconnects[DISC_TIMEOUT], 1);
+    app_free();
+}
+
 int main(void)
 {
     RUN(test_welcome_and_ping);
@@ -514,5 +636,8 @@ int main(void)
     RUN(test_plain_frames_leave_together);
     RUN(test_drain_and_close_after_queue);
     RUN(test_too_large_and_write_failure);
+    RUN(test_socketio_events);
+    RUN(test_socketio_bad_input);
+    RUN(test_socketio_pings);
     return check_summary();
 }
