@@ -14,7 +14,8 @@ FLAGS = ["--listen", "--redis", "--channel-prefix", "--node-id", "--web-root", "
          "--max-channels", "--max-connections", "--queue-soft-bytes", "--queue-soft-seconds",
          "--api-key", "--api-key-file", "--allowed-origins", "--drain-seconds", "--sndbuf",
          "--api-insecure", "--config", "--version", "--history-size", "--history-ttl",
-         "--history-channels", "--presence-channels", "--presence-ttl", "--workers"]
+         "--history-channels", "--presence-channels", "--presence-ttl", "--workers",
+         "--socketio-channel"]
 
 
 run = run_wsgate
@@ -46,6 +47,8 @@ BAD = [
     (["--publish-burst", "-3"], "publish-burst"),
     (["--publish-burst", "1.5"], "publish-burst"),
     (["--max-channels", "x"], "max-channels"),
+    (["--socketio-channel", "bad channel!"], "socketio-channel"),
+    (["--socketio-channel", ""], "socketio-channel"),
     (["--max-channels", "0"], "max-channels"),
     (["--max-connections", "0"], "max-connections"),
     (["--max-connections", "-1"], "max-connections"),
@@ -112,6 +115,7 @@ def test_web_root_a_file_exits_2(tmp_path):
     ("WSGATE_MAX_CHANNELS", "x", "max-channels"),
     ("WSGATE_MAX_CONNECTIONS", "0", "max-connections"),
     ("WSGATE_LOG_LEVEL", "loud", "log-level"),
+    ("WSGATE_SOCKETIO_CHANNEL", "a#b", "socketio-channel"),
     ("WSGATE_API_KEY_FILE", "/nonexistent/wsgate.key", "api-key-file"),
     ("WSGATE_API_INSECURE", "maybe", "api-insecure"),
     ("WSGATE_WEB_ROOT", "/nonexistent/web", "web-root"),

@@ -10,6 +10,8 @@ import queue
 
 import pytest
 
+from wsgate_testing import async_test
+
 socketio = pytest.importorskip("socketio", reason="Debian's python3-socketio is not installed")
 
 EV = "chat message"
@@ -45,6 +47,21 @@ def test_two_nodes_polling_upgrade_and_websocket(cluster):
     finally:
         ca.disconnect()
         cb.disconnect()
+
+
+@async_test(20)
+async def test_socketio_channel_flag_bridges_to_v1(procs):
+    """--socketio-channel names the channel: a v1 subscriber there sees the
+    client's events as {"event":...,"args":[...]}."""
+    g = procs.gateway("--socketio-channel", "room.1", node_id="n1")
+    v1 = await g.subscriber("room.1")
+    c, got = client(f"http://127.0.0.1:{g.port}", ["websocket"])
+    try:
+        assert c.call(EV, "hi", timeout=WAIT) is None
+        assert await v1.next_message("room.1") == {"event": EV, "args": ["hi"]}
+        assert got.get(timeout=WAIT) == ["hi"]
+    finally:
+        c.disconnect()
 
 
 def test_unknown_namespace_is_refused(gw):
