@@ -153,12 +153,27 @@ static struct msg *cat(const struct piece *v, size_t n)
 
 #define LIT(s) {s, sizeof s - 1}
 
+/* 1 for the names socket.io-client keeps for itself: an event of that name
+ * would pass for the client's own "connect" or "disconnect" (Node's server
+ * refuses to emit them). name: a JSON string span, compared decoded. */
+static int reserved(const struct json_span *name)
+{
+    static const char *const names[] = {"connect", "connect_error", "disconnect",
+                                        "disconnecting", "newListener", "removeListener"};
+    char decoded[16];
+    long n = json_string_ascii(name, decoded, sizeof decoded);
+    for (size_t i = 0; n > 0 && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(decoded, names[i]))
+            return 1;
+    return 0;
+}
+
 struct msg *sio_encode_delivery(const char *payload, size_t len)
 {
     static const char *const keys[] = {"event", "args"};
     struct json_span m[2];
     if (json_object(payload, len, keys, m, 2) == 0 && m[0].text && m[0].text[0] == '"' &&
-        m[1].text && m[1].text[0] == '[') {
+        m[1].text && m[1].text[0] == '[' && !reserved(&m[0])) {
         const char *args = m[1].text + 1;
         size_t args_len = m[1].len - 2;
         trim(&args, &args_len);

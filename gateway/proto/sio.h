@@ -54,7 +54,8 @@ int sio_parse(const char *buf, size_t len, struct sio_packet *p, const char **wh
 char *sio_event_payload(const char *data, size_t len, size_t *out_len, const char **why);
 
 /* 42["E",a,b...] for a channel payload {"event":"E","args":[a,b...]}
- * (valid JSON, as delivered); any other payload P arrives as the event
+ * (valid JSON, as delivered); any other payload P, and one naming an event
+ * the client reserves ("connect", "disconnect", ...), arrives as the event
  * "message": 42["message",P]. */
 struct msg *sio_encode_delivery(const char *payload, size_t len);
 

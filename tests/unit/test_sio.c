@@ -105,6 +105,12 @@ static void test_delivery(void)
     delivery_is("\"hello\"", "42[\"message\",\"hello\"]");
     delivery_is("{\"event\":1,\"args\":[]}", "42[\"message\",{\"event\":1,\"args\":[]}]");
     delivery_is("{\"event\":\"e\",\"args\":{}}", "42[\"message\",{\"event\":\"e\",\"args\":{}}]");
+    /* names the client keeps for itself, escaped or not */
+    delivery_is("{\"event\":\"connect\",\"args\":[]}",
+                "42[\"message\",{\"event\":\"connect\",\"args\":[]}]");
+    delivery_is("{\"event\":\"\\u0064isconnect\",\"args\":[1]}",
+                "42[\"message\",{\"event\":\"\\u0064isconnect\",\"args\":[1]}]");
+    delivery_is("{\"event\":\"connection\",\"args\":[]}", "42[\"connection\"]");
 }
 
 static void test_encoders(void)
