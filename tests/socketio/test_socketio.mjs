@@ -366,3 +366,50 @@ describe("limits and drain", () => {
     gw = null;
   });
 });
+
+describe("slow consumers", () => {
+  let gw;
+  before(async () => {
+    gw = await startGateway(["--max-queue-bytes", "32k", "--sndbuf", "4k", "--publish-rate", "0"]);
+  });
+  after(async () => { closeAll(); if (gw) await gw.stop(); });
+
+  test("a Socket.IO client that stops reading, over WebSocket or polling, is cut off; others carry on", async () => {
+    const wsBase = gw.url.replace("http", "ws");
+    // WebSocket: connected, then its socket is no longer read.
+    const stuck = await rawWs(`${wsBase}/socket.io/?EIO=4&transport=websocket`);
+    const sidWs = JSON.parse((await frame(stuck, (f) => f[0] === "0")).slice(1)).sid;
+    stuck.send("40");
+    await frame(stuck, (f) => f.startsWith("40{"));
+    stuck._socket.pause();
+    // Polling: connected, then it never polls again.
+    const { sid: sidPoll } = await handshake(gw.url);
+    await fetch(eioUrl(gw.url, `&sid=${sidPoll}`), { method: "POST", body: "40" }).then((r) => r.text());
+    assert.match(await (await fetch(eioUrl(gw.url, `&sid=${sidPoll}`))).text(), /^40\{"sid"/);
+    const healthy = await connect(gw.url, { transports: ["websocket"] });
+    let last = 0, wake = () => {};
+    healthy.on(EV, (i) => { last = i; wake(); });
+    const from = gw.lines.length;
+    const pub = await rawWs(`${wsBase}/ws`);
+    const pad = "x".repeat(1000);
+    const cut = (sid) => gw.awaitLine(new RegExp(`session closed session=${sid} .*reason=slow_consumer protocol=socketio`), 30000, from);
+    const cuts = Promise.all([cut(sidWs), cut(sidPoll)]);
+    let done = false;
+    cuts.then(() => { done = true; }, () => {});
+    // 20 at a time, each batch read by the healthy client before the next:
+    // its queue stays short while the others' grow.
+    for (let i = 1; !done && i <= 3000; i += 20) {
+      for (let k = i; k < i + 20; k++) {
+        pub.send(JSON.stringify({ op: "publish", channel: "socket.io", data: { event: EV, args: [k, pad] } }));
+      }
+      await within(new Promise((resolve) => {
+        wake = () => { if (last >= i + 19) resolve(); };
+        wake();
+      }), 10000, `the healthy client's event ${i + 19}`);
+    }
+    await cuts;
+    assert.ok(healthy.connected);
+    pub.close();
+    stuck.terminate();
+  });
+});
