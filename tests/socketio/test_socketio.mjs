@@ -237,8 +237,9 @@ describe("two gateways on one redis-server", () => {
   let redis, gw1, gw2;
   before(async () => {
     redis = await startRedis();
-    gw1 = await startGateway(["--redis", redis.url], "gw1");
-    gw2 = await startGateway(["--redis", redis.url], "gw2");
+    // --api-insecure: the bridging test publishes through POST /api/publish.
+    gw1 = await startGateway(["--redis", redis.url, "--api-insecure"], "gw1");
+    gw2 = await startGateway(["--redis", redis.url, "--api-insecure"], "gw2");
   });
   after(async () => {
     closeAll();
