@@ -522,7 +522,7 @@ struct client *client_open(struct app *app, const struct client_opts *o)
     log_fields(LOG_INFO, "session open", "session", c->id, "remote", c->peer,
                "sub", c->claims ? c->claims->sub : NULL,
                "batch", c->batch ? "1" : NULL, (const char *)NULL);
-    client_send(c, c->codec->welcome(app->node_id, c->id));
+    client_send(c, c->codec->welcome(app->node_id, c->id, app->cfg.max_message_size));
     return c;
 }
 

@@ -43,8 +43,10 @@ struct codec {
     char batch_sep;
     /* One complete inbound message; binary: it came as a binary frame. */
     void (*receive)(struct client *c, const char *buf, size_t len, int binary);
-    /* The first frame of a connection. */
-    struct msg *(*welcome)(const char *node, const char *session);
+    /* The first frame of a connection; max_message is the largest inbound
+     * frame (--max-message-size), so a client can refuse a bigger one
+     * before sending it instead of being closed with 1009. */
+    struct msg *(*welcome)(const char *node, const char *session, size_t max_message);
     /* The answer to request id: an ack when code is NULL, else an error
      * with a snake_case code and one human sentence. */
     struct msg *(*reply)(const struct req_id *id, const char *code,
