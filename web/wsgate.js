@@ -175,7 +175,8 @@ export class Client {
     this._setTimeout = options.setTimeout || ((fn, ms) => setTimeout(fn, ms));
     this._clearTimeout = options.clearTimeout || ((t) => clearTimeout(t));
     this._random = options.random || Math.random;
-    this._fetch = options.fetch || globalThis.fetch;
+    // Called as a plain function: a browser's fetch throws "Illegal invocation" as a method of another object.
+    this._fetch = options.fetch || (typeof fetch === "function" ? (url, init) => fetch(url, init) : null);
     this.url = url;
     buildUrl(url, { base: this.options.base }); // throws now on a bad URL, not on a later reconnect
 

@@ -719,6 +719,33 @@ describe("Client: refused and failed connections", () => {
   });
 });
 
+test("without options.fetch the global fetch is called as a function, as a browser's requires", async () => {
+  const saved = globalThis.fetch;
+  const calls = [];
+  // A browser's fetch throws "Illegal invocation" when called as a method of another object.
+  globalThis.fetch = function (url) {
+    if (this !== undefined && this !== globalThis) throw new TypeError("Illegal invocation");
+    calls.push(url);
+    return Promise.resolve({ ok: false, status: 401, json: async () => ({ error: "token_missing" }) });
+  };
+  try {
+    const clock = new FakeClock();
+    const net = new FakeNet();
+    const refused = [];
+    const client = new Client("ws://lb.test/ws", { WebSocket: net.WebSocket, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
+    client.on("refused", (r) => refused.push(r.code));
+    client.open();
+    net.last.failWithoutClose();
+    await flush();
+    await flush();
+    assert.deepEqual(calls, ["http://lb.test/ws"]);
+    assert.deepEqual(refused, ["token_missing"]);
+    client.close();
+  } finally {
+    globalThis.fetch = saved;
+  }
+});
+
 describe("Client: message size limit", () => {
   test("welcome.max_message: a larger publish is refused before sending, the connection stays", async () => {
     const { net, client } = setup();
