@@ -2,11 +2,14 @@
 // Node 20's WebSocket fires `error` and never `close` when a connection or an
 // upgrade fails; the client must treat that as the close and back off at
 // once, not wait out connectTimeout for every attempt. Also: the refusal
-// probe (401 token_missing) and the size limit from welcome, end to end.
+// probe (401 token_missing) and the size limit from welcome, end to end;
+// and the client over wss:// against a gateway with --tls-cert (a
+// self-signed certificate from `openssl req`, trusted through
+// NODE_TLS_REJECT_UNAUTHORIZED=0 for this process only).
 //
 //   node --experimental-websocket --test tests/browser/node-client.test.mjs
 //
-// Needs build/wsgate (or WSGATE_BIN) and redis-server.
+// Needs build/wsgate (or WSGATE_BIN), redis-server and openssl.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -15,7 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { loadWsgate } from "./unit/fakes.mjs";
 import { freePort } from "./lib/cluster.mjs";
-import { WSGATE, startGateway } from "./lib/gateway.mjs";
+import { WSGATE, selfSignedCert, startGateway } from "./lib/gateway.mjs";
 
 const { connect } = await loadWsgate();
 const verbose = !!process.env.VERBOSE;
@@ -24,6 +27,7 @@ const CONNECT_TIMEOUT = 10000;
 assert.equal(typeof WebSocket, "function", "run with node --experimental-websocket (Node 20) or Node >= 22");
 
 let gw = null;
+let tlsGw = null;
 let dir = null;
 let secretFile = null;
 
@@ -37,6 +41,7 @@ before(async () => {
 
 after(async () => {
   if (gw) await gw.stop();
+  if (tlsGw) await tlsGw.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -109,5 +114,39 @@ test("with a minted token: connected; welcome's max_message refuses a large publ
     assert.deepEqual(closes(events), [], "never disconnected");
   } finally {
     c.close();
+  }
+});
+
+test("over wss:// (--tls-cert): https static files, large and bursts of small messages, /api/publish", { timeout: 60000 }, async () => {
+  const { cert, key } = selfSignedCert(dir);
+  tlsGw = await startGateway(["--tls-cert", cert, "--tls-key", key, "--max-message-size", "1m", "--publish-rate", "0"],
+    { scheme: "https", log: verbose ? (l) => console.log("# " + l) : () => {} });
+  process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0"; // the self-signed certificate, in this test process only
+  const page = await fetch(tlsGw.origin + "/wsgate.js");
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /export function connect/);
+  const { c, events, waitFor } = client(tlsGw.origin.replace(/^https/, "wss") + "/ws");
+  try {
+    await waitFor((ev) => ev.find(([t]) => t === "welcome"), 5000, "welcome over wss");
+    assert.equal(c.maxMessage, 1 << 20);
+    const got = [];
+    await new Promise((resolve, reject) => c.subscribe("tls", (d) => got.push(d), { onSubscribed: resolve, onError: reject }));
+    const big = "y".repeat(500000);
+    await c.publish("tls", { big });
+    const t0 = Date.now();
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => c.publish("tls", i)));
+    const res = await fetch(tlsGw.origin + "/api/publish", {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ channel: "tls", data: "via https" }),
+    });
+    assert.equal(res.status, 200, await res.text());
+    await waitFor(() => got.length === 1002, 10000, "every message");
+    console.log(`# wss: 1000 publishes acked and delivered in ${Date.now() - t0} ms`);
+    assert.equal(got[0].big, big);
+    assert.deepEqual(got.slice(1, 1001), Array.from({ length: 1000 }, (_, i) => i));
+    assert.equal(got[1001], "via https");
+    assert.deepEqual(closes(events), []);
+  } finally {
+    c.close();
+    delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
   }
 });

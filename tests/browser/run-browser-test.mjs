@@ -18,7 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { LocalCluster, REPO } from "./lib/cluster.mjs";
-import { WSGATE, startGateway } from "./lib/gateway.mjs";
+import { WSGATE, selfSignedCert, startGateway } from "./lib/gateway.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const ARTIFACTS = process.env.WSGATE_BROWSER_ARTIFACTS || path.join(REPO, "tests", "artifacts", "browser");
@@ -30,6 +30,7 @@ const say = (...a) => console.log("# " + a.join(" "));
 
 let cluster = null;
 let solo = null; // a gateway of its own with --auth required (startGateway)
+let tlsGw = null; // and one with --tls-cert
 let browser = null;
 let workdir = null;
 const pages = []; // { name, ctx, page, node }
@@ -205,7 +206,8 @@ before(async () => {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60000,
-    args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+    // --ignore-certificate-errors: the TLS test's self-signed certificate.
+    args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run", "--ignore-certificate-errors",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   say(`chromium ${browser.version()}`);
@@ -223,6 +225,7 @@ after(async () => {
     clearTimeout(t);
   }
   if (solo) await solo.stop();
+  if (tlsGw) await tlsGw.stop();
   if (cluster) {
     const left = await cluster.stop(40000);
     say(left.length ? "STILL RUNNING: " + left.map((p) => `${p.name}=${p.pid}`).join(" ") : "cluster stopped, no process left");
@@ -576,6 +579,27 @@ test("--auth required without a token: the page says a token is needed, counts d
   await P.page.waitForSelector('.log[data-room="lobby"] .msg.mine .you');
   await P.page.screenshot({ path: path.join(ARTIFACTS, "chat-auth-with-token.png") });
   await P.ctx.close();
+});
+
+test("the chat over https:// and wss:// (--tls-cert, a self-signed certificate)", { timeout: 60000 }, async () => {
+  const { cert, key } = selfSignedCert(workdir);
+  tlsGw = await startGateway(["--tls-cert", cert, "--tls-key", key], { scheme: "https", log: verbose ? (l) => say(l) : () => {} });
+  const T1 = await openPage("tls1", { url: tlsGw.origin + "/", hash: "lobby" });
+  const T2 = await openPage("tls2", { url: tlsGw.origin + "/", hash: "lobby", viewport: { width: 390, height: 760 }, mobile: true });
+  assert.equal(T1.node, "solo");
+  const resources = await T1.page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name));
+  assert.ok(resources.every((u) => u.startsWith("https://")), resources.join(" "));
+  await setNick(T1, "tess");
+  await roomLive(T1, "lobby");
+  await roomLive(T2, "lobby");
+  await send(T1, `over wss ${stamp}`);
+  assert.equal((await waitForMessage(T2, "lobby", `over wss ${stamp}`)).user, "tess");
+  const res = await fetch(tlsGw.origin + "/healthz", { signal: AbortSignal.timeout(WAIT) }).catch((e) => e);
+  assert.ok(res instanceof Error, "the test process does not trust the certificate: only the browser was told to ignore it");
+  await T2.page.screenshot({ path: path.join(ARTIFACTS, "chat-tls-phone.png") });
+  say(`chat over ${tlsGw.origin} (wss) between two pages`);
+  await T1.ctx.close();
+  await T2.ctx.close();
 });
 
 test("screenshots of the chat", { timeout: 30000 }, async () => {

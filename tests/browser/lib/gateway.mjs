@@ -2,7 +2,7 @@
 // need a gateway of their own (flags the local cluster does not set, such as
 // --jwt-secret-file or --tls-cert). Started and stopped by PID; every wait is
 // for a printed line, with a deadline.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import path from "node:path";
 import { REPO, freePort, pidAlive } from "./cluster.mjs";
 
@@ -95,4 +95,14 @@ export async function startGateway(args = [], { log = () => {}, scheme = "http" 
     await stop();
     throw e;
   }
+}
+
+/** A self-signed certificate for 127.0.0.1 and localhost, made with
+ *  `openssl req` in dir: { cert, key } paths. */
+export function selfSignedCert(dir) {
+  const cert = path.join(dir, "cert.pem");
+  const key = path.join(dir, "key.pem");
+  execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert], { stdio: "ignore", timeout: 60000 });
+  return { cert, key };
 }
