@@ -213,9 +213,14 @@ static unsigned verdict(struct app *app, struct lws *wsi, const struct codec **c
         *code = "origin_not_allowed";
         return HTTP_STATUS_FORBIDDEN;
     }
-    *code = app->draining ? "draining" : "connection_limit";
-    if (app->draining || app->nclients >= app->cfg.max_connections)
+    if (app->draining) {
+        *code = "draining";
         return HTTP_STATUS_SERVICE_UNAVAILABLE;
+    }
+    if (app->nclients >= app->cfg.max_connections) {
+        *code = "connection_limit";
+        return HTTP_STATUS_SERVICE_UNAVAILABLE;
+    }
     return app->auth ? authenticate(app, wsi, claims, code) : 0;
 }
 
