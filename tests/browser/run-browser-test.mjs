@@ -163,7 +163,8 @@ const allMessageTexts = (p) => p.page.evaluate(() => [...document.querySelectorA
 /** Record what #status shows ("state|node|text") each time it changes, in window.__states. */
 const recordStates = (p) => p.page.evaluate(() => {
   const s = document.getElementById("status");
-  const now = () => s.dataset.state + "|" + s.dataset.node + "|" + s.textContent.trim();
+  const text = document.getElementById("status-text");
+  const now = () => s.dataset.state + "|" + s.dataset.node + "|" + text.textContent.trim();
   window.__states = [now()];
   if (window.__stateObserver) window.__stateObserver.disconnect();
   window.__stateObserver = new MutationObserver(() => {
@@ -567,7 +568,7 @@ test("--auth required without a token: the page says a token is needed, counts d
   assert.ok(refusals() === before + 1, `one more refusal (${before} → ${refusals()})`);
   assert.ok(took < Math.max(1, left - 1) * 1000, `retry now took ${took} ms with ${left} s left on the countdown`);
   const shown = await P.page.evaluate(() => window.__states);
-  say(`countdown: ${shown.map((st) => st.split("|")[2].replace(/\s*retry now$/, "")).join(" → ")}`);
+  say(`countdown: ${shown.map((st) => st.split("|")[2]).join(" → ")}`);
   // The operator mints a token; the page opened with it connects.
   const token = execFileSync(WSGATE, ["token", "--secret-file", secret, "--sub", "ana", "--channels", "lobby",
     "--publish", "lobby", "--ttl", "10m"], { encoding: "utf8" }).trim();
