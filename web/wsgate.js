@@ -404,6 +404,8 @@ export class Client {
   // {status, code, message}; nothing when the server cannot be reached.
   _probe(token) {
     if (!this.options.probe || typeof this._fetch !== "function") return;
+    // Offline (the browser knows): no server to ask.
+    if (typeof navigator !== "undefined" && navigator && navigator.onLine === false) return;
     let url;
     try {
       url = buildUrl(this.url, { token, batch: false, base: this.options.base }).replace(/^ws/, "http");

@@ -746,6 +746,21 @@ test("without options.fetch the global fetch is called as a function, as a brows
   }
 });
 
+test("no probe while the browser says it is offline (navigator.onLine false)", async () => {
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { onLine: false }, configurable: true, writable: true });
+  try {
+    const f = new FakeFetch();
+    const { net } = setup({ fetch: f.fetch });
+    net.last.failWithoutClose();
+    await flush();
+    assert.equal(f.calls.length, 0);
+  } finally {
+    if (saved) Object.defineProperty(globalThis, "navigator", saved);
+    else delete globalThis.navigator;
+  }
+});
+
 describe("Client: message size limit", () => {
   test("welcome.max_message: a larger publish is refused before sending, the connection stays", async () => {
     const { net, client } = setup();
