@@ -520,6 +520,34 @@ static int set_api_insecure(struct config *c, const char *v, char *why, size_t n
     return -1;
 }
 
+/* A file the gateway reads at start (TLS certificate, key): refused now,
+ * with the reason, when it cannot be read. */
+static int set_readable(char *dst, size_t cap, const char *v, char *why, size_t n)
+{
+    FILE *f = v[0] ? fopen(v, "r") : NULL;
+    if (!f || fgetc(f) == EOF) { /* a directory opens, but reads EISDIR */
+        if (f && !ferror(f))
+            snprintf(why, n, "the file is empty");
+        else
+            snprintf(why, n, "cannot read it: %s", v[0] ? strerror(errno) : "no path");
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    fclose(f);
+    return set_str(dst, cap, v, why, n);
+}
+
+static int set_tls_cert(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_readable(c->tls_cert, sizeof c->tls_cert, v, why, n);
+}
+
+static int set_tls_key(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_readable(c->tls_key, sizeof c->tls_key, v, why, n);
+}
+
 /* Only records the path: config_load() reads the file before the
  * variables and flags that beat it. */
 static int set_config_file(struct config *c, const char *v, char *why, size_t n)
@@ -567,6 +595,8 @@ static const struct option_def options[] = {
     {"history-channels", "*", "channels with history: exact names and prefixes ending in '*'", set_history_channels, 0, NULL},
     {"presence-channels", NULL, "channels with presence (who is subscribed), e.g. 'room.*'", set_presence_channels, 0, "none"},
     {"presence-ttl", "60", "seconds a replica that died stays listed in presence at most", set_presence_ttl, 0, NULL},
+    {"tls-cert", NULL, "PEM certificate (chain): serve wss:// and https:// on --listen (with --tls-key)", set_tls_cert, 0, "none (plain ws:// and http://)"},
+    {"tls-key", NULL, "PEM private key of --tls-cert", set_tls_key, 0, "none"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 _Static_assert(N_OPTIONS <= CONFIG_OPTIONS_MAX, "raise CONFIG_OPTIONS_MAX");
@@ -882,6 +912,11 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
     if (cfg->anonymous_channels[0] && cfg->auth_mode != AUTH_MODE_OPTIONAL) {
         snprintf(err, errlen, "--anonymous-channels: needs --auth optional (it has no effect "
                  "with --auth %s)", cfg->auth_mode == AUTH_MODE_OFF ? "off" : "required");
+        return CONFIG_ERROR;
+    }
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        snprintf(err, errlen, "%s: needs %s too", cfg->tls_cert[0] ? "--tls-cert" : "--tls-key",
+                 cfg->tls_cert[0] ? "--tls-key" : "--tls-cert");
         return CONFIG_ERROR;
     }
     if (cfg->api_insecure && cfg->api_key[0]) {

@@ -22,7 +22,7 @@ const DEFAULT_ROOM = "lobby";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  status: $("status"), statusText: $("status-text"), nick: $("nick"),
+  status: $("status"), statusText: $("status-text"), retry: $("retry"), banner: $("banner"), nick: $("nick"),
   roomList: $("room-list"), joinForm: $("join-form"), join: $("join"),
   roomName: $("room-name"), roomState: $("room-state"), members: $("members"), logs: $("logs"),
   form: $("form"), text: $("text"), send: $("send"),
@@ -30,11 +30,14 @@ const ui = {
 
 // ---- small helpers -------------------------------------------------------
 
-function load(key) {
-  try { return localStorage.getItem(key); } catch (e) { return null; }
+// The rooms are remembered per browser (localStorage); the nickname per tab
+// (sessionStorage, seeded from the last one chosen anywhere), so two windows
+// of one browser can chat under two names.
+function load(key, store = localStorage) {
+  try { return store.getItem(key); } catch (e) { return null; }
 }
-function save(key, value) {
-  try { localStorage.setItem(key, value); } catch (e) { /* private mode, quota */ }
+function save(key, value, store = localStorage) {
+  try { store.setItem(key, value); } catch (e) { /* private mode, quota */ }
 }
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -93,9 +96,11 @@ const rooms = new Map(); // name → { name, li, badge, log, unsubscribe, unread
 let active = null;
 let everConnected = false;
 
-ui.nick.value = clip(load("wsgate.nick") || "guest-" + Math.floor(1000 + Math.random() * 9000), MAX_USER);
+ui.nick.value = clip(load("wsgate.nick", sessionStorage) || load("wsgate.nick") ||
+  "guest-" + Math.floor(1000 + Math.random() * 9000), MAX_USER);
 ui.nick.addEventListener("change", () => {
   ui.nick.value = clip(ui.nick.value.trim() || "guest", MAX_USER);
+  save("wsgate.nick", ui.nick.value, sessionStorage);
   save("wsgate.nick", ui.nick.value);
 });
 
@@ -109,6 +114,7 @@ const client = connect("ws", {
     state: onState,
     close: onClose,
     welcome: onWelcome,
+    refused: onRefused,
     error: (err) => notice(active, "server: " + err.code + (err.message && err.message !== err.code ? " — " + err.message : ""), "warn"),
     recovery_failed: (e) => { const r = rooms.get(e.channel); if (r) r.roomLive.lost(e.reason); },
   },
@@ -116,21 +122,57 @@ const client = connect("ws", {
 
 // ---- connection state ----------------------------------------------------
 
+// While a reconnect is scheduled, the status counts down to it and offers
+// "retry now" (client.reconnectNow()).
+let retryAt = 0;
+let countdown = null;
+
 function onState(s) {
   const node = client.node || "";
-  let text;
-  if (s.state === "connected") text = "connected · node " + node;
-  else if (s.state === "reconnecting" || s.state === "connecting") {
-    text = s.state + (s.delay > 0 ? " in " + (s.delay / 1000).toFixed(1) + " s" : "…");
-  } else text = s.state;
+  retryAt = (s.state === "reconnecting" || s.state === "connecting") && s.delay > 0 ? Date.now() + s.delay : 0;
+  if (countdown) clearInterval(countdown);
+  countdown = retryAt ? setInterval(showState, 100) : null;
   ui.status.dataset.state = s.state;
   ui.status.dataset.node = s.state === "connected" ? node : "";
-  ui.statusText.textContent = text;
   ui.send.disabled = s.state !== "connected";
+  showState();
   updateRoomTitle();
 }
 
+function showState() {
+  const state = client.state;
+  let text;
+  if (state === "connected") text = "connected · node " + (client.node || "");
+  else if (state === "reconnecting" || state === "connecting") {
+    const left = Math.max(0, retryAt - Date.now());
+    text = state + (retryAt ? " in " + Math.ceil(left / 1000) + " s" : "…");
+  } else text = state;
+  ui.statusText.textContent = text;
+  ui.retry.hidden = !retryAt;
+}
+
+ui.retry.addEventListener("click", () => client.reconnectNow());
+
+/** The gateway turned the connection down (wsgate.js asks it why): say what
+ *  to do, above all when a connect token is needed (--auth required). */
+function onRefused(r) {
+  let text;
+  if (r.status === 401 && r.code === "token_missing") {
+    text = "This gateway needs a connect token (it runs with --auth required). Open this page with " +
+      "?token=<JWT> in its address; an operator mints one with: wsgate token --secret-file <secret> " +
+      "--sub <name> --channels 'lobby' --publish 'lobby'";
+  } else if (r.status === 401) {
+    text = "The connect token in this page's address was refused (" + r.code + "): ask for a new one.";
+  } else {
+    text = "The gateway refused the connection (" + r.status + " " + r.code + ")" + (r.message ? ": " + r.message : "");
+  }
+  ui.banner.textContent = text;
+  ui.banner.dataset.code = r.code;
+  ui.banner.hidden = false;
+}
+
 function onWelcome(w) {
+  ui.banner.hidden = true;
   for (const r of rooms.values()) setLive(r, false);
   notice(null, (w.resumed ? "reconnected through node " : "connected to node ") + (w.node || "?"));
   everConnected = true;
@@ -287,6 +329,7 @@ function showMessage(r, data) {
   const li = el("li", m.mine ? "msg mine" : "msg");
   const meta = el("span", "meta");
   meta.append(el("span", "user", m.user));
+  if (m.mine) meta.append(el("span", "you", "you"));
   const time = el("time", "", fmtTime(m.time));
   time.dateTime = m.time.toISOString();
   time.title = m.time.toLocaleString();
@@ -320,7 +363,11 @@ ui.form.addEventListener("submit", (ev) => {
   const user = clip(ui.nick.value.trim() || "guest", MAX_USER);
   ui.text.value = "";
   const done = (ack, err) => {
-    const o = publishOutcome(ack, err);
+    // too_large: wsgate.js refused it before sending (the gateway would
+    // have closed the connection with 1009); the text is kept to shorten.
+    const o = err && err.code === "too_large"
+      ? { text: "not sent (too long: " + err.size + " bytes, the gateway takes at most " + err.limit + ")", kind: "bad", resend: true }
+      : publishOutcome(ack, err);
     if (!o) return;
     notice(room, o.text + ": " + clip(text, 80), o.kind);
     if (o.resend && !ui.text.value) ui.text.value = text;

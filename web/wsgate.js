@@ -30,7 +30,13 @@
 //   ack resolves and an error rejects (a WsgateError with the server's code);
 // - reports everything else through events: "state", "welcome", "close",
 //   "error" (protocol errors without a waiting caller, bad server data),
-//   "frame" (every parsed server object).
+//   "frame" (every parsed server object), "refused" (why the server turned
+//   an upgrade down, e.g. 401 token_missing: see _probe);
+// - refuses a publish larger than the server's limit (welcome.max_message)
+//   before sending it, instead of being disconnected with 1009;
+// - treats an error on a socket that never opened as its close (Node 20's
+//   WebSocket fires no close then), so a refused attempt backs off at once
+//   instead of waiting out connectTimeout.
 //
 // Everything environment-specific is injectable (options.WebSocket,
 // options.setTimeout/clearTimeout, options.random, options.base), so the logic
@@ -122,6 +128,11 @@ export function buildUrl(url, { token, batch = true, base } = {}) {
 
 const OPEN = 1;
 
+const utf8 = new TextEncoder();
+function utf8Length(text) {
+  return utf8.encode(text).length;
+}
+
 /** {epoch, offset} of a message, ack or lost frame that carries a valid
  *  position, else null. */
 function position(frame) {
@@ -136,6 +147,7 @@ const DEFAULTS = {
   token: undefined, // string, or a function returning a string or a promise (called per connect)
   requestTimeout: 10000, // publish/subscribe/ping reply deadline, including time spent queued offline
   connectTimeout: 10000, // from opening the socket to the welcome
+  probe: true, // after a refused upgrade, ask the server why with a plain GET (the "refused" event)
   pingInterval: 25000, // idle ping period while connected (0 = never)
   pingTimeout: 10000, // no pong by then: the connection is dead, reconnect
   queueWhileOffline: true, // publish() while disconnected waits for the next connection
@@ -163,12 +175,15 @@ export class Client {
     this._setTimeout = options.setTimeout || ((fn, ms) => setTimeout(fn, ms));
     this._clearTimeout = options.clearTimeout || ((t) => clearTimeout(t));
     this._random = options.random || Math.random;
+    // Called as a plain function: a browser's fetch throws "Illegal invocation" as a method of another object.
+    this._fetch = options.fetch || (typeof fetch === "function" ? (url, init) => fetch(url, init) : null);
     this.url = url;
     buildUrl(url, { base: this.options.base }); // throws now on a bad URL, not on a later reconnect
 
     this.state = "idle"; // idle → connecting → connected ⇄ reconnecting; closed after close()
     this.node = null; // the node of the current (or last) connection, from welcome
     this.session = null;
+    this.maxMessage = 0; // the server's largest inbound frame in bytes, from welcome (0: unknown)
     this.attempt = 0; // consecutive connection attempts that did not become healthy
     this._listeners = new Map();
     this._subs = new Map(); // channel → { channel, handlers: Set, status, reqId }
@@ -326,9 +341,14 @@ export class Client {
     }
     this._ws = ws;
     this._healthy = false;
+    let opened = false;
+    ws.onopen = () => { opened = true; };
     ws.onmessage = (ev) => this._onData(ws, ev.data);
-    ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason);
-    ws.onerror = () => { /* a close event follows */ };
+    ws.onclose = (ev) => this._onClose(ws, ev.code, ev.reason, false, opened ? null : { token });
+    // Browsers follow an error with a close; Node 20's WebSocket does not when
+    // the connection or the upgrade fails. Before the socket opened an error
+    // can only mean that failure (close code 1006 in browsers too).
+    ws.onerror = () => { if (!opened) this._onClose(ws, 1006, "", false, { token }); };
     this._connectTimer = this._setTimeout(() => {
       this._connectTimer = null;
       this._drop(ws, "connect timeout");
@@ -348,7 +368,9 @@ export class Client {
     this._onClose(ws, 4000, reason, true);
   }
 
-  _onClose(ws, code, reason, local = false) {
+  /** failed: { token } when the socket never opened (the upgrade was refused
+   *  or the server is unreachable), with the token that attempt used. */
+  _onClose(ws, code, reason, local = false, failed = null) {
     if (ws !== this._ws) return; // a socket we already gave up on
     this._ws = null;
     this._detach(ws);
@@ -372,6 +394,37 @@ export class Client {
     // that keeps answering 1001 falls back to the normal backoff.
     const quick = code === 1001 && !this._quickRetryUsed;
     this._scheduleReconnect(quick, { code, reason: reason || "" });
+    if (failed) this._probe(failed.token);
+  }
+
+  // A browser hides the HTTP status of a refused upgrade from scripts. Ask the
+  // same URL with a plain GET: the gateway answers with the verdict the
+  // upgrade got ({"error":"token_missing",...} with 401, 403, 503), or 426
+  // when an upgrade would be accepted. Reported as a "refused" event
+  // {status, code, message}; nothing when the server cannot be reached.
+  _probe(token) {
+    if (!this.options.probe || typeof this._fetch !== "function") return;
+    // Offline (the browser knows): no server to ask.
+    if (typeof navigator !== "undefined" && navigator && navigator.onLine === false) return;
+    let url;
+    try {
+      url = buildUrl(this.url, { token, batch: false, base: this.options.base }).replace(/^ws/, "http");
+    } catch (e) {
+      return;
+    }
+    const attempt = this.attempt;
+    Promise.resolve()
+      .then(() => this._fetch(url, { cache: "no-store" }))
+      .then(async (res) => {
+        if (res.ok || res.status === 426) return;
+        let body = null;
+        try { body = await res.json(); } catch (e) { /* not JSON: not a wsgate answer */ }
+        if (this._closed || this.state === "connected" || this.attempt !== attempt) return; // stale
+        const code = body && typeof body.error === "string" ? body.error : "http_" + res.status;
+        const message = body && typeof body.message === "string" ? body.message : "";
+        this._emit("refused", { status: res.status, code, message });
+      })
+      .catch(() => { /* unreachable: the close event said enough */ });
   }
 
   _scheduleReconnect(quick, extra) {
@@ -469,6 +522,7 @@ export class Client {
     this._connectTimer = null;
     this.node = typeof frame.node === "string" ? frame.node : null;
     this.session = typeof frame.session === "string" ? frame.session : null;
+    this.maxMessage = Number.isSafeInteger(frame.max_message) && frame.max_message > 0 ? frame.max_message : 0;
     const resumed = this._everConnected;
     this._everConnected = true;
     this._setState("connected", { session: this.session, resumed });
@@ -513,9 +567,20 @@ export class Client {
     return req;
   }
 
+  /** Sends req on the open socket, or refuses it at once when it exceeds the
+   *  server's limit (the server would close the connection with 1009).
+   *  false: not connected, nothing done. */
   _transmit(req) {
     const ws = this._ws;
     if (!ws || this.state !== "connected" || ws.readyState !== OPEN) return false;
+    const size = this.maxMessage ? utf8Length(req.text) : 0;
+    if (size > this.maxMessage) {
+      if (req.timer) this._clearTimeout(req.timer);
+      req.timer = null;
+      req.settle(null, new WsgateError("too_large", "the message is " + size + " bytes, the server takes at most " +
+        this.maxMessage, { size, limit: this.maxMessage }));
+      return true;
+    }
     this._pending.set(req.id, req);
     try {
       ws.send(req.text);
@@ -543,7 +608,9 @@ export class Client {
   /** Publish data (any JSON value) to channel. Resolves with the ack frame once
    *  the broker accepted it; rejects with a WsgateError: the server's code
    *  (bad_channel, broker_unavailable, rate_limited, forbidden, ...), or
-   *  "timeout", "closed", or when the connection dropped before the ack: on a
+   *  "too_large" (bigger than the server's max_message: not sent; err.size
+   *  and err.limit in bytes), "timeout", "closed", or when the connection
+   *  dropped before the ack: on a
    *  channel this client follows with history, "not_sent" (recovery shows it
    *  never went out: send it again) or "maybe_sent" (recovery failed, so no
    *  one can tell), and it resolves with {op:"ack", confirmed:true, ...} when

@@ -20,6 +20,7 @@
 #include "net/eio_poll.h"
 #include "net/heartbeat.h"
 #include "net/loop.h"
+#include "net/ws.h"
 #include "process.h"
 #include "proto/v1.h"
 
@@ -461,6 +462,22 @@ static int serve_static(struct app *app, struct lws *wsi, const char *path)
     return 0;
 }
 
+/* The sentence for a plain GET on an upgrade route (ws_probe). */
+static const char *probe_message(unsigned status)
+{
+    switch (status) {
+    case 401:
+        return "an upgrade here needs a valid connect token in ?token= "
+               "(mint one with: wsgate token --secret-file F --sub NAME ...)";
+    case 403:
+        return "the Origin is not in --allowed-origins";
+    case 503:
+        return "not accepting connections now (draining or full)";
+    default:
+        return "this is a WebSocket endpoint: an upgrade would be accepted";
+    }
+}
+
 static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
                       const char *path)
 {
@@ -525,6 +542,10 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
     }
     if (!get)
         return send_wrong_method(wsi, "GET, HEAD");
+    const char *code;
+    unsigned status = ws_probe(app, wsi, &code);
+    if (status)
+        return send_json_error(wsi, status, code, probe_message(status), 0);
     return serve_static(app, wsi, path);
 }
 

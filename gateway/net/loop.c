@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 
 #include "core/clock.h"
 #include "log.h"
@@ -62,6 +63,7 @@ struct loop {
     struct lingerer *lingering;
     int port;
     int sndbuf;
+    int tls; /* adopt with LWS_ADOPT_ALLOW_SSL */
 };
 
 struct fdev {
@@ -179,12 +181,22 @@ static int service(struct fdev *f, short revents)
     return -1;
 }
 
+/* Decrypted bytes OpenSSL holds for this connection (see loop_use_tls). */
+static int tls_pending(const struct fdev *f)
+{
+    SSL *ssl = f->loop->tls ? lws_get_ssl(f->wsi) : NULL;
+    return ssl && SSL_pending(ssl) > 0;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct fdev *f = arg;
-    if (service(f, POLLIN) == 0)
+    if (service(f, POLLIN) == 0) {
         kick_write(f); /* lws may have queued a reply */
+        if (tls_pending(f))
+            event_active(f->rd, EV_READ, 1); /* after the other ready events */
+    }
 }
 
 /* Runs from a real EV_WRITE (socket writable again after a partial write, or
@@ -314,7 +326,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     }
 
     lws_adopt_desc_t desc = {.vh = loop->vh,
-                             .type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP,
+                             .type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
+                                     (loop->tls ? LWS_ADOPT_ALLOW_SSL : 0),
                              .fd.sockfd = fd,
                              .opaque = f};
     f->in_service = 1;
@@ -542,6 +555,8 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
     }
     return loop;
 }
+
+void loop_use_tls(struct loop *loop) { loop->tls = 1; }
 
 int loop_port(const struct loop *loop) { return loop->port; }
 

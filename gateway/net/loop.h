@@ -56,6 +56,13 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
                       struct lws_vhost *vh, const char *host, int port,
                       int reuseport, size_t sndbuf, char *err, size_t errlen);
 
+/* Adopts the sockets accepted from now on with TLS (the vhost holds the
+ * certificate): wss:// and https:// on the one port. A read that leaves
+ * decrypted bytes inside OpenSSL (lws reads into a bounded buffer; the rest
+ * of a TLS record raises no socket event) is serviced again at once, not
+ * at the next packet or tick. */
+void loop_use_tls(struct loop *loop);
+
 /* The bound port (the kernel's choice when 0 was asked for). */
 int loop_port(const struct loop *loop);
 

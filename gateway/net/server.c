@@ -50,6 +50,12 @@ static struct lws_context *create_lws(struct app *app)
     info.timeout_secs = 10;
     info.max_http_header_data = AUTH_TOKEN_MAX + 4096; /* ?token= is long */
     info.vhost_name = "default";
+    if (app->cfg.tls_cert[0]) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = app->cfg.tls_cert;
+        info.ssl_private_key_filepath = app->cfg.tls_key;
+        info.alpn = "http/1.1"; /* lws would offer h2, which ws.c and http_api.c do not speak */
+    }
     return lws_create_context(&info);
 }
 
@@ -67,7 +73,10 @@ struct server *server_new(struct app *app, char *err, size_t errlen)
     s->lws = create_lws(app);
     struct lws_vhost *vh = s->lws ? lws_get_vhost_by_name(s->lws, "default") : NULL;
     if (!vh) {
-        snprintf(err, errlen, "cannot create the libwebsockets context");
+        snprintf(err, errlen, app->cfg.tls_cert[0]
+                     ? "cannot create the libwebsockets context: check that --tls-cert "
+                       "and --tls-key hold a PEM certificate and its key"
+                     : "cannot create the libwebsockets context");
         server_free(s);
         return NULL;
     }
@@ -78,6 +87,8 @@ struct server *server_new(struct app *app, char *err, size_t errlen)
         server_free(s);
         return NULL;
     }
+    if (app->cfg.tls_cert[0])
+        loop_use_tls(s->loop);
     return s;
 }
 

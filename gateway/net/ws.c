@@ -195,21 +195,23 @@ static int refuse(struct app *app, struct lws *wsi, unsigned status,
     return reject(wsi, status, code);
 }
 
-/* Verifies ?token= and keeps its claims for the client; a client without
- * one is anonymous unless --auth required. A bad token is refused in either
- * mode: it is a client error worth seeing. */
-static int authenticate(struct app *app, struct lws *wsi, struct pss *pss)
+/* Verifies ?token= into *claims; a client without one is anonymous unless
+ * --auth required. A bad token is refused in either mode: it is a client
+ * error worth seeing. Returns 0, or 401 with *code set. */
+static unsigned authenticate(struct app *app, struct lws *wsi,
+                             struct auth_claims **claims, const char **code)
 {
     char buf[AUTH_TOKEN_MAX + 16];
     const char *tok = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof buf);
     if (!tok || !*tok) {
-        if (app->cfg.auth_mode == AUTH_MODE_REQUIRED)
-            return refuse(app, wsi, HTTP_STATUS_UNAUTHORIZED, "token_missing");
-        return 0;
+        *code = "token_missing";
+        return app->cfg.auth_mode == AUTH_MODE_REQUIRED ? HTTP_STATUS_UNAUTHORIZED : 0;
     }
     struct auth_error err;
-    if (auth_verify(app->auth, tok, strlen(tok), (int64_t)time(NULL), &pss->claims, &err) < 0)
-        return refuse(app, wsi, HTTP_STATUS_UNAUTHORIZED, err.code);
+    if (auth_verify(app->auth, tok, strlen(tok), (int64_t)time(NULL), claims, &err) < 0) {
+        *code = err.code;
+        return HTTP_STATUS_UNAUTHORIZED;
+    }
     return 0;
 }
 
@@ -241,26 +243,60 @@ static int engineio_filter(struct app *app, struct lws *wsi, struct pss *pss)
     return 0;
 }
 
-/* Accepts the upgrade only on a route, from an allowed origin, while not
- * draining and under the connection limit. */
+/* Why an upgrade of this request would be refused: 0 when it would be
+ * accepted (on a route, from an allowed origin, while not draining, under
+ * the connection limit, with a token if one is needed), else the HTTP status
+ * with *code set. Verified claims land in *claims. Socket.IO clients bring
+ * their token in CONNECT, not in the URL: their route skips it here. */
+static unsigned verdict(struct app *app, struct lws *wsi, const struct route **route,
+                        struct auth_claims **claims, const char **code)
+{
+    if (!(*route = route_of(wsi))) {
+        *code = "not_found";
+        return HTTP_STATUS_NOT_FOUND;
+    }
+    if (!http_origin_allowed(app, wsi)) {
+        *code = "origin_not_allowed";
+        return HTTP_STATUS_FORBIDDEN;
+    }
+    if (app->draining) {
+        *code = "draining";
+        return HTTP_STATUS_SERVICE_UNAVAILABLE;
+    }
+    if (app->nclients >= app->cfg.max_connections) {
+        *code = "connection_limit";
+        return HTTP_STATUS_SERVICE_UNAVAILABLE;
+    }
+    return app->auth && !(*route)->engineio ? authenticate(app, wsi, claims, code) : 0;
+}
+
 static int filter(struct app *app, struct lws *wsi, struct pss *pss)
 {
     char arg[8];
-    if (!(pss->route = route_of(wsi)))
-        return reject(wsi, HTTP_STATUS_NOT_FOUND, "not_found");
-    if (!http_origin_allowed(app, wsi))
-        return refuse(app, wsi, HTTP_STATUS_FORBIDDEN, "origin_not_allowed");
-    if (app->draining)
-        return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
-    if (app->nclients >= app->cfg.max_connections)
-        return refuse(app, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "connection_limit");
+    const char *code;
+    unsigned status = verdict(app, wsi, &pss->route, &pss->claims, &code);
+    if (status == HTTP_STATUS_NOT_FOUND)
+        return reject(wsi, status, code);
+    if (status)
+        return refuse(app, wsi, status, code);
     if (pss->route->engineio)
         return engineio_filter(app, wsi, pss);
-    if (app->auth && authenticate(app, wsi, pss) < 0)
-        return -1;
     const char *v = lws_get_urlarg_by_name(wsi, "batch=", arg, sizeof arg);
     pss->batch = v && !strcmp(v, "1");
     return 0;
+}
+
+unsigned ws_probe(struct app *app, struct lws *wsi, const char **code)
+{
+    const struct route *route;
+    struct auth_claims *claims = NULL;
+    unsigned status = verdict(app, wsi, &route, &claims, code);
+    auth_claims_free(claims);
+    if (status == HTTP_STATUS_NOT_FOUND)
+        return 0;
+    if (!status)
+        *code = "upgrade_required";
+    return status ? status : 426;
 }
 
 static int established(struct app *app, struct lws *wsi, struct pss *pss)

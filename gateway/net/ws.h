@@ -13,4 +13,13 @@
 /* Terminated by an all-zero entry; handles HTTP and every upgrade route. */
 extern const struct lws_protocols ws_protocols[];
 
+struct app;
+
+/* For a plain HTTP request (no upgrade) on path: 0 when path is no upgrade
+ * route, else what an upgrade of the same request would get, as a status
+ * and a snake_case *code: 401 token_missing (or the token's error), 403,
+ * 503, or 426 upgrade_required when it would be accepted. Browsers hide a
+ * refused handshake's status from scripts; this lets a page ask why. */
+unsigned ws_probe(struct app *app, struct lws *wsi, const char **code);
+
 #endif

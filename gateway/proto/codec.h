@@ -47,7 +47,9 @@ struct codec {
     /* One complete inbound message; binary: it came as a binary frame. */
     void (*receive)(struct client *c, const char *buf, size_t len, int binary);
     /* The first frame of a connection; transport: "websocket" or
-     * "polling" (what the client may still upgrade from). */
+     * "polling" (what the client may still upgrade from). It tells the
+     * client the largest inbound message (--max-message-size), so it can
+     * refuse a bigger one before sending it instead of being closed. */
     struct msg *(*welcome)(const struct app *app, const char *session,
                            const char *transport);
     /* The answer to request id of client session: an ack when code is

@@ -383,11 +383,12 @@ struct msg *v1_encode_http_error(const char *code, const char *message)
     return msg_from_json(o);
 }
 
-struct msg *v1_encode_welcome(const char *node, const char *session)
+struct msg *v1_encode_welcome(const char *node, const char *session, size_t max_message)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "op", "welcome");
     cJSON_AddStringToObject(o, "node", node);
     cJSON_AddStringToObject(o, "session", session);
+    cJSON_AddNumberToObject(o, "max_message", (double)max_message);
     return msg_from_json(o);
 }

@@ -64,7 +64,8 @@ struct msg *v1_encode_published(const struct position *pos);
 struct msg *v1_encode_history(const struct history_read *r);
 /* The JSON body of an HTTP API error: {"error":code,"message":message} */
 struct msg *v1_encode_http_error(const char *code, const char *message);
-struct msg *v1_encode_welcome(const char *node, const char *session);
+/* {"op":"welcome","node":..,"session":..,"max_message":N} */
+struct msg *v1_encode_welcome(const char *node, const char *session, size_t max_message);
 /* {"op":"ack"[,"id":N]} when code is NULL, else an error frame. */
 struct msg *v1_encode_reply(const struct req_id *id, const char *code,
                             const char *message);

@@ -46,7 +46,7 @@ static struct msg *welcome(const struct app *app, const char *session,
                            const char *transport)
 {
     (void)transport;
-    return v1_encode_welcome(app->node_id, session);
+    return v1_encode_welcome(app->node_id, session, app->cfg.max_message_size);
 }
 
 static struct msg *reply(const char *session, const struct req_id *id,

@@ -16,7 +16,9 @@ import assert from "node:assert/strict";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { execFileSync } from "node:child_process";
 import { LocalCluster, REPO } from "./lib/cluster.mjs";
+import { WSGATE, selfSignedCert, startGateway } from "./lib/gateway.mjs";
 
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const ARTIFACTS = process.env.WSGATE_BROWSER_ARTIFACTS || path.join(REPO, "tests", "artifacts", "browser");
@@ -27,6 +29,8 @@ const verbose = !!process.env.VERBOSE;
 const say = (...a) => console.log("# " + a.join(" "));
 
 let cluster = null;
+let solo = null; // a gateway of its own with --auth required (startGateway)
+let tlsGw = null; // and one with --tls-cert
 let browser = null;
 let workdir = null;
 const pages = []; // { name, ctx, page, node }
@@ -85,8 +89,12 @@ watchdog.unref();
 
 // ---- page helpers --------------------------------------------------------
 
-async function openPage(name, { hash = "", viewport = { width: 1100, height: 720 }, mobile = false } = {}) {
-  const ctx = await browser.newContext({ viewport, isMobile: mobile, hasTouch: mobile, deviceScaleFactor: mobile ? 2 : 1 });
+/** A page in a new browser context (ctx: in that one instead, i.e. another
+ *  window of the same browser). expectedErrors: console errors this page is
+ *  meant to cause (the browser's own lines about a refused handshake). */
+async function openPage(name, { hash = "", viewport = { width: 1100, height: 720 }, mobile = false, ctx = null,
+  url = cluster.url, connected = true, expectedErrors = null } = {}) {
+  ctx = ctx || await browser.newContext({ viewport, isMobile: mobile, hasTouch: mobile, deviceScaleFactor: mobile ? 2 : 1 });
   const page = await ctx.newPage();
   page.setDefaultTimeout(WAIT);
   page.on("pageerror", (e) => problems.push(`${name}: uncaught ${e.name}: ${e.message}`));
@@ -94,11 +102,12 @@ async function openPage(name, { hash = "", viewport = { width: 1100, height: 720
     if (m.type() === "error") {
       if (draining && HANDSHAKE_5XX.test(m.text())) drainRefusals.push(`${name}: ${m.text()}`);
       else if (offline === ctx && CONNECT_FAILED.test(m.text())) offlineRefusals.push(`${name}: ${m.text()}`);
-      else problems.push(`${name}: console error: ${m.text()}`);
+      else if (!(expectedErrors && expectedErrors.test(m.text()))) problems.push(`${name}: console error: ${m.text()}`);
     }
     if (verbose || m.type() === "warning") say(`${name} console.${m.type()}: ${m.text()}`);
   });
-  await page.goto(cluster.url + (hash ? "#" + hash : ""), { waitUntil: "load", timeout: WAIT });
+  await page.goto(url + (hash ? "#" + hash : ""), { waitUntil: "load", timeout: WAIT });
+  if (!connected) return { name, ctx, page, node: null };
   await page.waitForSelector('#status[data-state="connected"]');
   const p = { name, ctx, page, node: await page.getAttribute("#status", "data-node") };
   pages.push(p);
@@ -154,7 +163,8 @@ const allMessageTexts = (p) => p.page.evaluate(() => [...document.querySelectorA
 /** Record what #status shows ("state|node|text") each time it changes, in window.__states. */
 const recordStates = (p) => p.page.evaluate(() => {
   const s = document.getElementById("status");
-  const now = () => s.dataset.state + "|" + s.dataset.node + "|" + s.textContent.trim();
+  const text = document.getElementById("status-text");
+  const now = () => s.dataset.state + "|" + s.dataset.node + "|" + text.textContent.trim();
   window.__states = [now()];
   if (window.__stateObserver) window.__stateObserver.disconnect();
   window.__stateObserver = new MutationObserver(() => {
@@ -197,7 +207,8 @@ before(async () => {
     executablePath: CHROMIUM,
     headless: true,
     timeout: 60000,
-    args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+    // --ignore-certificate-errors: the TLS test's self-signed certificate.
+    args: ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run", "--ignore-certificate-errors",
       "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   say(`chromium ${browser.version()}`);
@@ -214,6 +225,8 @@ after(async () => {
     await Promise.race([browser.close(), new Promise((r) => { t = setTimeout(r, 15000); })]);
     clearTimeout(t);
   }
+  if (solo) await solo.stop();
+  if (tlsGw) await tlsGw.stop();
   if (cluster) {
     const left = await cluster.stop(40000);
     say(left.length ? "STILL RUNNING: " + left.map((p) => `${p.name}=${p.pid}`).join(" ") : "cluster stopped, no process left");
@@ -278,6 +291,11 @@ test("A's message shows on B with sender and time, not on C", { timeout: 30000 }
   const onA = await waitForMessage(A, "lobby", msg1);
   assert.equal(onA.user, "ana");
   assert.ok(await A.page.$('.log[data-room="lobby"] .msg.mine'), "A sees its own message marked as its own");
+  const tags = (p) => p.page.evaluate((text) => [...document.querySelectorAll('.log[data-room="lobby"] .msg')]
+    .filter((li) => li.querySelector(".text").textContent === text)
+    .map((li) => (li.querySelector(".you") || {}).textContent || ""), msg1);
+  assert.deepEqual(await tags(A), ["you"], "A's own message carries a visible 'you' tag");
+  assert.deepEqual(await tags(B), [""], "B sees ana's message without the tag");
   // C: a message in #other published after msg1 has reached C, so msg1 would have too.
   await send(C, `marker in other ${stamp}`);
   await waitForMessage(C, "other", `marker in other ${stamp}`);
@@ -479,6 +497,110 @@ test("a page entering #lobby is shown the room's recent messages", { timeout: 30
   const lines = await logLines(D, "lobby");
   const iHist = lines.indexOf("notice: the room's recent messages:");
   assert.ok(iHist >= 0 && iHist < lines.indexOf("msg: " + msg1) && lines.indexOf("msg: " + msg1) < lines.indexOf("msg: " + msg2), lines.join(" | "));
+});
+
+test("an oversized message is refused in the page, before sending: no 1009, the text is kept", { timeout: 30000 }, async () => {
+  await recordStates(A);
+  const limit = 65536; // the cluster's gateways run with the default --max-message-size
+  const big = "é".repeat(limit / 2); // 65536 bytes of text alone
+  await A.page.fill("#text", big);
+  await A.page.press("#text", "Enter");
+  const note = await A.page.waitForFunction(() => [...document.querySelectorAll('.log[data-room="lobby"] .notice.bad')]
+    .map((n) => n.textContent).find((t) => t.startsWith("not sent (too long: ")));
+  const text = await note.jsonValue();
+  assert.match(text, new RegExp(`the gateway takes at most ${limit}\\)`), text);
+  assert.equal(await A.page.inputValue("#text"), big, "the text stays in the input, to shorten");
+  await A.page.screenshot({ path: path.join(ARTIFACTS, "chat-A-too-large.png") });
+  await A.page.fill("#text", "");
+  await send(A, `short again ${stamp}`);
+  await waitForMessage(B, "lobby", `short again ${stamp}`);
+  const states = await A.page.evaluate(() => window.__states);
+  assert.deepEqual(states.filter((st) => !st.startsWith("connected")), [], "A was never disconnected");
+});
+
+test("two windows of one browser keep two nicknames, across reloads", { timeout: 30000 }, async () => {
+  const A2 = await openPage("A2", { hash: "lobby", ctx: A.ctx });
+  assert.equal(await A2.page.inputValue("#nick"), "ana", "a new window starts with the last nickname chosen");
+  await setNick(A2, "ana-2");
+  await roomLive(A2, "lobby");
+  await send(A2, `from the second window ${stamp}`);
+  assert.equal((await waitForMessage(B, "lobby", `from the second window ${stamp}`)).user, "ana-2");
+  await Promise.all([A.page.reload({ waitUntil: "load" }), A2.page.reload({ waitUntil: "load" })]);
+  await A.page.waitForSelector('#status[data-state="connected"]');
+  A.node = await A.page.getAttribute("#status", "data-node");
+  assert.equal(await A.page.inputValue("#nick"), "ana", "window 1 kept its nickname");
+  assert.equal(await A2.page.inputValue("#nick"), "ana-2", "window 2 kept its nickname");
+  await roomLive(A, "lobby");
+  await send(A, `first window again ${stamp}`);
+  assert.equal((await waitForMessage(B, "lobby", `first window again ${stamp}`)).user, "ana");
+  await A2.page.screenshot({ path: path.join(ARTIFACTS, "chat-A2-second-window.png") });
+  await A2.page.close();
+});
+
+test("--auth required without a token: the page says a token is needed, counts down, retries now; a minted token works", { timeout: 90000 }, async () => {
+  const secret = path.join(workdir, "jwt-secret");
+  writeFileSync(secret, "browser-test-secret-0123456789abcdef\n");
+  solo = await startGateway(["--jwt-secret-file", secret], { log: verbose ? (l) => say(l) : () => {} });
+  // Chromium logs the refused handshake (and the probe's 401) as console errors.
+  const P = await openPage("auth", { url: solo.origin + "/", hash: "lobby", connected: false,
+    expectedErrors: /(Unexpected response code: 401|status of 401|HTTP Authentication failed)/ });
+  await P.page.waitForSelector("#banner:not([hidden])");
+  const banner = await P.page.textContent("#banner");
+  assert.match(banner, /needs a connect token/);
+  assert.match(banner, /wsgate token --secret-file/);
+  assert.equal(await P.page.getAttribute("#banner", "data-code"), "token_missing");
+  // The backoff grows: wait for a wait of 3 s or more, then see it count down.
+  await P.page.waitForFunction(() => /in ([3-9]|1\d) s$/.test(document.getElementById("status-text").textContent), null, { timeout: 30000 });
+  await recordStates(P);
+  const first = Number(/in (\d+) s$/.exec(await P.page.textContent("#status-text"))[1]);
+  await P.page.waitForFunction((n) => document.getElementById("status-text").textContent.endsWith(`in ${n - 1} s`), first);
+  assert.equal(await P.page.isVisible("#retry"), true, "the retry button shows while waiting");
+  await P.page.screenshot({ path: path.join(ARTIFACTS, "chat-auth-token-needed.png") });
+  // "retry now": one more refused upgrade at once, well before the countdown ends.
+  const refusals = () => solo.gateway.lines.filter((l) => /upgrade refused with 401: token_missing/.test(l)).length;
+  const before = refusals();
+  const mark = solo.gateway.lines.length;
+  const left = Number(/in (\d+) s$/.exec(await P.page.textContent("#status-text"))[1]);
+  const t0 = Date.now();
+  await P.page.click("#retry");
+  await solo.gateway.awaitLine(/upgrade refused with 401: token_missing/, 5000, mark);
+  const took = Date.now() - t0;
+  assert.ok(refusals() === before + 1, `one more refusal (${before} → ${refusals()})`);
+  assert.ok(took < Math.max(1, left - 1) * 1000, `retry now took ${took} ms with ${left} s left on the countdown`);
+  const shown = await P.page.evaluate(() => window.__states);
+  say(`countdown: ${shown.map((st) => st.split("|")[2]).join(" → ")}`);
+  // The operator mints a token; the page opened with it connects.
+  const token = execFileSync(WSGATE, ["token", "--secret-file", secret, "--sub", "ana", "--channels", "lobby",
+    "--publish", "lobby", "--ttl", "10m"], { encoding: "utf8" }).trim();
+  await P.page.goto(`${solo.origin}/?token=${token}#lobby`, { waitUntil: "load" });
+  await P.page.waitForSelector('#status[data-state="connected"]');
+  assert.equal(await P.page.isHidden("#banner"), true);
+  await roomLive(P, "lobby");
+  await send(P, `with a token ${stamp}`);
+  await P.page.waitForSelector('.log[data-room="lobby"] .msg.mine .you');
+  await P.page.screenshot({ path: path.join(ARTIFACTS, "chat-auth-with-token.png") });
+  await P.ctx.close();
+});
+
+test("the chat over https:// and wss:// (--tls-cert, a self-signed certificate)", { timeout: 60000 }, async () => {
+  const { cert, key } = selfSignedCert(workdir);
+  tlsGw = await startGateway(["--tls-cert", cert, "--tls-key", key], { scheme: "https", log: verbose ? (l) => say(l) : () => {} });
+  const T1 = await openPage("tls1", { url: tlsGw.origin + "/", hash: "lobby" });
+  const T2 = await openPage("tls2", { url: tlsGw.origin + "/", hash: "lobby", viewport: { width: 390, height: 760 }, mobile: true });
+  assert.equal(T1.node, "solo");
+  const resources = await T1.page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name));
+  assert.ok(resources.every((u) => u.startsWith("https://")), resources.join(" "));
+  await setNick(T1, "tess");
+  await roomLive(T1, "lobby");
+  await roomLive(T2, "lobby");
+  await send(T1, `over wss ${stamp}`);
+  assert.equal((await waitForMessage(T2, "lobby", `over wss ${stamp}`)).user, "tess");
+  const res = await fetch(tlsGw.origin + "/healthz", { signal: AbortSignal.timeout(WAIT) }).catch((e) => e);
+  assert.ok(res instanceof Error, "the test process does not trust the certificate: only the browser was told to ignore it");
+  await T2.page.screenshot({ path: path.join(ARTIFACTS, "chat-tls-phone.png") });
+  say(`chat over ${tlsGw.origin} (wss) between two pages`);
+  await T1.ctx.close();
+  await T2.ctx.close();
 });
 
 test("screenshots of the chat", { timeout: 30000 }, async () => {

@@ -293,3 +293,36 @@ async def test_any_origin_when_unset(procs):
         assert r.status == 101, f"Origin {origin!r} without --allowed-origins: {r.line!r}"
     c = await WsClient.connect(gw.ws_url(), origin="http://evil.example")
     await c.ping()
+
+
+@async_test(30)
+async def test_plain_get_on_ws_says_why_an_upgrade_is_refused(mkgw):
+    """Browsers hide a refused handshake's status from scripts: a plain GET
+    on /ws with the same query answers the verdict the upgrade gets, as
+    JSON (what web/wsgate.js shows as its "refused" event)."""
+    gw = mkgw("--jwt-secret", SECRET)
+    cases = {
+        "/ws": (401, "token_missing"),
+        "/ws?token=not-a-token": (401, "token_malformed"),
+        "/ws?token=" + good(exp=int(time.time()) - 1): (401, "expired"),
+        "/ws?token=" + good() + "&batch=1": (426, "upgrade_required"),
+    }
+    before = (await ascrape_metrics(gw)).value("wsgate_connections_refused_total")
+    for path, (status, code) in cases.items():
+        r = await gw.ahttp("GET", path)
+        body = json.loads(r.body)
+        assert (r.status, body["error"]) == (status, code), (path, r)
+        assert body["message"], r
+        up = await asyncio.to_thread(raw_upgrade, gw.port, None, path)
+        assert up.status == (101 if status == 426 else status), (path, up)
+    r = await gw.ahttp("GET", "/ws")
+    assert "wsgate token" in json.loads(r.body)["message"], r
+    # a probe is no refusal: only the three refused upgrades count
+    after = (await ascrape_metrics(gw)).value("wsgate_connections_refused_total")
+    assert after - before == 3, (before, after)
+    # without auth an upgrade would be accepted; other paths stay static files
+    open_gw = mkgw(node_id="n2")
+    r = await open_gw.ahttp("GET", "/ws")
+    assert r.status == 426 and json.loads(r.body)["error"] == "upgrade_required", r
+    r = await open_gw.ahttp("GET", "/wsx")
+    assert r.status == 404, r

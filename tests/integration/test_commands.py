@@ -247,6 +247,7 @@ def test_readme_lists_every_error_code():
     # one-word codes, passed where a snake_case one would be
     codes |= set(re.findall(r'(?:client_reply\(c, id|send_json_error\(wsi, \d+|'
                             r'refuse\(app, wsi, \w+), "([a-z]+)"', text))
+    codes |= set(re.findall(r'\*code = "([a-z]+)"', text))  # ws.c's upgrade verdicts
     assert {"forbidden", "internal", "draining", "bad_json"} <= codes, codes
     readme = (REPO / "README.md").read_text()
     missing = sorted(c for c in codes if f"`{c}`" not in readme)

@@ -45,6 +45,8 @@ def padded_publish(size, rid=1):
 async def test_max_message_size_boundary(procs):
     gw = procs.gateway("--max-message-size", "1024", node_id="n1")
     c = await gw.subscriber("big")
+    # the welcome tells clients the limit, so they can refuse before sending
+    assert c.welcome["max_message"] == 1024, c.welcome
     await c.send_raw(padded_publish(1024, rid=1))
     r = await c.expect(lambda o: o.get("id") == 1)
     assert r == {"op": "ack", "id": 1}, f"message of exactly max size rejected: {r!r}"

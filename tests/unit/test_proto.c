@@ -785,20 +785,22 @@ static void test_encode_error(void)
 
 static void test_encode_welcome(void)
 {
-    struct msg *m = v1_encode_welcome("node-1", "s3ss10n");
+    struct msg *m = v1_encode_welcome("node-1", "s3ss10n", 65536);
     CHECK(headroom_ok(m));
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
-                  "{\"op\":\"welcome\",\"node\":\"node-1\",\"session\":\"s3ss10n\"}");
+                  "{\"op\":\"welcome\",\"node\":\"node-1\",\"session\":\"s3ss10n\","
+                  "\"max_message\":65536}");
         msg_unref(m);
     }
-    m = v1_encode_welcome("host:8080", "");
+    m = v1_encode_welcome("host:8080", "", 256);
     if (m) {
         CHECK_MEM(msg_data(m), m->len,
-                  "{\"op\":\"welcome\",\"node\":\"host:8080\",\"session\":\"\"}");
+                  "{\"op\":\"welcome\",\"node\":\"host:8080\",\"session\":\"\","
+                  "\"max_message\":256}");
         msg_unref(m);
     }
-    m = v1_encode_welcome("we\"ird\\", "a\nb");
+    m = v1_encode_welcome("we\"ird\\", "a\nb", 16u << 20);
     cJSON *o = parse_msg(m);
     CHECK_NOT_NULL(o);
     if (o) {

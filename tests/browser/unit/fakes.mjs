@@ -93,10 +93,10 @@ export class FakeNet {
 
       // ---- the server's side ----
       /** The upgrade succeeds and the server sends its welcome. */
-      accept(node = "gw1", session = "s-" + net.sockets.indexOf(this)) {
+      accept(node = "gw1", session = "s-" + net.sockets.indexOf(this), extra = {}) {
         this.readyState = 1;
         if (this.onopen) this.onopen({});
-        this.push({ op: "welcome", node, session });
+        this.push({ op: "welcome", node, session, ...extra });
         return this;
       }
       /** One server frame: objects are JSON-encoded and joined with "\n" (a batch). */
@@ -106,6 +106,12 @@ export class FakeNet {
       }
       pushRaw(data) {
         if (this.onmessage) this.onmessage({ data });
+      }
+      /** Node 20's WebSocket on a refused connection or upgrade: an error
+       *  event and no close event ever. */
+      failWithoutClose() {
+        this.readyState = 3;
+        if (this.onerror) this.onerror({});
       }
       /** The connection ends (1006 = dropped without a close frame). */
       drop(code = 1006, reason = "") {
@@ -134,6 +140,20 @@ export class FakeNet {
 
   get last() {
     return this.sockets[this.sockets.length - 1];
+  }
+}
+
+/** A scriptable fetch for the client's refusal probe: every call is recorded
+ *  in calls; reply(status, body) answers the oldest unanswered one. */
+export class FakeFetch {
+  constructor() {
+    this.calls = [];
+    this.fetch = (url, init) => new Promise((resolve, reject) => this.calls.push({ url, init, resolve, reject }));
+  }
+  reply(status, body) {
+    const call = this.calls.find((c) => !c.done);
+    call.done = true;
+    call.resolve({ ok: status >= 200 && status < 300, status, json: async () => body });
   }
 }
 

@@ -2,7 +2,7 @@
 // WebSocket and a virtual clock are injected.   node --test tests/browser/unit/
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { FakeClock, FakeNet, flush, loadWsgate } from "./fakes.mjs";
+import { FakeClock, FakeFetch, FakeNet, flush, loadWsgate } from "./fakes.mjs";
 
 const { splitFrames, backoffDelay, buildUrl, isValidChannel, connect, Client, WsgateError, DEFAULT_BACKOFF } = await loadWsgate();
 
@@ -18,9 +18,10 @@ function setup(options = {}) {
     clearTimeout: clock.clearTimeout,
     random: () => r,
     pingInterval: 0,
+    fetch: () => Promise.reject(new Error("no network in unit tests")),
     ...options,
   });
-  for (const type of ["state", "welcome", "close", "error"]) client.on(type, (e) => events.push([type, e]));
+  for (const type of ["state", "welcome", "close", "error", "refused"]) client.on(type, (e) => events.push([type, e]));
   client.open();
   return {
     clock, net, client, events,
@@ -636,5 +637,170 @@ describe("Client: bad data and errors", () => {
     assert.notEqual(client.node, "ghost");
     fresh.accept("gw2");
     assert.equal(client.node, "gw2");
+  });
+});
+
+describe("Client: refused and failed connections", () => {
+  test("Node 20: an error without a close on a socket that never opened backs off at once", () => {
+    const { net, clock, client, events } = setup();
+    net.last.failWithoutClose();
+    assert.equal(client.state, "connecting");
+    const close = events.filter(([t]) => t === "close");
+    assert.equal(close.length, 1);
+    assert.equal(close[0][1].code, 1006);
+    const wait = clock.pending();
+    assert.equal(wait.length, 1, "only the retry timer, no connect timeout left");
+    assert.ok(wait[0] <= DEFAULT_BACKOFF.min, `retry in ${wait[0]} ms, not after the 10 s connect timeout`);
+    clock.tick(wait[0]);
+    assert.equal(net.sockets.length, 2, "the next attempt started");
+    net.last.failWithoutClose();
+    assert.ok(clock.pending()[0] <= 2 * DEFAULT_BACKOFF.min, "the backoff grows from the failure, not from the timeout");
+  });
+
+  test("browsers: error then close on a refused upgrade is one close, one retry", () => {
+    const { net, clock, events } = setup();
+    net.last.drop(1006);
+    assert.equal(events.filter(([t]) => t === "close").length, 1);
+    assert.equal(clock.pending().length, 1);
+  });
+
+  test("an error on an open socket waits for its close (the close code matters)", () => {
+    const { net, events } = setup();
+    net.last.accept();
+    net.last.onerror({});
+    assert.equal(events.filter(([t]) => t === "close").length, 0);
+    net.last.drop(1009, "message too large");
+    assert.equal(events.filter(([t]) => t === "close").at(-1)[1].code, 1009);
+  });
+
+  test("a refused upgrade is probed with a plain GET: 401 token_missing becomes a refused event", async () => {
+    const f = new FakeFetch();
+    const { net, events } = setup({ url: "wss://lb.test/ws", fetch: f.fetch, token: "T0K" });
+    net.last.failWithoutClose();
+    await flush();
+    assert.equal(f.calls.length, 1);
+    assert.equal(f.calls[0].url, "https://lb.test/ws?token=T0K", "same URL and token, http(s), no batch");
+    f.reply(401, { error: "token_missing", message: "an upgrade here needs a valid connect token" });
+    await flush();
+    const refused = events.filter(([t]) => t === "refused").map(([, e]) => e);
+    assert.deepEqual(refused, [{ status: 401, code: "token_missing", message: "an upgrade here needs a valid connect token" }]);
+  });
+
+  test("no refused event when the probe says an upgrade would work (426), or for a socket that had opened", async () => {
+    const f = new FakeFetch();
+    const { net, clock, events } = setup({ fetch: f.fetch });
+    net.last.drop(1006);
+    await flush();
+    f.reply(426, { error: "upgrade_required" });
+    await flush();
+    clock.tick(clock.pending()[0]);
+    net.last.accept();
+    net.last.drop(1006);
+    await flush();
+    assert.equal(f.calls.length, 1, "an open socket that dropped is not probed");
+    assert.equal(events.filter(([t]) => t === "refused").length, 0);
+  });
+
+  test("a probe answered after the client connected is stale and ignored; probe: false never fetches", async () => {
+    const f = new FakeFetch();
+    const { net, clock, events } = setup({ fetch: f.fetch });
+    net.last.drop(1006);
+    await flush();
+    clock.tick(clock.pending()[0]);
+    net.last.accept();
+    f.reply(401, { error: "token_missing" });
+    await flush();
+    assert.equal(events.filter(([t]) => t === "refused").length, 0);
+    const g = new FakeFetch();
+    const off = setup({ fetch: g.fetch, probe: false });
+    off.net.last.failWithoutClose();
+    await flush();
+    assert.equal(g.calls.length, 0);
+  });
+});
+
+test("without options.fetch the global fetch is called as a function, as a browser's requires", async () => {
+  const saved = globalThis.fetch;
+  const calls = [];
+  // A browser's fetch throws "Illegal invocation" when called as a method of another object.
+  globalThis.fetch = function (url) {
+    if (this !== undefined && this !== globalThis) throw new TypeError("Illegal invocation");
+    calls.push(url);
+    return Promise.resolve({ ok: false, status: 401, json: async () => ({ error: "token_missing" }) });
+  };
+  try {
+    const clock = new FakeClock();
+    const net = new FakeNet();
+    const refused = [];
+    const client = new Client("ws://lb.test/ws", { WebSocket: net.WebSocket, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout });
+    client.on("refused", (r) => refused.push(r.code));
+    client.open();
+    net.last.failWithoutClose();
+    await flush();
+    await flush();
+    assert.deepEqual(calls, ["http://lb.test/ws"]);
+    assert.deepEqual(refused, ["token_missing"]);
+    client.close();
+  } finally {
+    globalThis.fetch = saved;
+  }
+});
+
+test("no probe while the browser says it is offline (navigator.onLine false)", async () => {
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "navigator");
+  Object.defineProperty(globalThis, "navigator", { value: { onLine: false }, configurable: true, writable: true });
+  try {
+    const f = new FakeFetch();
+    const { net } = setup({ fetch: f.fetch });
+    net.last.failWithoutClose();
+    await flush();
+    assert.equal(f.calls.length, 0);
+  } finally {
+    if (saved) Object.defineProperty(globalThis, "navigator", saved);
+    else delete globalThis.navigator;
+  }
+});
+
+describe("Client: message size limit", () => {
+  test("welcome.max_message: a larger publish is refused before sending, the connection stays", async () => {
+    const { net, client } = setup();
+    net.last.accept("gw1", "s", { max_message: 120 });
+    assert.equal(client.maxMessage, 120);
+    const big = client.publish("room", { text: "é".repeat(40) }); // 80 bytes of text: over 120 with the frame
+    await assert.rejects(big, (e) => e instanceof WsgateError && e.code === "too_large" && e.limit === 120 && e.size > 120);
+    assert.equal(net.last.sent.length, 0, "nothing was sent");
+    assert.equal(client.state, "connected");
+    const small = client.publish("room", { text: "hi" });
+    net.last.ackAll();
+    await small;
+    assert.equal(net.last.frames()[0].data.text, "hi");
+  });
+
+  test("the exact limit passes (bytes, not characters); no limit in welcome means none", async () => {
+    const { net, client } = setup();
+    const frame = JSON.stringify({ op: "publish", channel: "c", data: "ü".repeat(10), id: 1 });
+    const limit = Buffer.byteLength(frame);
+    assert.equal(limit, frame.length + 10, "ü is two bytes");
+    net.last.accept("gw1", "s", { max_message: limit });
+    const p = client.publish("c", "ü".repeat(10));
+    net.last.ackAll();
+    await p;
+    await assert.rejects(client.publish("c", "ü".repeat(11)), { code: "too_large" });
+    net.last.drop();
+    const other = setup();
+    other.net.last.accept();
+    assert.equal(other.client.maxMessage, 0);
+    const q = other.client.publish("c", "x".repeat(100000));
+    other.net.last.ackAll();
+    await q;
+  });
+
+  test("a publish queued offline is checked against the limit of the connection it goes out on", async () => {
+    const { net, client, clock } = setup();
+    const p = client.publish("c", "x".repeat(500));
+    net.last.accept("gw1", "s", { max_message: 256 });
+    await assert.rejects(p, { code: "too_large" });
+    assert.equal(net.last.sent.length, 0);
+    assert.equal(clock.pending().length, 0, "its timeout timer is gone");
   });
 });

@@ -29,8 +29,10 @@ class ClusterProc:
 class LocalCluster:
     """deploy/local-cluster.sh in the background, its stdout collected line by line."""
 
-    def __init__(self, gateways=3, log_dir=None):
+    def __init__(self, gateways=3, log_dir=None, env=None):
+        """env: extra environment of the script (and so of HAProxy and the gateways)."""
         self.gateways = gateways
+        self.env = dict(env or {})
         self.log_dir = Path(log_dir) if log_dir else None
         self.port = None
         self.proc = None
@@ -52,7 +54,7 @@ class LocalCluster:
             self.lines = []
             self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                                         env=dict(os.environ, WSGATE_BIN=str(binary)))
+                                         env=dict(os.environ, WSGATE_BIN=str(binary), **self.env))
             threading.Thread(target=self._read, daemon=True).start()
             line = self.await_line(r"wsgate cluster ready|local-cluster\.sh: ", timeout)
             if "cluster ready" in line:

@@ -66,18 +66,22 @@ def parse_frame(buf):
 
 
 class RawWs:
-    """Blocking minimal WebSocket client on a plain socket."""
+    """Blocking minimal WebSocket client on a plain (or TLS) socket."""
 
-    def __init__(self, port, path="/ws", rcvbuf=None, timeout=5.0):
+    def __init__(self, port, path="/ws", rcvbuf=None, timeout=5.0, tls=None):
+        """tls: an ssl.SSLContext to speak wss:// instead of ws://."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             # must be set before connect() so the advertised window stays small
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         key = base64.b64encode(os.urandom(16)).decode()
         req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        self.t_request = time.monotonic()
         self.sock.sendall(req.encode())
         buf = b""
         while b"\r\n\r\n" not in buf:
