@@ -545,7 +545,7 @@ static int on_request(struct app *app, struct lws *wsi, struct http_state *st,
     const char *code;
     unsigned status = ws_probe(app, wsi, &code);
     if (status)
-        return send_json_error(wsi, status, code, probe_message(status), 0);
+        return http_send_error(wsi, status, code, probe_message(status), 0);
     return serve_static(app, wsi, path);
 }
 
