@@ -6,7 +6,6 @@ req` for the run.
 Run: /usr/bin/python3 -m pytest tests/cluster/test_tls_termination.py   (needs build/wsgate, redis-server, haproxy, openssl)
 """
 import asyncio
-import http.client
 import json
 import ssl
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 import websockets
 
 from wsgate_testing import async_test, free_port
+from wsgate_testing.httpc import http_request
 from wsgate_testing.cluster import LocalCluster
 
 
@@ -41,24 +41,13 @@ def tls_cluster(tmp_path):
         assert not left, f"still running after local-cluster.sh stopped: {left}\n{''.join(c.lines)}"
 
 
-def https(port, ctx, method, path, body=None):
-    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
-    try:
-        hdrs = {"Connection": "close"}
-        if body is not None:
-            body = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=hdrs)
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
 
 
 @async_test(90)
 async def test_wss_and_https_through_haproxy_tls_termination(tls_cluster):
     cluster, port, ctx = tls_cluster
-    status, body = await asyncio.to_thread(https, port, ctx, "GET", "/")
+    r = await asyncio.to_thread(http_request, port, "GET", "/", ssl_context=ctx)
+    status, body = r.status, r.body
     assert status == 200 and b"wsgate chat" in body
     # Clients over wss land on both gateways (leastconn) and share messages.
     clients, nodes = [], set()
@@ -71,8 +60,9 @@ async def test_wss_and_https_through_haproxy_tls_termination(tls_cluster):
         clients.append(ws)
     assert len(nodes) == 2, f"every wss client landed on {nodes}"
     await clients[0].send(json.dumps({"op": "publish", "channel": "tls", "data": "x" * 50000, "id": 2}))
-    status, body = await asyncio.to_thread(https, port, ctx, "POST", "/api/publish",
-                                           {"channel": "tls", "data": "via https"})
+    r = await asyncio.to_thread(http_request, port, "POST", "/api/publish",
+                                {"channel": "tls", "data": "via https"}, ssl_context=ctx)
+    status, body = r.status, r.body
     assert status == 200, body
     for ws in clients:
         got = []

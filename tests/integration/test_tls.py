@@ -22,6 +22,7 @@ import pytest
 import websockets
 
 from wsgate_testing import RawWs, async_test, encode_frame, run_wsgate
+from wsgate_testing.httpc import http_request
 
 
 def is_ack(o, rid):
@@ -48,18 +49,8 @@ def tlsgw(procs, cert):
 
 
 def https(gw, ctx, method, path, body=None):
-    import http.client
-    conn = http.client.HTTPSConnection("127.0.0.1", gw.port, context=ctx, timeout=5)
-    try:
-        hdrs = {"Connection": "close"}
-        if body is not None:
-            body = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        conn.request(method, path, body=body, headers=hdrs)
-        r = conn.getresponse()
-        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
-    finally:
-        conn.close()
+    r = http_request(gw.port, method, path, body, ssl_context=ctx)
+    return r.status, r.headers, r.body
 
 
 def test_tls_flag_errors(tmp_path, cert):

@@ -20,7 +20,8 @@ class HttpResp:
         return f"<HTTP {self.status} {self.headers.get('content-type')} {self.body[:300]!r}>"
 
 
-def http_request(port, method, path, body=None, headers=None, timeout=5.0):
+def http_request(port, method, path, body=None, headers=None, timeout=5.0, ssl_context=None):
+    """One request to 127.0.0.1:port; over TLS (https) with ssl_context."""
     if isinstance(body, (dict, list)):
         body = json.dumps(body)
     if isinstance(body, str):
@@ -29,7 +30,8 @@ def http_request(port, method, path, body=None, headers=None, timeout=5.0):
     if body is not None:
         hdrs["Content-Type"] = "application/json"
     hdrs.update(headers or {})
-    c = httpclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c = (httpclient.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=ssl_context)
+         if ssl_context else httpclient.HTTPConnection("127.0.0.1", port, timeout=timeout))
     try:
         c.request(method, path, body=body, headers=hdrs)
         r = c.getresponse()
