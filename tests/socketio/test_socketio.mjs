@@ -265,9 +265,12 @@ describe("two gateways on one redis-server", () => {
     v1.send(JSON.stringify({ op: "subscribe", channel: "socket.io", id: 1 }));
     const json = (f) => JSON.parse(f);
     await frame(v1, (f) => json(f).op === "ack" && json(f).id === 1);
-    // Socket.IO -> v1
+    // Socket.IO -> v1 (and back to the sender, like io.emit: await that echo
+    // too, or it could land in the next step's wait)
     let from = v1.frames.length;
+    const echo = nextEvents(s, EV);
     await s.timeout(5000).emitWithAck(EV, "salut");
+    assert.deepEqual(await echo, [["salut"]]);
     const m = json(await frame(v1, (f) => json(f).op === "message", from));
     assert.equal(m.channel, "socket.io");
     assert.deepEqual(m.data, { event: "chat message", args: ["salut"] });
