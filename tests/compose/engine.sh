@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Find or start a container engine with a Docker API for docker-compose.
 #
-#   tests/compose/engine.sh start DIR   prints KEY=VALUE lines to use as the environment:
+#   tests/compose/engine.sh start DIR [IMAGE...]
+#                                       prints KEY=VALUE lines to use as the environment:
 #                                       WSGATE_ENGINE (docker|podman), DOCKER_HOST and,
-#                                       for Podman, CONTAINERS_CONF and WSGATE_ENGINE_PID
+#                                       for Podman, CONTAINERS_CONF and WSGATE_ENGINE_PID;
+#                                       IMAGEs: the registry images the stack needs
+#                                       (default: redis:7.0 haproxy:2.6)
 #   tests/compose/engine.sh stop DIR    stops the Podman service that start left running
 #
 # Docker: used as it is when its daemon answers (DOCKER_HOST or /var/run/docker.sock).
@@ -12,13 +15,17 @@
 # between containers), ulimits the sandbox allows, and `podman system service` on a
 # private socket in DIR. Where no registry can be reached, the images compose needs
 # are made locally: debian:bookworm-slim by debootstrap from apt's own mirror, and
-# stand-ins for redis:7.0 and haproxy:2.6 from Debian's packages (standins/).
+# stand-ins for the IMAGEs from Debian's packages (standins/NAME for image NAME:TAG:
+# redis:7.0, haproxy:2.6, prom/prometheus:v2.45.0).
 # Exit 77 with one line on stderr when no engine can run here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}
 dir=${2:-}
-if [ -z "$cmd" ] || [ -z "$dir" ]; then echo "usage: $0 start|stop DIR" >&2; exit 2; fi
+if [ -z "$cmd" ] || [ -z "$dir" ]; then echo "usage: $0 start|stop DIR [IMAGE...]" >&2; exit 2; fi
+shift 2
+images=("$@")
+[ ${#images[@]} -gt 0 ] || images=(redis:7.0 haproxy:2.6)
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 log() { echo "engine.sh: $*" >&2; }
@@ -40,7 +47,7 @@ if [ "$cmd" = stop ]; then
     rm -f "$pidfile" "$dir/podman.sock"
     exit 0
 fi
-[ "$cmd" = start ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
+[ "$cmd" = start ] || { echo "usage: $0 start|stop DIR [IMAGE...]" >&2; exit 2; }
 command -v curl >/dev/null || skip "curl is missing (Debian package curl)"
 
 # ---- Docker, when there is one ------------------------------------------------
@@ -123,11 +130,13 @@ if ! have "$base" && ! try_pull "$base"; then
     tar -C "$root" -c . | podman import -q - "$base" >/dev/null
     rm -rf "$root"
 fi
-for standin in redis:7.0 haproxy:2.6; do
-    ref=docker.io/library/$standin
+for image in "${images[@]}"; do
+    case $image in */*) ref=docker.io/$image ;; *) ref=docker.io/library/$image ;; esac
+    standin=${image%%:*}; standin=$here/standins/${standin##*/}
     if ! have "$ref" && ! try_pull "$ref"; then
-        log "no registry: building a local stand-in for $standin"
-        podman build -q --format docker -t "$ref" "$here/standins/${standin%%:*}" >/dev/null
+        [ -f "$standin/Containerfile" ] || skip "cannot pull $image and no stand-in for it in $standin"
+        log "no registry: building a local stand-in for $image"
+        podman build -q --format docker -t "$ref" "$standin" >/dev/null
     fi
 done
 
