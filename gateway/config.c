@@ -512,12 +512,22 @@ static int parse_bool(const char *v, int *out)
     return -1;
 }
 
-static int set_api_insecure(struct config *c, const char *v, char *why, size_t n)
+static int set_bool(int *dst, const char *v, char *why, size_t n)
 {
-    if (parse_bool(v, &c->api_insecure) == 0)
+    if (parse_bool(v, dst) == 0)
         return 0;
     snprintf(why, n, "expected true or false");
     return -1;
+}
+
+static int set_api_insecure(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_bool(&c->api_insecure, v, why, n);
+}
+
+static int set_socketio_adapter(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_bool(&c->socketio_adapter, v, why, n);
 }
 
 /* A file the gateway reads at start (TLS certificate, key): refused now,
@@ -589,6 +599,7 @@ static const struct option_def options[] = {
     {"jwt-secret-file", NULL, "file holding the HS256 secret", set_jwt_secret_file, 0, "none"},
     {"auth", NULL, "required, optional or off", set_auth, 0, "required with a secret, else off"},
     {"socketio-channel", "socket.io", "channel of Socket.IO events at /socket.io/, as {\"event\":E,\"args\":[...]}", set_socketio_channel, 0, NULL},
+    {"socketio-redis-adapter", "false", "also join a Node Socket.IO cluster using @socket.io/redis-adapter on the same --redis (its channel socket.io#/#)", set_socketio_adapter, OPT_BOOL, NULL},
     {"anonymous-channels", NULL, "with --auth optional: grants of clients without a token, e.g. 'lobby,public.*'", set_anonymous, 0, "none"},
     {"history-size", "100", "messages of history kept per channel for recovery; 0: history off", set_history_size, 0, NULL},
     {"history-ttl", "300", "seconds a channel's history is kept after its last publish", set_history_ttl, 0, NULL},
@@ -921,6 +932,11 @@ enum config_result config_load(struct config *cfg, int argc, char **argv,
     }
     if (cfg->api_insecure && cfg->api_key[0]) {
         snprintf(err, errlen, "--api-insecure: contradicts --api-key (the key protects the API)");
+        return CONFIG_ERROR;
+    }
+    if (cfg->socketio_adapter && !cfg->use_redis) {
+        snprintf(err, errlen, "--socketio-redis-adapter: needs --redis (the Node cluster "
+                              "meets wsgate there)");
         return CONFIG_ERROR;
     }
     if (cfg->workers > 1 && !cfg->use_redis) {

@@ -65,6 +65,7 @@ struct config {
     unsigned presence_ttl;     /* seconds a dead node's members stay listed at most */
     char presence_channels[4 * CONFIG_STR_MAX]; /* channels with presence; "": none */
     char socketio_channel[201]; /* where Socket.IO events travel */
+    int socketio_adapter;      /* bridge to @socket.io/redis-adapter's socket.io#/# */
     char tls_cert[4096];       /* PEM certificate (chain); empty with tls_key: no TLS */
     char tls_key[4096];        /* its PEM private key */
     /* Per option, in --help order: the value that won as config_print()

@@ -21,6 +21,7 @@
 #include "core/client.h"
 #include "core/hub.h"
 #include "core/msg.h"
+#include "core/sio_bridge.h"
 #include "log.h"
 #include "net/heartbeat.h"
 #include "net/server.h"
@@ -181,6 +182,7 @@ int main(int argc, char **argv)
     int status = 1;
     char node[CONFIG_STR_MAX + 16];
     struct server *server = NULL;
+    struct sio_bridge *bridge = NULL;
     log_set_node(node_id(&app.cfg, 0, node, sizeof node));
     if (no_web)
         log_warn("no web root at %s: static files are not served", app.cfg.web_root);
@@ -216,9 +218,20 @@ int main(int argc, char **argv)
         goto out;
     }
     struct broker_events ev = hub_broker_events(app.hub);
+    struct broker_bridge hooks;
+    if (app.cfg.socketio_adapter) {
+        if (!(bridge = sio_bridge_new(&app))) {
+            log_error("out of memory at start-up");
+            goto out;
+        }
+        hooks = sio_bridge_hooks(bridge);
+        log_info("socket.io redis-adapter: --socketio-channel %s meets Node servers on %s",
+                 app.cfg.socketio_channel, hooks.raw);
+    }
     app.broker = app.cfg.use_redis
                      ? broker_redis_new(server_base(server), &app.cfg.redis,
-                                        app.cfg.channel_prefix, &ev, &hist, &pres)
+                                        app.cfg.channel_prefix, &ev, &hist, &pres,
+                                        bridge ? &hooks : NULL)
                      : broker_memory_new(&ev, &hist, &pres);
     if (!app.broker || hub_set_broker(app.hub, app.broker) < 0) {
         log_error("cannot create the broker");
@@ -256,6 +269,7 @@ out:
     server_shutdown(server);
     heartbeat_free(app.heartbeat);
     broker_free(app.broker);
+    sio_bridge_free(bridge);
     hub_free(app.hub);
     server_free(server);
     msg_unref(app.batch);

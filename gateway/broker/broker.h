@@ -224,14 +224,34 @@ struct broker *broker_memory_new(const struct broker_events *ev,
                                  const struct history_opts *hist,
                                  const struct presence_opts *pres);
 
+/* A bridge between one channel and a Redis channel outside wsgate's naming
+ * (the Socket.IO redis-adapter's "socket.io#/#"), for the Redis engine.
+ * While up, the engine stays subscribed to raw (used as is, no prefix) and
+ * hands each message there to in(), which returns the payload to deliver
+ * to this node's subscribers of channel (malloc'd, freed by the engine) or
+ * NULL to drop it (in() counts and logs why); what arrives on raw is
+ * delivered locally only, never published again. Each publish on channel
+ * the engine sends also goes to raw, as out() encodes it (malloc'd; NULL:
+ * not sent), and sent() hears whether Redis took it. */
+struct broker_bridge {
+    const char *channel; /* client-visible name; borrowed */
+    const char *raw;     /* borrowed */
+    char *(*in)(void *ctx, const char *msg, size_t len, size_t *payload_len);
+    char *(*out)(void *ctx, const char *payload, size_t len, size_t *msg_len);
+    void (*sent)(void *ctx, int ok);
+    void *ctx;
+};
+
 struct event_base;
 struct redis_addr;
-/* The Redis engine: connects in the background and reconnects by itself. */
+/* The Redis engine: connects in the background and reconnects by itself.
+ * bridge: copied (its strings and ctx borrowed), or NULL: none. */
 struct broker *broker_redis_new(struct event_base *base,
                                 const struct redis_addr *addr,
                                 const char *prefix,
                                 const struct broker_events *ev,
                                 const struct history_opts *hist,
-                                const struct presence_opts *pres);
+                                const struct presence_opts *pres,
+                                const struct broker_bridge *bridge);
 
 #endif

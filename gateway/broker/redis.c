@@ -16,7 +16,11 @@
  *
  * Heartbeats: <prefix>node:<id> holds a node's, with a TTL; the set
  * <prefix>nodes names the nodes, and nodes_read.lua (sent as EVAL: an
- * operator's read, not a hot path) prunes it of those whose key expired. */
+ * operator's read, not a hot path) prunes it of those whose key expired.
+ *
+ * A bridge (broker.h) subscribes its raw channel on the SUBSCRIBE
+ * connection each time the engine comes up, and its PUBLISH follows the
+ * channel's on the publish connection. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +87,7 @@ struct rbroker {
     struct members *members;  /* this node's, kept alive in Redis */
     uint64_t touched_us;      /* their last refresh; 0: due */
     char beat_node[CONFIG_STR_MAX + 16]; /* the node that beat; "": none */
+    struct broker_bridge bridge; /* bridge.raw NULL: none */
 };
 
 /* A script call awaiting its reply (hiredis hands it back as privdata),
@@ -162,6 +167,7 @@ static void connection_lost(struct rbroker *b, const char *why)
 }
 
 static void refresh_presence(struct rbroker *b);
+static void subscribe_bridge(struct rbroker *b);
 
 static void became_ready(struct rbroker *b)
 {
@@ -178,6 +184,7 @@ static void became_ready(struct rbroker *b)
     log_fields(LOG_INFO, msg, "broker", addr, (const char *)NULL);
     b->touched_us = 0; /* Redis may have lost this node's members */
     refresh_presence(b);
+    subscribe_bridge(b);
     b->base.ev.state(b->base.ev.ctx, 0, 1);
 }
 
@@ -351,6 +358,58 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)
                            env ? &pos : NULL);
     } else if (!strcmp(kind->str, "subscribe"))
         b->base.ev.subscribed(b->base.ev.ctx, name, len);
+}
+
+/* Messages on the bridge's raw channel: delivered here only. */
+static void on_bridge_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct rbroker *b = priv;
+    redisReply *r = reply, *m;
+    size_t len;
+    char *payload;
+    if (!r || !ac->data || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || strcmp(r->element[0]->str, "message") ||
+        (m = r->element[2])->type != REDIS_REPLY_STRING)
+        return;
+    if ((payload = b->bridge.in(b->bridge.ctx, m->str, m->len, &len))) {
+        b->base.ev.message(b->base.ev.ctx, b->bridge.channel, strlen(b->bridge.channel),
+                           payload, len, NULL);
+        free(payload);
+    }
+}
+
+static void subscribe_bridge(struct rbroker *b)
+{
+    if (b->bridge.raw)
+        redisAsyncCommand(b->sub, on_bridge_reply, b, "SUBSCRIBE %s", b->bridge.raw);
+}
+
+static void on_bridge_sent(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct rbroker *b = ac->data;
+    const redisReply *r = reply;
+    (void)priv;
+    if (b)
+        b->bridge.sent(b->bridge.ctx, r && r->type == REDIS_REPLY_INTEGER);
+}
+
+/* The bridge's copy of a publish on its channel. */
+static void publish_bridge(struct rbroker *b, const char *ch, size_t chlen,
+                           const char *payload, size_t len)
+{
+    size_t n;
+    char *msg;
+    if (!b->bridge.raw || chlen != strlen(b->bridge.channel) ||
+        memcmp(ch, b->bridge.channel, chlen))
+        return;
+    if (!(msg = b->bridge.out(b->bridge.ctx, payload, len, &n))) {
+        b->bridge.sent(b->bridge.ctx, 0);
+        return;
+    }
+    if (redisAsyncCommand(b->pub, on_bridge_sent, NULL, "PUBLISH %s %b", b->bridge.raw, msg,
+                          n) != REDIS_OK)
+        b->bridge.sent(b->bridge.ctx, 0);
+    free(msg);
 }
 
 static int rb_subscribe(struct broker *base, const char *const *chs,
@@ -602,19 +661,23 @@ static int rb_publish(struct broker *base, const char *ch, size_t chlen,
     struct pubreq *req;
     if (b->phase != UP || chlen > CHANNEL_MAX)
         return -1;
-    if (rb_history_on(base, ch, chlen))
-        return publish_history(b, ch, chlen, payload, len, done, arg);
-    if (!(req = malloc(sizeof *req)))
-        return -1;
-    req->done = done;
-    req->arg = arg;
-    char name[REDIS_NAME_MAX];
-    const char *argv[3] = {"PUBLISH", prefixed(b, ch, chlen, name), payload};
-    size_t argl[3] = {7, b->prefix_len + chlen, len};
-    if (redisAsyncCommandArgv(b->pub, on_pub_reply, req, 3, argv, argl) != REDIS_OK) {
-        free(req);
-        return -1;
+    if (rb_history_on(base, ch, chlen)) {
+        if (publish_history(b, ch, chlen, payload, len, done, arg) < 0)
+            return -1;
+    } else {
+        if (!(req = malloc(sizeof *req)))
+            return -1;
+        req->done = done;
+        req->arg = arg;
+        char name[REDIS_NAME_MAX];
+        const char *argv[3] = {"PUBLISH", prefixed(b, ch, chlen, name), payload};
+        size_t argl[3] = {7, b->prefix_len + chlen, len};
+        if (redisAsyncCommandArgv(b->pub, on_pub_reply, req, 3, argv, argl) != REDIS_OK) {
+            free(req);
+            return -1;
+        }
     }
+    publish_bridge(b, ch, chlen, payload, len);
     return 0;
 }
 
@@ -929,7 +992,8 @@ struct broker *broker_redis_new(struct event_base *evb,
                                 const char *prefix,
                                 const struct broker_events *ev,
                                 const struct history_opts *hist,
-                                const struct presence_opts *pres)
+                                const struct presence_opts *pres,
+                                const struct broker_bridge *bridge)
 {
     struct rbroker *b = calloc(1, sizeof *b);
     if (!b)
@@ -946,6 +1010,8 @@ struct broker *broker_redis_new(struct event_base *evb,
     memcpy(b->prefix, prefix, b->prefix_len + 1);
     b->hist = *hist;
     b->pres = *pres;
+    if (bridge)
+        b->bridge = *bridge;
     script_init(&b->publish, script_publish);
     script_init(&b->read, script_read);
     script_init(&b->touch, script_presence_touch);

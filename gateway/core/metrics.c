@@ -28,6 +28,10 @@ static const char *const refusal_names[METRICS_REFUSALS] = {
     "other",
 };
 
+static const char *const adapter_verdicts[ADAPTER_VERDICTS] = {
+    "delivered", "from_wsgate", "rooms", "binary", "namespace", "not_event", "malformed",
+};
+
 static const unsigned api_statuses[METRICS_API_STATUSES] = {
     200, 400, 401, 403, 404, 405, 413, 500, 503, 0 /* other */
 };
@@ -35,6 +39,11 @@ static const unsigned api_statuses[METRICS_API_STATUSES] = {
 const char *metrics_reason_name(enum disconnect_reason r)
 {
     return reason_names[r];
+}
+
+const char *metrics_adapter_verdict_name(enum adapter_verdict v)
+{
+    return adapter_verdicts[v];
 }
 
 void metrics_count_refusal(struct metrics *m, const char *code)
@@ -177,6 +186,10 @@ static void add(struct metrics *sum, const struct metrics *m)
         sum->protocols[i].open += m->protocols[i].open;
         sum->protocols[i].opened += m->protocols[i].opened;
     }
+    for (int i = 0; i < ADAPTER_VERDICTS; i++)
+        sum->adapter_received[i] += m->adapter_received[i];
+    sum->adapter_published += m->adapter_published;
+    sum->adapter_publish_errors += m->adapter_publish_errors;
 }
 
 /* A running worker's live figures: summed, so process_* is the node's. */
@@ -340,6 +353,19 @@ static void render(struct out *o, const struct metrics *m, const struct metrics_
         if (m->protocols[i].name)
             put(o, "wsgate_protocol_connections_total{protocol=\"%s\"} %llu\n",
                 m->protocols[i].name, (unsigned long long)m->protocols[i].opened);
+
+    put(o, "# HELP wsgate_socketio_adapter_received_total Messages on the Socket.IO "
+            "redis-adapter channel (--socketio-redis-adapter), by what became of them.\n"
+            "# TYPE wsgate_socketio_adapter_received_total counter\n");
+    for (int i = 0; i < ADAPTER_VERDICTS; i++)
+        put(o, "wsgate_socketio_adapter_received_total{result=\"%s\"} %llu\n",
+            adapter_verdicts[i], (unsigned long long)m->adapter_received[i]);
+    metric(o, "wsgate_socketio_adapter_published_total", "counter",
+           "Socket.IO events this node published to the redis-adapter channel.",
+           m->adapter_published);
+    metric(o, "wsgate_socketio_adapter_publish_errors_total", "counter",
+           "Events for the redis-adapter channel that Redis refused or that could not be "
+           "encoded.", m->adapter_publish_errors);
 
     put(o, "# HELP wsgate_disconnects_total Connections closed, by reason.\n"
             "# TYPE wsgate_disconnects_total counter\n");

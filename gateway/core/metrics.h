@@ -27,6 +27,19 @@ enum disconnect_reason {
     DISC_COUNT
 };
 
+/* What became of a message on the Socket.IO redis-adapter channel
+ * (--socketio-redis-adapter, proto/sio_adapter.h). */
+enum adapter_verdict {
+    ADAPTER_DELIVERED,   /* to this node's Socket.IO and v1 clients */
+    ADAPTER_FROM_WSGATE, /* a wsgate node's: its clients had it on wsgate's channel */
+    ADAPTER_ROOMS,       /* to rooms: no wsgate client is in one */
+    ADAPTER_BINARY,      /* binary attachments, or values JSON cannot carry */
+    ADAPTER_NAMESPACE,   /* for a namespace other than "/" */
+    ADAPTER_NOT_EVENT,   /* not an EVENT packet ["name", ...] */
+    ADAPTER_MALFORMED,   /* not MessagePack [uid, packet, opts] */
+    ADAPTER_VERDICTS
+};
+
 #define METRICS_LATENCY_BUCKETS 14
 #define METRICS_REFUSALS 17   /* upgrade refusal codes known, "other" last */
 #define METRICS_API_STATUSES 10 /* HTTP API statuses known, "other" last */
@@ -56,6 +69,9 @@ struct metrics {
     double latency_sum;
     size_t queue_bytes;          /* bytes waiting in all send queues */
     struct metrics_protocol protocols[METRICS_PROTOCOLS]; /* by codec slot */
+    uint64_t adapter_received[ADAPTER_VERDICTS]; /* socket.io#/# messages, by verdict */
+    uint64_t adapter_published;  /* events this node published to socket.io#/# */
+    uint64_t adapter_publish_errors; /* those Redis refused or that could not be encoded */
 };
 
 /* The process as the kernel sees it; ok 0: not available, not rendered. */
@@ -99,6 +115,9 @@ struct metrics_node {
 
 /* The label value of a reason: "slow_consumer", "drain", ... */
 const char *metrics_reason_name(enum disconnect_reason r);
+
+/* The label value of a verdict: "delivered", "rooms", ... */
+const char *metrics_adapter_verdict_name(enum adapter_verdict v);
 
 /* Counts a refused upgrade (refused_total and its reason: the code of the
  * answer, e.g. "draining"; codes not in the table count as "other"). */

@@ -168,16 +168,28 @@ static int reserved(const struct json_span *name)
     return 0;
 }
 
-struct msg *sio_encode_delivery(const char *payload, size_t len)
+int sio_payload_event(const char *payload, size_t len, struct json_span *name,
+                      struct json_span *args)
 {
     static const char *const keys[] = {"event", "args"};
     struct json_span m[2];
     if (json_object(payload, len, keys, m, 2) == 0 && m[0].text && m[0].text[0] == '"' &&
         m[1].text && m[1].text[0] == '[' && !reserved(&m[0])) {
-        const char *args = m[1].text + 1;
-        size_t args_len = m[1].len - 2;
+        *name = m[0];
+        *args = m[1];
+        return 1;
+    }
+    return 0;
+}
+
+struct msg *sio_encode_delivery(const char *payload, size_t len)
+{
+    struct json_span name, array;
+    if (sio_payload_event(payload, len, &name, &array)) {
+        const char *args = array.text + 1;
+        size_t args_len = array.len - 2;
         trim(&args, &args_len);
-        struct piece v[] = {LIT("2["), {m[0].text, m[0].len}, {",", args_len ? 1 : 0},
+        struct piece v[] = {LIT("2["), {name.text, name.len}, {",", args_len ? 1 : 0},
                             {args, args_len}, LIT("]")};
         return cat(v, sizeof v / sizeof v[0]);
     }

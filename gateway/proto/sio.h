@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core/msg.h"
+#include "proto/json.h"
 
 enum sio_type {
     SIO_CONNECT = 0,
@@ -52,6 +53,14 @@ int sio_parse(const char *buf, size_t len, struct sio_packet *p, const char **wh
  * in *out_len. NULL with *why set when data is not an array starting with
  * a string, or with *why NULL when out of memory. */
 char *sio_event_payload(const char *data, size_t len, size_t *out_len, const char **why);
+
+/* Whether a channel payload (valid JSON) is an event that Socket.IO
+ * clients get as such: {"event":E,"args":[...]} with E a string the client
+ * does not reserve. Returns 1 with the spans of E (a JSON string) and of the
+ * args array (brackets included), else 0: the payload travels whole as the
+ * one argument of the event "message". */
+int sio_payload_event(const char *payload, size_t len, struct json_span *name,
+                      struct json_span *args);
 
 /* 42["E",a,b...] for a channel payload {"event":"E","args":[a,b...]}
  * (valid JSON, as delivered); any other payload P, and one naming an event

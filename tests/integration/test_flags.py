@@ -15,7 +15,7 @@ FLAGS = ["--listen", "--redis", "--channel-prefix", "--node-id", "--web-root", "
          "--api-key", "--api-key-file", "--allowed-origins", "--drain-seconds", "--sndbuf",
          "--api-insecure", "--config", "--version", "--history-size", "--history-ttl",
          "--history-channels", "--presence-channels", "--presence-ttl", "--workers",
-         "--socketio-channel"]
+         "--socketio-channel", "--socketio-redis-adapter"]
 
 
 run = run_wsgate
@@ -80,6 +80,8 @@ BAD = [
     (["--presence-ttl", "0"], "presence-ttl"),
     (["--presence-ttl", "86401"], "presence-ttl"),
     (["--presence-channels", "room*x"], "presence-channels"),
+    (["--socketio-redis-adapter"], "socketio-redis-adapter"),  # without --redis
+    (["--socketio-redis-adapter=maybe", "--redis", "redis://127.0.0.1:1"], "socketio-redis-adapter"),
 ]
 
 
@@ -123,6 +125,7 @@ def test_web_root_a_file_exits_2(tmp_path):
     ("WSGATE_HISTORY_TTL", "-5", "history-ttl"),
     ("WSGATE_HISTORY_CHANNELS", "*x", "history-channels"),
     ("WSGATE_PRESENCE_TTL", "soon", "presence-ttl"),
+    ("WSGATE_SOCKETIO_REDIS_ADAPTER", "1", "socketio-redis-adapter"),  # without --redis
 ])
 def test_bad_env_value_exits_2(var, value, name):
     r = run(["--listen", "127.0.0.1:0"], env={var: value})

@@ -771,6 +771,17 @@ static void test_load_bool_and_checks(void)
     CHECK_CONTAINS(err, "WSGATE_API_INSECURE");
     env_clear();
 
+    /* the Socket.IO redis-adapter bridge lives on Redis */
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--socketio-redis-adapter")), CONFIG_ERROR);
+    CHECK_CONTAINS(err, "--socketio-redis-adapter: needs --redis");
+    CHECK_EQ_INT(load(&c, err, sizeof err,
+                      ARGS("--socketio-redis-adapter", "--redis", "redis://r:7")), CONFIG_OK);
+    CHECK_EQ_INT(c.socketio_adapter, 1);
+    const char *conf = conf_file("redis = redis://r:7\nsocketio-redis-adapter = on\n");
+    CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--config", conf)), CONFIG_OK);
+    CHECK_EQ_INT(c.socketio_adapter, 1);
+    unlink(conf);
+
     CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--anonymous-channels", "lobby")), CONFIG_ERROR);
     CHECK_CONTAINS(err, "--anonymous-channels: needs --auth optional");
     CHECK_EQ_INT(load(&c, err, sizeof err, ARGS("--jwt-secret", "s", "--anonymous-channels", "lobby")),
