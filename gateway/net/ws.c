@@ -1,6 +1,7 @@
 /* ws.c - see ws.h. */
 #include "net/ws.h"
 
+#include <math.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -22,8 +23,17 @@
 _Static_assert(LWS_PRE <= MSG_HEADROOM, "struct msg headroom cannot hold LWS_PRE");
 
 /* A probing WebSocket has no client (it is not counted nor swept): it must
- * finish the upgrade within this many seconds or be closed. */
-#define PROBE_TIMEOUT_S 10
+ * finish the upgrade ("2probe", then "5") in the time a Socket.IO client
+ * gets to answer a ping (--ping-timeout: the same kind of round trip), at
+ * most Engine.IO's own upgradeTimeout of 10 s and at least 1 s (lws counts
+ * whole seconds), or be closed; polling goes on. */
+#define PROBE_TIMEOUT_MAX_S 10
+
+static int probe_timeout_s(const struct app *app)
+{
+    double t = ceil(app->cfg.ping_timeout);
+    return t < 1 ? 1 : t > PROBE_TIMEOUT_MAX_S ? PROBE_TIMEOUT_MAX_S : (int)t;
+}
 
 /* The upgrade paths, each with the codec that speaks on it. Engine.IO
  * routes check their query (EIO=4, transport, sid) and take the connect
@@ -302,7 +312,7 @@ unsigned ws_probe(struct app *app, struct lws *wsi, const char **code)
 static int established(struct app *app, struct lws *wsi, struct pss *pss)
 {
     if (pss->eio) { /* a probe: the client comes with "5", within a bound */
-        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, PROBE_TIMEOUT_S);
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, probe_timeout_s(app));
         return 0;
     }
     char peer[48] = "";
