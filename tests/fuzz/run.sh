@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh - build the libFuzzer targets and fuzz each for a budget.
 #
-#   tests/fuzz/run.sh [--seconds N (default 60)] [--target proto|auth|config|sio]...
+#   tests/fuzz/run.sh [--seconds N (default 60)] [--target proto|auth|config|sio|sio_adapter]...
 #
 # Configures and builds with clang in build-fuzz/ (BUILD_DIR= to change it;
 # CC=clang cmake -DWSGATE_FUZZ=ON), then runs each target for N seconds,
@@ -13,6 +13,8 @@
 #                                                             (corpus_config)
 #   sio     Engine.IO polling payloads and packets, Socket.IO packets, the
 #           EVENT <-> {event,args} mapping                    (corpus_sio)
+#   sio_adapter  MessagePack messages on the Socket.IO redis-adapter channel
+#           socket.io#/#, their verdicts and payloads   (corpus_sio_adapter)
 # Each run starts from tests/fuzz/corpus_<target>; what it finds goes to a
 # scratch directory, and only the inputs that add coverage are merged back
 # (-merge=1), so the corpus grows by a few small files. Prints executions,
@@ -48,14 +50,14 @@ while [ $# -gt 0 ]; do
         ;;
     --target)
         [ $# -ge 2 ] || die "--target needs a name"
-        case $2 in proto | auth | config | sio) TARGETS+=("$2") ;; *) die "unknown target '$2'" ;; esac
+        case $2 in proto | auth | config | sio | sio_adapter) TARGETS+=("$2") ;; *) die "unknown target '$2'" ;; esac
         shift 2
         ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(proto auth config sio)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(proto auth config sio sio_adapter)
 
 command -v clang >/dev/null || die "clang not found"
 echo "== build ($BUILD_DIR)"
