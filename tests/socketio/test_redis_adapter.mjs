@@ -243,6 +243,7 @@ describe("bad MessagePack on socket.io#/#", () => {
   before(async () => {
     redis = await startRedis();
     raw = createClient({ url: redis.url });
+    raw.on("error", () => {}); // reconnects by itself after the restart below
     await raw.connect();
     const flags = ["--redis", redis.url, "--socketio-redis-adapter"];
     [a, b] = await Promise.all([startGateway(flags, "gw-a"), startGateway(flags, "gw-b")]);
@@ -275,6 +276,21 @@ describe("bad MessagePack on socket.io#/#", () => {
     all[0].socket.emit(EV, "after");
     await Promise.all(all.map((r) => r.await("after")));
     for (const r of all) assert.deepEqual([r.count(m), r.count("after")], [1, 1], r.name);
+  });
+
+  test("after Redis restarts, socket.io#/# is subscribed again", async () => {
+    const from = [a.lines.length, b.lines.length];
+    await redis.stop();
+    redis = await startRedis(redis.port);
+    await Promise.all([a.awaitLine(/broker up/, 10000, from[0]), b.awaitLine(/broker up/, 10000, from[1])]);
+    // The SUBSCRIBE leaves with "broker up"; wait until Redis has taken it.
+    await within((async () => {
+      while ((await raw.pubSubNumSub(ADAPTER_CHANNEL))[ADAPTER_CHANNEL] !== 2) await new Promise((r) => setTimeout(r, 20));
+    })(), 5000, "both replicas on socket.io#/#");
+    const m = `m${++seq}`;
+    await raw.publish(ADAPTER_CHANNEL, notepack.encode(["nodeUi", { type: 2, data: [EV, m], nsp: "/" }, { rooms: [], except: [], flags: {} }]));
+    await Promise.all(all.map((r) => r.await(m)));
+    for (const r of all) assert.equal(r.count(m), 1, r.name);
   });
 });
 

@@ -89,12 +89,14 @@ export class Proc {
   }
 }
 
-export async function startRedis() {
-  const port = await freePort();
+/** A redis-server on a free port, or on port (a restart). */
+export async function startRedis(port) {
+  port ??= await freePort();
   const p = new Proc("redis", "redis-server",
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
   await p.awaitLine(/Ready to accept connections/);
   p.url = `redis://127.0.0.1:${port}`;
+  p.port = port;
   return p;
 }
 
