@@ -653,32 +653,38 @@ static int rb_history(struct broker *base, const char *ch, size_t len,
     return 0;
 }
 
+/* PUBLISH <prefix>C payload. */
+static int publish_plain(struct rbroker *b, const char *ch, size_t chlen,
+                         const char *payload, size_t len, broker_done_fn done, void *arg)
+{
+    struct pubreq *req = malloc(sizeof *req);
+    if (!req)
+        return -1;
+    req->done = done;
+    req->arg = arg;
+    char name[REDIS_NAME_MAX];
+    const char *argv[3] = {"PUBLISH", prefixed(b, ch, chlen, name), payload};
+    size_t argl[3] = {7, b->prefix_len + chlen, len};
+    if (redisAsyncCommandArgv(b->pub, on_pub_reply, req, 3, argv, argl) != REDIS_OK) {
+        free(req);
+        return -1;
+    }
+    return 0;
+}
+
 static int rb_publish(struct broker *base, const char *ch, size_t chlen,
                       const char *payload, size_t len, broker_done_fn done,
                       void *arg)
 {
     struct rbroker *b = (struct rbroker *)base;
-    struct pubreq *req;
     if (b->phase != UP || chlen > CHANNEL_MAX)
         return -1;
-    if (rb_history_on(base, ch, chlen)) {
-        if (publish_history(b, ch, chlen, payload, len, done, arg) < 0)
-            return -1;
-    } else {
-        if (!(req = malloc(sizeof *req)))
-            return -1;
-        req->done = done;
-        req->arg = arg;
-        char name[REDIS_NAME_MAX];
-        const char *argv[3] = {"PUBLISH", prefixed(b, ch, chlen, name), payload};
-        size_t argl[3] = {7, b->prefix_len + chlen, len};
-        if (redisAsyncCommandArgv(b->pub, on_pub_reply, req, 3, argv, argl) != REDIS_OK) {
-            free(req);
-            return -1;
-        }
-    }
-    publish_bridge(b, ch, chlen, payload, len);
-    return 0;
+    int rc = rb_history_on(base, ch, chlen)
+                 ? publish_history(b, ch, chlen, payload, len, done, arg)
+                 : publish_plain(b, ch, chlen, payload, len, done, arg);
+    if (rc == 0)
+        publish_bridge(b, ch, chlen, payload, len);
+    return rc;
 }
 
 /* One shard (shards and shard_of left NULL): the two connections live and
