@@ -709,10 +709,10 @@ void config_usage(const char *default_web_root)
         const char *def = o->defval ? o->defval : o->unset ? o->unset : "none";
         if (o->set == set_web_root)
             def = default_web_root;
-        printf("  --%-18s %s\n  %-20s default: %s\n", o->name, o->help, "", def);
+        printf("  --%-22s %s\n  %-24s default: %s\n", o->name, o->help, "", def);
     }
-    printf("  --%-18s %s\n", "version", "print the version and exit");
-    printf("  --%-18s %s\n", "help", "print this help and exit");
+    printf("  --%-22s %s\n", "version", "print the version and exit");
+    printf("  --%-22s %s\n", "help", "print this help and exit");
 }
 
 void config_print(const struct config *cfg, FILE *out)
