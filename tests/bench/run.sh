@@ -10,9 +10,17 @@
 #
 #   tests/bench/run.sh [--subs N] [--messages M] [--rate R] [--size B]
 #                      [--gateways G] [--workers W] [--redis|--embedded] [--batch]
-#                      [--timeout S (default 300)] [--server wsgate|nchan|socketio]
-#                      [--scenario default|all|sidebyside]
+#                      [--timeout S (default 300)] [--procs P]
+#                      [--server wsgate|wsgate-sio|nchan|socketio]
+#                      [--scenario default|all|sidebyside|100k]
+#                      [--idle-subs N] [--idle S]
 #                      [-- extra wsbench args, e.g. --verbose --window 64]
+#
+# --procs P runs P load-generator processes (wsbench --procs), the k-th
+# connecting from 127.0.0.(2+k) when P > 1: each process has its own
+# descriptor limit and each address its own ephemeral ports.
+# --server wsgate-sio is wsgate through its Socket.IO dialect (/socket.io/,
+# wsbench --proto wsgate-sio).
 #
 # --server nchan runs G nginx instances (worker_processes 1, nchan websocket
 # subscriber /sub/<channel> and publisher /pub/<channel>, storage in the same
@@ -38,6 +46,22 @@
 # every scenario; e.g. 500 subscribers, 50 msg/s for 5 s, 100-byte payloads:
 #   tests/bench/run.sh --scenario sidebyside --subs 500 --rate 50 --messages 250 --size 100
 #
+# --scenario sidebyside also measures, per server, --idle-subs (default
+# 10000) connections held idle for --idle seconds (default 30; 0 skips it):
+# CPU share and RSS per connection at default settings; and the send()
+# floor (wsbench --floor: 1000 loopback sockets, 1, 4 and 16 frames of 120
+# bytes per send()). Its rows: wsgate plain with 1 worker and with
+# --workers 2, ?batch=1 and the Socket.IO dialect with --workers 2, and nchan
+# and Socket.IO as 2 instances each: 2 server processes but for the first.
+#
+# --scenario 100k: 100,000 subscribers (--subs) on one channel of one
+# gateway with --workers 8 (--workers), from --procs 8 load-generator
+# processes on 127.0.0.2..9; 1 broadcast (--messages). It checks the
+# machine's limits first (descriptors per process, ephemeral ports per
+# source address, somaxconn, tcp_mem; it changes no setting, it prints what
+# to raise) and sets WSGATE_MAX_CONNECTIONS=20000 per worker unless given
+# (the kernel spreads connections over the workers unevenly).
+#
 # Gateway flags can be changed through the environment, e.g.
 # WSGATE_MAX_QUEUE_BYTES=4096 tests/bench/run.sh ... (every WSGATE_* variable
 # in effect is printed). KEEP_LOGS=1 keeps the log directory; it is kept
@@ -61,8 +85,12 @@ BATCH=0
 TIMEOUT=300
 SCENARIO=default
 SERVER=wsgate
+PROCS=1
+IDLE_SUBS=10000
+IDLE_S=30
 EXTRA=()
 SET_ARGS=() # what the user gave, passed on to each --scenario all run
+GIVEN=()    # the options the user set
 
 usage() {
     sed -n '2,/^set -u$/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -77,7 +105,8 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 while [ $# -gt 0 ]; do
     case $1 in
-    --subs | --messages | --rate | --size | --gateways | --workers | --timeout | --scenario | --server)
+    --subs | --messages | --rate | --size | --gateways | --workers | --timeout | --scenario | \
+        --server | --procs | --idle-subs | --idle)
         [ $# -ge 2 ] || die "$1 needs a value"
         case $1 in
         --subs) SUBS=$2 ;;
@@ -89,8 +118,12 @@ while [ $# -gt 0 ]; do
         --timeout) TIMEOUT=$2 ;;
         --scenario) SCENARIO=$2 ;;
         --server) SERVER=$2 ;;
+        --procs) PROCS=$2 ;;
+        --idle-subs) IDLE_SUBS=$2 ;;
+        --idle) IDLE_S=$2 ;;
         esac
-        case $1 in --scenario | --gateways | --server) ;; *) SET_ARGS+=("$1" "$2") ;; esac
+        case $1 in --scenario | --gateways | --server | --idle-subs | --idle) ;; *) SET_ARGS+=("$1" "$2") ;; esac
+        GIVEN+=("$1")
         shift 2
         ;;
     --redis) MODE=redis; shift ;;
@@ -102,9 +135,22 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-for v in SUBS MESSAGES RATE SIZE GATEWAYS WORKERS TIMEOUT; do
+given() { [[ " ${GIVEN[*]-} " == *" $1 "* ]]; }
+if [ "$SCENARIO" = 100k ]; then # its defaults, where the user set none
+    given --subs || SUBS=100000
+    given --workers || WORKERS=8
+    given --procs || PROCS=8
+    given --messages || MESSAGES=1
+    given --rate || RATE=1
+    given --size || SIZE=100
+    given --timeout || TIMEOUT=120
+    export WSGATE_MAX_CONNECTIONS="${WSGATE_MAX_CONNECTIONS:-20000}"
+fi
+for v in SUBS MESSAGES RATE SIZE GATEWAYS WORKERS TIMEOUT PROCS IDLE_SUBS IDLE_S; do
     is_uint "${!v}" || die "--${v,,} wants a non-negative integer, got '${!v}'"
 done
+if [ "$PROCS" -lt 1 ] || [ "$PROCS" -gt 64 ]; then die "--procs wants 1..64"; fi
+[ "$PROCS" -le "$SUBS" ] || die "--procs $PROCS is more than --subs $SUBS"
 if [ "$GATEWAYS" -lt 1 ] || [ "$GATEWAYS" -gt 16 ]; then die "--gateways wants 1..16"; fi
 [ "$SUBS" -ge 1 ] || die "--subs wants at least 1"
 [ "$TIMEOUT" -ge 1 ] || die "--timeout wants at least 1"
@@ -120,7 +166,7 @@ SIO_DIR=$HERE/sio-server
 # missing_server NAME: how to install it, or nothing when it is there.
 missing_server() {
     case $1 in
-    wsgate) ;;
+    wsgate | wsgate-sio) ;;
     nchan)
         if ! command -v nginx >/dev/null || [ ! -f "$NCHAN_MODULE" ]; then
             echo "nginx + nchan not installed: apt-get install nginx-light libnginx-mod-nchan"
@@ -131,14 +177,17 @@ missing_server() {
             echo "Socket.IO not installed: apt-get install nodejs npm; (cd tests/bench/sio-server && npm ci)"
         fi
         ;;
-    *) die "--server wants wsgate, nchan or socketio, got '$1'" ;;
+    *) die "--server wants wsgate, wsgate-sio, nchan or socketio, got '$1'" ;;
     esac
 }
 missing_server "$SERVER" >/dev/null
 if [ "$SERVER" != wsgate ]; then
-    [ "$MODE" = redis ] || die "--server $SERVER needs --redis"
-    if [ "$BATCH" = 1 ] || [ "$WORKERS" != 1 ]; then die "--batch and --workers are wsgate's"; fi
+    [ "$BATCH" = 0 ] || die "--batch is wsgate's with plain v1 clients"
     [ "$RATE" -gt 0 ] || die "--server $SERVER needs --rate above 0 (it acknowledges no publish)"
+fi
+if [ "$SERVER" = nchan ] || [ "$SERVER" = socketio ]; then
+    [ "$MODE" = redis ] || die "--server $SERVER needs --redis"
+    [ "$WORKERS" = 1 ] || die "--workers is wsgate's"
 fi
 
 # ---------------------------------------------------------------------------
@@ -155,8 +204,12 @@ if [ "$SCENARIO" = all ] || [ "$SCENARIO" = sidebyside ]; then
             "--redis --gateways 2 --subs 1000")
     else
         names=() args=()
-        for s in "wsgate|wsgate plain|" "wsgate|wsgate ?batch=1|--batch" \
-            "nchan|nginx + nchan|" "socketio|socket.io + redis-adapter|"; do
+        for s in "wsgate|wsgate plain, 1 worker|--workers 1" \
+            "wsgate|wsgate plain, --workers 2|--workers 2" \
+            "wsgate|wsgate ?batch=1, --workers 2|--workers 2 --batch" \
+            "wsgate-sio|wsgate Socket.IO, --workers 2|--workers 2" \
+            "nchan|nginx + nchan, 2 instances|--workers 1 --gateways 2" \
+            "socketio|socket.io + redis-adapter, 2|--workers 1 --gateways 2"; do
             IFS='|' read -r server name extra <<<"$s"
             why=$(missing_server "$server")
             if [ -n "$why" ]; then
@@ -164,66 +217,153 @@ if [ "$SCENARIO" = all ] || [ "$SCENARIO" = sidebyside ]; then
                 continue
             fi
             names+=("$name")
-            args+=("--redis --gateways 2 --server $server $extra")
+            args+=("--redis --server $server $extra")
         done
-    fi
-    results=()
-    overall=0
-    for i in "${!names[@]}"; do
+        # The floor under every row: what the kernel charges per send().
         echo "=================================================================="
-        echo "scenario ${names[$i]}"
+        echo "send() floor: $WSBENCH --floor --subs 1000 --size 120"
+        echo "=================================================================="
+        floor=$("$WSBENCH" --floor --subs 1000 --size 120 2>&1)
+        echo "$floor"
+        floor=$(grep '^RESULT ' <<<"$floor")
+        # Idle rows need more connections than one worker's default cap.
+        export WSGATE_MAX_CONNECTIONS="${WSGATE_MAX_CONNECTIONS:-20000}"
+    fi
+    results=() idles=()
+    overall=0
+    # run_one TITLE ARGS...: one run of this script, tee'd; sets rc and line.
+    run_one() {
+        local title=$1 out
+        shift
+        echo "=================================================================="
+        echo "scenario $title"
         echo "=================================================================="
         out=$(mktemp /tmp/wsbench-scenario.XXXXXX)
-        # shellcheck disable=SC2086 # the scenario args are words on purpose
-        "$0" ${args[$i]} "${SET_ARGS[@]}" -- "${EXTRA[@]}" 2>&1 | tee "$out"
+        "$0" "$@" 2>&1 | tee "$out"
         rc=${PIPESTATUS[0]}
         [ "$rc" -eq 0 ] || overall=1
         line=$(grep '^RESULT ' "$out" | tail -n 1)
-        results+=("$rc|${line:-RESULT status=no_result}")
+        line=${line:-RESULT status=no_result}
         rm -f "$out"
         echo
+    }
+    for i in "${!names[@]}"; do
+        # sidebyside: the row's own args last, they win over the user's
+        # shellcheck disable=SC2086 # the scenario args are words on purpose
+        if [ "$SCENARIO" = sidebyside ]; then
+            run_one "${names[$i]}" "${SET_ARGS[@]}" ${args[$i]} -- "${EXTRA[@]}"
+        else # the user's --subs etc. replace the scenario's
+            run_one "${names[$i]}" ${args[$i]} "${SET_ARGS[@]}" -- "${EXTRA[@]}"
+        fi
+        results+=("$rc|$line")
+        if [ "$SCENARIO" = sidebyside ] && [ "$IDLE_S" -gt 0 ]; then
+            # shellcheck disable=SC2086
+            run_one "${names[$i]}: $IDLE_SUBS idle connections for $IDLE_S s" ${args[$i]} \
+                --subs "$IDLE_SUBS" --messages 1 --rate 1 --size 100 -- --idle "$IDLE_S"
+            idles+=("$line")
+        fi
     done
     echo "=================================================================="
     echo "summary ($(nproc) CPUs; bench, servers and redis share them; $(date -u '+%Y-%m-%d %H:%M UTC'))"
     echo "=================================================================="
-    printf '%-27s %-6s %5s %9s %7s %7s %9s %9s %9s %9s %9s %8s %8s %8s %9s\n' scenario status \
-        subs deliveries lost errors "deliv/s" "p50 ms" "p90 ms" "p99 ms" "max ms" "cpu-us/d" \
-        "+redis" "rss/conn" "other-cpu"
+    get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+    ms() { local v; v=$(get "$1"); [ -n "$v" ] && awk -v v="$v" 'BEGIN{printf "%.1f", v/1000}'; }
+    idle=()
+    [ "$SCENARIO" = sidebyside ] && [ "$IDLE_S" -gt 0 ] && idle=("idle %cpu" "idle B/c")
+    fmt='%-33s %-6s %5s %9s %7s %6s %8s %8s %8s %8s %8s %8s %8s %9s %8s %9s\n'
+    # shellcheck disable=SC2059 # one format for every row
+    printf "$fmt" scenario status subs delivered lost errors "deliv/s" "p50 ms" "p99 ms" \
+        "p99.9 ms" "max ms" "cpu-us/d" "+redis" "${idle[0]-rss/conn}" "${idle[1]-}" "other-cpu"
     for i in "${!names[@]}"; do
         rc=${results[$i]%%|*}
         line=${results[$i]#*|}
-        get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
         st=$(get status)
         [ -n "$st" ] || st="rc=$rc"
-        ms() { local v; v=$(get "$1"); [ -n "$v" ] && awk -v v="$v" 'BEGIN{printf "%.1f", v/1000}'; }
         # servers + Redis per delivery, from the CPU-seconds in RESULT
         withredis=$(awk -v g="$(get gw_cpu_s)" -v a="$(get aux_cpu_s)" -v d="$(get deliveries)" \
             'BEGIN{if (d > 0) printf "%.3f", (g + a) * 1e6 / d}')
-        printf '%-27s %-6s %5s %9s %7s %7s %9s %9s %9s %9s %9s %8s %8s %8s %9s\n' "${names[$i]}" "$st" \
-            "$(get subs)" "$(get deliveries)" "$(get missing)" "$(get errors)" \
-            "$(get deliveries_per_s)" "$(ms lat_p50_us)" "$(ms lat_p90_us)" "$(ms lat_p99_us)" \
-            "$(ms lat_max_us)" "$(get cpu_us_per_delivery)" "$withredis" \
-            "$(get rss_per_conn_bytes)" "$(get other_cpu_s)"
+        row=("${names[$i]}" "$st" "$(get subs)" "$(get deliveries)" "$(get missing)" "$(get errors)"
+            "$(get deliveries_per_s)" "$(ms lat_p50_us)" "$(ms lat_p99_us)" "$(ms lat_p999_us)"
+            "$(ms lat_max_us)" "$(get cpu_us_per_delivery)" "$withredis")
+        other=$(get other_cpu_s)
+        if [ ${#idle[@]} -gt 0 ]; then
+            line=${idles[$i]}
+            st=$(get status)
+            [ "$st" = ok ] && st= || st=" ($st)"
+            row+=("$(get idle_cpu_pct)$st" "$(get rss_per_conn_bytes)")
+        else
+            row+=("$(get rss_per_conn_bytes)" "")
+        fi
+        # shellcheck disable=SC2059
+        printf "$fmt" "${row[@]}" "$other"
     done
     echo "(cpu-us/d: server process CPU per delivery; +redis: the same plus redis-server;"
-    echo " rss/conn: server RSS growth per subscriber connection in bytes; other-cpu:"
-    echo " CPU-s used by unrelated processes during the publish phase, i.e. noise)"
+    if [ ${#idle[@]} -gt 0 ]; then
+        echo " idle %cpu, idle B/c: server CPU (share of one core) and RSS growth per connection"
+        echo " with $IDLE_SUBS connections held idle $IDLE_S s, default settings;"
+    else
+        echo " rss/conn: server RSS growth per subscriber connection in bytes;"
+    fi
+    echo " other-cpu: CPU-s used by unrelated processes during the publish phase, i.e. noise)"
+    if [ -n "${floor:-}" ]; then
+        line=$floor
+        echo "send() floor, same machine: $(get us_per_send_1) CPU-us per send() of 1 frame," \
+            "$(get us_per_frame_4) per frame with 4 per send(), $(get us_per_frame_16) with 16" \
+            "($(get sockets) loopback sockets, $(get frame_bytes)-byte frames)"
+    fi
     exit "$overall"
 fi
-[ "$SCENARIO" = default ] || die "--scenario wants default, all or sidebyside"
+case $SCENARIO in default | 100k) ;; *) die "--scenario wants default, all, sidebyside or 100k" ;; esac
 
 # ---------------------------------------------------------------------------
 # One run.
 why=$(missing_server "$SERVER")
 [ -z "$why" ] || die "$why"
-[ "$SERVER" != wsgate ] || [ -x "$WSGATE" ] || die "missing $WSGATE (build first, or set BUILD_DIR)"
+case $SERVER in wsgate*) [ -x "$WSGATE" ] || die "missing $WSGATE (build first, or set BUILD_DIR)" ;; esac
 [ -x "$WSBENCH" ] || die "missing $WSBENCH (build first, or set BUILD_DIR)"
 if [ "$MODE" = redis ]; then
     command -v redis-server >/dev/null || die "redis-server not found"
 fi
 
+# check_limits: what this machine allows against what the run needs, from
+# the gateways' and the generators' point of view. Changes no setting: a
+# limit that cannot hold stops the run with what to raise.
+check_limits() {
+    local nofile lo hi range per_proc per_worker somax conn file_max need avail_kb
+    nofile=$(ulimit -Hn)
+    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+    range=$((hi - lo + 1))
+    per_proc=$(((SUBS + PROCS - 1) / PROCS))
+    per_worker=$((SUBS / (GATEWAYS * WORKERS)))
+    somax=$(cat /proc/sys/net/core/somaxconn)
+    file_max=$(cat /proc/sys/fs/file-max)
+    conn=$(cat /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null || echo none)
+    avail_kb=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+    echo "run.sh: limits: descriptors per process $nofile (hard), ephemeral ports $lo-$hi" \
+        "($range per source address), somaxconn $somax, fs.file-max $file_max," \
+        "nf_conntrack_max $conn, tcp_mem $(cat /proc/sys/net/ipv4/tcp_mem) pages" \
+        "(min pressure max), MemAvailable $((avail_kb / 1024)) MB"
+    echo "run.sh: needs: $per_proc connections per load generator ($PROCS), ~$per_worker per" \
+        "worker ($((GATEWAYS * WORKERS)) in all), $((2 * SUBS)) TCP sockets on loopback"
+    [ "$per_proc" -lt $((nofile - 64)) ] ||
+        die "$per_proc connections per load generator exceed its descriptor limit $nofile: raise --procs (or ulimit -Hn)"
+    # the kernel spreads connections over SO_REUSEPORT workers unevenly: 10% margin
+    [ $((per_worker * 11 / 10)) -lt $((nofile - 64)) ] ||
+        die "~$per_worker connections per worker exceed its descriptor limit $nofile: raise --workers"
+    [ "$per_proc" -le "$range" ] ||
+        die "$per_proc connections from one source address exceed the $range ephemeral ports: raise --procs (each has its own 127.0.0.x), or sysctl -w net.ipv4.ip_local_port_range='1024 65535'"
+    need=$((2 * SUBS + 10000))
+    [ "$need" -lt "$file_max" ] || die "$need descriptors exceed fs.file-max $file_max: sysctl -w fs.file-max=$((need * 2))"
+    if [ "$conn" != none ] && [ "$SUBS" -gt "$conn" ]; then
+        echo "run.sh: WARNING: $SUBS connections exceed nf_conntrack_max $conn if loopback is tracked: sysctl -w net.netfilter.nf_conntrack_max=$((SUBS * 2))" >&2
+    fi
+    [ "$somax" -ge $((128 * PROCS)) ] ||
+        echo "run.sh: note: somaxconn $somax < $((128 * PROCS)) handshakes in flight: connects may be retried (sysctl -w net.core.somaxconn=$((128 * PROCS)))" >&2
+}
+
 LOGDIR=$(mktemp -d /tmp/wsbench.XXXXXX)
 GW_PIDS=()
+WORKER_PIDS=() # workers of --workers gateways: not our children, stopped by PID
 GW_PORTS=()
 REDIS_PID=
 BENCH_PID=
@@ -241,6 +381,9 @@ cleanup() {
     local i
     for i in "${!GW_PIDS[@]}"; do
         stop_pid "${GW_PIDS[$i]}" "gateway $i"
+    done
+    for i in "${!WORKER_PIDS[@]}"; do # their supervisor's death signals them; make sure
+        stop_pid "${WORKER_PIDS[$i]}" "gateway worker ${WORKER_PIDS[$i]}"
     done
     [ -n "$REDIS_PID" ] && stop_pid "$REDIS_PID" redis-server
     if [ "$KEEP" = 1 ] || [ "$rc" -ne 0 ]; then
@@ -266,6 +409,7 @@ echo "run.sh: $SERVER, $MODE, $GATEWAYS gateway(s) x $WORKERS worker(s), $SUBS s
     "$rate_txt$([ "$BATCH" = 1 ] && echo ", batch")"
 env | grep '^WSGATE_' | sed 's/^/run.sh: gateway environment: /'
 echo "run.sh: machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "$SCENARIO" = 100k ] || [ "$SUBS" -gt 15000 ] || [ "$PROCS" -gt 1 ] && check_limits
 
 REDIS_URL=
 if [ "$MODE" = redis ]; then
@@ -377,13 +521,16 @@ start_socketio() {
 }
 
 for i in $(seq 0 $((GATEWAYS - 1))); do
-    "start_$SERVER" "$i"
+    "start_${SERVER%-sio}" "$i" # wsgate-sio: the same gateway
     GW_PORTS+=("$port")
     echo "run.sh: $SERVER $i pid $pid on 127.0.0.1:$port"
 done
 
+# a connect costs the box ~0.5 ms all told: 100k take about a minute
+SETUP_TIMEOUT=$((SUBS / 500 > 60 ? SUBS / 500 : 60))
 bench_args=(--subs "$SUBS" --messages "$MESSAGES" --rate "$RATE" --size "$SIZE"
-    --timeout "$TIMEOUT" --setup-timeout 60)
+    --timeout "$TIMEOUT" --setup-timeout "$SETUP_TIMEOUT")
+[ "$PROCS" -gt 1 ] && bench_args+=(--procs "$PROCS" --source-addr 127.0.0.2)
 [ "$BATCH" = 1 ] && bench_args+=(--batch)
 bench_args+=(--proto "$SERVER")
 for i in "${!GW_PIDS[@]}"; do
@@ -392,6 +539,7 @@ for i in "${!GW_PIDS[@]}"; do
     if [ "$WORKERS" -gt 1 ]; then # the workers do the work, not the supervisor
         read -ra workers <"/proc/$pid/task/$pid/children"
         for w in "${workers[@]}"; do bench_args+=(--gateway-pid "$w"); done
+        WORKER_PIDS+=("${workers[@]}")
     elif [ "$SERVER" = nchan ]; then # the master and its worker
         read -ra workers <"/proc/$pid/task/$pid/children"
         bench_args+=(--gateway-pid "$pid")
@@ -405,7 +553,7 @@ bench_args+=("${EXTRA[@]}")
 
 echo "run.sh: $WSBENCH ${bench_args[*]}"
 # wsbench stops by itself; timeout(1) is a second bound should it hang.
-timeout --kill-after=5 $((TIMEOUT + 60 + 30)) "$WSBENCH" "${bench_args[@]}" \
+timeout --kill-after=5 $((TIMEOUT + SETUP_TIMEOUT + 30)) "$WSBENCH" "${bench_args[@]}" \
     >"$LOGDIR/bench.out" &
 BENCH_PID=$!
 wait "$BENCH_PID"
@@ -413,6 +561,18 @@ status=$?
 BENCH_PID=
 cat "$LOGDIR/bench.out"
 [ "$status" -eq 124 ] && echo "run.sh: wsbench did not stop within its bound (killed)" >&2
+if [ "$SCENARIO" = 100k ]; then
+    line=$(grep '^RESULT ' "$LOGDIR/bench.out" | tail -n 1)
+    get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
+    ms() { awk -v v="$(get "$1")" 'BEGIN{printf "%.1f", v/1000}'; }
+    echo "100k: $(get subs_complete) of $(get subs) subscribers got all $(get messages)" \
+        "broadcast(s) ($(get deliveries) of $(get expected) deliveries, $(get errors) errors);" \
+        "latency p50 $(ms lat_p50_us) ms, p99 $(ms lat_p99_us) ms, p99.9 $(ms lat_p999_us) ms," \
+        "max $(ms lat_max_us) ms; gateway RSS $(get rss_per_conn_bytes) B per connection" \
+        "($WORKERS workers summed; kernel TCP memory $(get tcp_mem_kb_before) ->" \
+        "$(get tcp_mem_kb_connected) kB); connect+subscribe $(get setup_s) s for $(get subs) from" \
+        "$(get procs) processes; other processes' CPU during the broadcast $(get other_cpu_s) s"
+fi
 
 # What the gateways said: anything at warn or above, and whether they lived.
 for i in "${!GW_PIDS[@]}"; do

@@ -28,8 +28,22 @@
  *             subscribers emit "subscribe" with an ack, the publisher emits
  *             ["publish",channel,data]; deliveries are ["message",data]
  *             (tests/bench/sio-server/server.js).
- * Neither acknowledges a publish, so there a publish counts as acked when
- * sent and --rate must be above 0.
+ *   wsgate-sio  wsgate's own Socket.IO dialect at /socket.io/: no rooms,
+ *             every Socket.IO client gets every event (--socketio-channel),
+ *             so subscribers are ready at "40"; the publisher emits
+ *             ["message",data] and ignores its own echo.
+ * None of these acknowledges a publish, so there a publish counts as acked
+ * when sent and --rate must be above 0.
+ *
+ * --procs K spreads the subscribers over K load-generator processes (this
+ * one and K-1 forked children), each under its own descriptor limit; with
+ * --source-addr A, process k connects from address A+k (127.0.0.x), each
+ * address with its own ephemeral ports. The children report readiness,
+ * progress, counts and latency samples through shared memory; this process
+ * publishes, samples the gateways and prints one RESULT for all of them.
+ *
+ * --floor measures the kernel's share instead: the CPU one send() of 1, 4
+ * and 16 ready frames of --size bytes costs over --subs loopback sockets.
  *
  * Gateway CPU (utime+stime from /proc/PID/stat) is sampled just before the
  * first publish and when the last delivery arrived; VmRSS before connecting,
@@ -48,13 +62,21 @@
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -67,9 +89,10 @@
 #define MAX_EVENTS 512
 #define LAT_CAP_DEFAULT (32u << 20) /* latency samples kept (256 MiB) */
 #define DIAG_MAX 5                /* unexpected frames printed */
+#define MAX_PROCS 64
 
 enum state { S_CONNECTING, S_WELCOME, S_SUBSCRIBING, S_READY, S_CLOSED };
-enum proto { P_WSGATE, P_NCHAN, P_SIO };
+enum proto { P_WSGATE, P_NCHAN, P_SIO, P_WSIO };
 
 struct conn {
     struct wsc ws; /* first: the socket, its buffers and frame parser */
@@ -100,6 +123,9 @@ static struct {
     pid_t aux_pids[MAX_PIDS];
     int naux;
     int verbose;
+    int procs;
+    uint32_t src_addr; /* host order; 0: the kernel's choice */
+    int floor;
     enum proto proto;
     char sub_target[300], pub_target[300]; /* upgrade request targets */
 } opt = {
@@ -112,10 +138,29 @@ static struct {
     .setup_timeout = 60,
     .window = 256,
     .parallel = 128,
+    .procs = 1,
 };
+
+/* One load-generator process's figures, in memory shared with the parent
+ * (which reads them while the children run, hence the atomics). */
+struct shard {
+    int ready;    /* 1: every subscriber acked; -1: setup failed */
+    int finished; /* subscribers done or closed */
+    int exited;   /* the figures below are final */
+    int subs_ready, subs_done, subs_complete;
+    uint64_t deliveries, gaps, out_of_order, unexpected, closed_early, proto_errors;
+    uint64_t t_last_delivery;
+    size_t nlat; /* samples at the start of its slice of the latency array */
+};
+static struct {
+    int stop; /* set by the parent: close and report */
+    struct shard sh[MAX_PROCS];
+} *shm;
 
 static struct {
     int ep;
+    int proc;  /* 0: the parent, which publishes; 1..procs-1: children */
+    int nsubs, first; /* this process's subscribers: global indexes first.. */
     struct conn *subs;
     struct conn pub;
     int subs_started, subs_ready, subs_closed, subs_done, subs_finished;
@@ -150,7 +195,9 @@ struct cpu_sample {
     uint64_t aut[MAX_PIDS], ast[MAX_PIDS];
     uint64_t host_busy; /* ticks of every CPU not idle, from /proc/stat */
     struct rusage self;
+    uint64_t kids; /* utime+stime ticks of the child load generators */
 };
+static pid_t kids[MAX_PROCS]; /* the children, by process index; 0: reaped */
 
 /* Busy ticks of the whole machine: user nice system idle iowait irq softirq
  * steal; busy = all but idle and iowait. */
@@ -177,6 +224,11 @@ static void sample_cpu(struct cpu_sample *s)
     for (int i = 0; i < opt.naux; i++)
         proc_cpu(opt.aux_pids[i], &s->aut[i], &s->ast[i]);
     getrusage(RUSAGE_SELF, &s->self);
+    for (int k = 1; k < opt.procs; k++) {
+        uint64_t u, t;
+        if (kids[k] && proc_cpu(kids[k], &u, &t) == 0)
+            s->kids += u + t;
+    }
     s->host_busy = host_busy_ticks();
 }
 
@@ -184,6 +236,25 @@ static void sample_rss(long *kb)
 {
     for (int i = 0; i < opt.ngw; i++)
         kb[i] = proc_rss_kb(opt.gw_pids[i]);
+}
+
+/* Memory of every TCP socket on the machine (both ends of each loopback
+ * connection: kernel buffers, which no process's RSS shows), from
+ * /proc/net/sockstat; -1 if unreadable. */
+static long tcp_mem_kb(void)
+{
+    FILE *f = fopen("/proc/net/sockstat", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long pages = -1;
+    while (pages < 0 && fgets(line, sizeof line, f)) {
+        const char *m = strstr(line, " mem ");
+        if (!strncmp(line, "TCP:", 4) && m)
+            pages = strtol(m + 5, NULL, 10);
+    }
+    fclose(f);
+    return pages < 0 ? -1 : pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 static long sum_kb(const long *kb)
@@ -201,6 +272,7 @@ static void finish(struct conn *c)
     if (!c->is_pub && !c->finished) {
         c->finished = 1;
         g.subs_finished++;
+        __atomic_store_n(&shm->sh[g.proc].finished, g.subs_finished, __ATOMIC_RELAXED);
     }
 }
 
@@ -261,6 +333,7 @@ static void sub_ready(struct conn *c)
     c->state = S_READY;
     g.subs_ready++;
     g.inflight--;
+    __atomic_store_n(&shm->sh[g.proc].subs_ready, g.subs_ready, __ATOMIC_RELAXED);
 }
 
 static void on_delivery(struct conn *c, const char *p, size_t n)
@@ -359,6 +432,10 @@ static void on_sio(struct conn *c, const char *p, size_t n)
             c->state = S_READY;
             return;
         }
+        if (opt.proto == P_WSIO) { /* every client has every event already */
+            sub_ready(c);
+            return;
+        }
         char buf[300];
         snprintf(buf, sizeof buf, "421[\"subscribe\",\"%s\"]", opt.channel);
         send_text(c, buf);
@@ -367,6 +444,11 @@ static void on_sio(struct conn *c, const char *p, size_t n)
         sub_ready(c);
     } else if (c->state == S_READY && !c->is_pub && n > 12 && !memcmp(p, "42[\"message\",", 12)) {
         on_delivery(c, p, n);
+    } else if (c->is_pub && c->state == S_READY && n > 12 && !memcmp(p, "42[\"message\",", 12)) {
+        /* wsgate-sio: its own event, as every client gets it */
+    } else if (c->is_pub && n > 10 && !memcmp(p, "42[\"error\",", 10)) {
+        g.pub_errors++;
+        diag(c, "got", p, n);
     } else {
         g.unexpected++;
         diag(c, "got an unexpected packet", p, n);
@@ -375,7 +457,7 @@ static void on_sio(struct conn *c, const char *p, size_t n)
 
 static void on_text(struct conn *c, const char *p, size_t n)
 {
-    if (opt.proto == P_SIO) {
+    if (opt.proto == P_SIO || opt.proto == P_WSIO) {
         on_sio(c, p, n);
         return;
     }
@@ -473,6 +555,9 @@ static void publish_one(struct conn *c, int64_t i, const char *pad)
     } else if (opt.proto == P_SIO) {
         hn = snprintf(head, sizeof head, "42[\"publish\",\"%s\",%s", opt.channel, buf);
         tn = snprintf(tail, sizeof tail, "\"}]");
+    } else if (opt.proto == P_WSIO) {
+        hn = snprintf(head, sizeof head, "42[\"message\",%s", buf);
+        tn = snprintf(tail, sizeof tail, "\"}]");
     } else {
         hn = snprintf(head, sizeof head, "%s", buf);
         tn = snprintf(tail, sizeof tail, "\"}");
@@ -544,8 +629,12 @@ static void usage(FILE *f)
             "  --window W            unacked publishes in flight when --rate 0 (default 256)\n"
             "  --size B              bytes of each message's data JSON (default 200)\n"
             "  --batch               subscribers use /ws?batch=1\n"
-            "  --proto P             wsgate (default), nchan or socketio (see the top of\n"
-            "                        wsbench.c); the others need --rate above 0\n"
+            "  --proto P             wsgate (default), nchan, socketio or wsgate-sio (see the\n"
+            "                        top of wsbench.c); the others need --rate above 0\n"
+            "  --procs K             load-generator processes sharing --subs (default 1)\n"
+            "  --source-addr A       process k connects from address A+k, e.g. 127.0.0.2\n"
+            "  --floor               measure the send() floor instead: --subs loopback\n"
+            "                        sockets, 1, 4 and 16 frames of --size bytes per send()\n"
             "  --timeout S           publish phase limit in seconds (default 60)\n"
             "  --setup-timeout S     connect+subscribe limit in seconds (default 60)\n"
             "  --idle S              before publishing, hold every connection idle for S\n"
@@ -577,7 +666,8 @@ static double pct_us(double q)
 static void parse_args(int argc, char **argv)
 {
     enum { O_PORT = 1, O_SUBS, O_CHAN, O_MSGS, O_RATE, O_SIZE, O_BATCH, O_TIMEOUT,
-           O_SETUP, O_IDLE, O_WINDOW, O_PAR, O_GWPID, O_AUXPID, O_VERBOSE, O_PROTO, O_HELP };
+           O_SETUP, O_IDLE, O_WINDOW, O_PAR, O_GWPID, O_AUXPID, O_VERBOSE, O_PROTO, O_PROCS,
+           O_SRC, O_FLOOR, O_HELP };
     static const struct option lo[] = {
         {"port", required_argument, 0, O_PORT},
         {"url-port", required_argument, 0, O_PORT},
@@ -596,6 +686,9 @@ static void parse_args(int argc, char **argv)
         {"aux-pid", required_argument, 0, O_AUXPID},
         {"verbose", no_argument, 0, O_VERBOSE},
         {"proto", required_argument, 0, O_PROTO},
+        {"procs", required_argument, 0, O_PROCS},
+        {"source-addr", required_argument, 0, O_SRC},
+        {"floor", no_argument, 0, O_FLOOR},
         {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
@@ -642,19 +735,34 @@ static void parse_args(int argc, char **argv)
                 opt.proto = P_NCHAN;
             else if (!strcmp(optarg, "socketio"))
                 opt.proto = P_SIO;
+            else if (!strcmp(optarg, "wsgate-sio"))
+                opt.proto = P_WSIO;
             else
-                die("--proto wants wsgate, nchan or socketio, got '%s'", optarg);
+                die("--proto wants wsgate, nchan, socketio or wsgate-sio, got '%s'", optarg);
             break;
+        case O_PROCS: opt.procs = (int)num_arg("procs", optarg, 1, MAX_PROCS); break;
+        case O_SRC: {
+            struct in_addr a;
+            if (!inet_aton(optarg, &a) || !a.s_addr)
+                die("bad --source-addr '%s' (want an IPv4 address such as 127.0.0.2)", optarg);
+            opt.src_addr = ntohl(a.s_addr);
+            break;
+        }
+        case O_FLOOR: opt.floor = 1; break;
         case O_HELP: usage(stdout); exit(0);
         default: usage(stderr); exit(2);
         }
     }
     if (optind < argc)
         die("unexpected argument '%s'", argv[optind]);
+    if (opt.floor)
+        return;
     if (!opt.nports)
         usage(stderr), die("--port is required");
+    if (opt.procs > opt.subs)
+        die("--procs %d is more than --subs %d", opt.procs, opt.subs);
     if (opt.proto != P_WSGATE && (opt.batch || opt.rate == 0))
-        die("--proto nchan/socketio take neither --batch nor --rate 0");
+        die("--proto nchan/socketio/wsgate-sio take neither --batch nor --rate 0");
     switch (opt.proto) {
     case P_WSGATE:
         snprintf(opt.sub_target, sizeof opt.sub_target, "/ws%s", opt.batch ? "?batch=1" : "");
@@ -665,6 +773,7 @@ static void parse_args(int argc, char **argv)
         snprintf(opt.pub_target, sizeof opt.pub_target, "/pub/%s", opt.channel);
         break;
     case P_SIO:
+    case P_WSIO:
         snprintf(opt.sub_target, sizeof opt.sub_target, "/socket.io/?EIO=4&transport=websocket");
         snprintf(opt.pub_target, sizeof opt.pub_target, "%s", opt.sub_target);
         break;
@@ -695,73 +804,355 @@ static int dispatch(struct epoll_event *evs, int n)
     return n;
 }
 
+/* ---- the send() floor ------------------------------------------------------ */
+
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* What the kernel charges a sender for one send() of k ready frames to each
+ * of --subs loopback sockets (the receiver's side of loopback included): the
+ * floor under any server's CPU per delivery. The receivers are drained
+ * between rounds, outside the measurement. */
+static int send_floor(void)
+{
+    enum { ROUNDS = 50 };
+    static const int ks[] = {1, 4, 16};
+    int n = opt.subs;
+    size_t fs = opt.size;
+    if (fs < 4 || fs > 65535)
+        die("--floor wants --size 4..65535 (bytes per frame), got %zu", fs);
+    raise_nofile(2 * n + 64);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 128) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0)
+        die("--floor: listen on 127.0.0.1: %s", strerror(errno));
+    int *tx = calloc((size_t)n, sizeof *tx), *rx = calloc((size_t)n, sizeof *rx);
+    char *buf = malloc(16 * fs), *sink = malloc(1 << 20);
+    if (!tx || !rx || !buf || !sink)
+        die("out of memory");
+    for (int i = 0; i < n; i++) {
+        int one = 1;
+        rx[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (rx[i] < 0 || connect(rx[i], (struct sockaddr *)&sa, sizeof sa) < 0 ||
+            (tx[i] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+            die("--floor: socket pair %d: %s", i, strerror(errno));
+        setsockopt(tx[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    /* 16 unmasked server text frames of fs bytes each, header included */
+    for (int f = 0; f < 16; f++) {
+        unsigned char *p = (unsigned char *)buf + (size_t)f * fs;
+        size_t h = fs - 2 < 126 ? 2 : 4, len = fs - h;
+        p[0] = 0x81;
+        p[1] = (unsigned char)(h == 2 ? len : 126);
+        if (h == 4)
+            p[2] = (unsigned char)(len >> 8), p[3] = (unsigned char)len;
+        memset(p + h, 'x', len);
+    }
+    double per_send[3];
+    uint64_t shorts = 0;
+    for (int j = 0; j < 3; j++) {
+        size_t bytes = (size_t)ks[j] * fs;
+        double cpu = 0;
+        for (int r = -1; r < ROUNDS; r++) { /* round -1 warms up, uncounted */
+            double t0 = cpu_now();
+            for (int i = 0; i < n; i++)
+                if (send(tx[i], buf, bytes, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)bytes)
+                    shorts++;
+            if (r >= 0)
+                cpu += cpu_now() - t0;
+            for (int i = 0; i < n; i++)
+                while (recv(rx[i], sink, 1 << 20, MSG_DONTWAIT) > 0)
+                    ;
+        }
+        per_send[j] = cpu * 1e6 / ((double)n * ROUNDS);
+    }
+    printf("wsbench floor: %d loopback sockets, frames of %zu B, %d rounds of one send() each\n",
+           n, fs, ROUNDS);
+    for (int j = 0; j < 3; j++)
+        printf("  %2d frame(s) per send(): %.3f CPU-us per send() = %.3f per frame\n", ks[j],
+               per_send[j], per_send[j] / ks[j]);
+    printf("RESULT status=%s floor=1 sockets=%d frame_bytes=%zu us_per_send_1=%.3f "
+           "us_per_frame_4=%.3f us_per_frame_16=%.3f short_sends=%" PRIu64 "\n",
+           shorts ? "fail" : "ok", n, fs, per_send[0], per_send[1] / 4, per_send[2] / 16, shorts);
+    for (int i = 0; i < n; i++)
+        close(tx[i]), close(rx[i]);
+    close(lfd);
+    free(tx), free(rx), free(buf), free(sink);
+    return shorts ? 1 : 0;
+}
+
+/* ---- several load-generator processes ------------------------------------------- */
+
+/* Starts what may start of this process's subscribers; -1 on failure. */
+static int start_subs(void)
+{
+    while (g.subs_started < g.nsubs && g.inflight < opt.parallel) {
+        struct conn *c = &g.subs[g.subs_started];
+        if (start_connect(c, opt.ports[(g.first + g.subs_started) % opt.nports]) < 0)
+            return -1;
+        g.subs_started++;
+        g.inflight++;
+    }
+    return 0;
+}
+
+/* Sends a close frame on each connection, best effort, and closes them. */
+static void close_all(void)
+{
+    for (int i = 0; i <= g.nsubs; i++) {
+        struct conn *c = i < g.nsubs ? &g.subs[i] : &g.pub;
+        if (c->ws.fd < 0)
+            continue;
+        static const char bye[2] = {0x03, (char)0xe8}; /* 1000 */
+        c->ws.woff = c->ws.wlen = 0;
+        wsc_queue_frame(&c->ws, 0x8, bye, 2);
+        (void)!send(c->ws.fd, c->ws.wbuf, c->ws.wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+        wsc_close(&c->ws);
+    }
+}
+
+/* This process's final figures, for the parent to sum. */
+static void store_figures(void)
+{
+    struct shard *sh = &shm->sh[g.proc];
+    int complete = 0;
+    for (int i = 0; i < g.nsubs; i++)
+        complete += g.subs[i].got == (uint64_t)opt.messages && g.subs[i].next_seq == opt.messages;
+    sh->subs_done = g.subs_done;
+    sh->subs_complete = complete;
+    sh->deliveries = g.deliveries;
+    sh->gaps = g.gaps;
+    sh->out_of_order = g.out_of_order;
+    sh->unexpected = g.unexpected;
+    sh->closed_early = g.closed_early;
+    sh->proto_errors = g.proto_errors;
+    sh->t_last_delivery = g.t_last_delivery;
+    sh->nlat = g.nlat;
+    __atomic_store_n(&sh->exited, 1, __ATOMIC_RELEASE);
+}
+
+/* 1 when every child has its subscribers acked, 0 while not yet, -1 when
+ * one failed or died. */
+static int kids_ready(void)
+{
+    int all = 1;
+    for (int k = 1; k < opt.procs; k++) {
+        int r = __atomic_load_n(&shm->sh[k].ready, __ATOMIC_ACQUIRE), st;
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            if (kids[k] && waitpid(kids[k], &st, WNOHANG) == kids[k]) {
+                kids[k] = 0;
+                return -1;
+            }
+            all = 0;
+        }
+    }
+    return all;
+}
+
+static int sum_shards(size_t field)
+{
+    int n = 0;
+    for (int k = 0; k < opt.procs; k++)
+        n += __atomic_load_n((int *)((char *)&shm->sh[k] + field), __ATOMIC_RELAXED);
+    return n;
+}
+
+/* A child: connect and subscribe its share, say so, answer what arrives
+ * until the parent says stop (or a bound passes), then store its figures. */
+static int run_child(struct epoll_event *evs)
+{
+    uint64_t t0 = now_ns();
+    uint64_t setup_deadline = t0 + (uint64_t)(opt.setup_timeout * 1e9);
+    uint64_t bound = t0 + (uint64_t)((opt.setup_timeout + opt.idle + opt.timeout + 30) * 1e9);
+    while (!g.fatal && g.subs_ready < g.nsubs && !__atomic_load_n(&shm->stop, __ATOMIC_RELAXED)) {
+        if (now_ns() > setup_deadline || start_subs() < 0 || g.subs_closed)
+            g.fatal = 1;
+        int n = wait_events(evs, 100000000);
+        if (n < 0)
+            die("epoll_wait: %s", strerror(errno));
+        dispatch(evs, n);
+    }
+    __atomic_store_n(&shm->sh[g.proc].ready, g.fatal || g.subs_ready < g.nsubs ? -1 : 1,
+                     __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&shm->stop, __ATOMIC_RELAXED) && now_ns() < bound) {
+        int n = wait_events(evs, 100000000);
+        if (n < 0)
+            die("epoll_wait: %s", strerror(errno));
+        dispatch(evs, n);
+    }
+    close_all();
+    store_figures();
+    return 0;
+}
+
+/* The parent, once done: stops the children and waits for them (killed
+ * after 10 s). */
+static void stop_kids(void)
+{
+    __atomic_store_n(&shm->stop, 1, __ATOMIC_RELEASE);
+    uint64_t deadline = now_ns() + 10000000000u;
+    for (int k = 1; k < opt.procs; k++) {
+        while (kids[k] && waitpid(kids[k], NULL, WNOHANG) == 0) {
+            if (now_ns() > deadline) {
+                fprintf(stderr, "wsbench: load generator %d (pid %d) did not stop, killing it\n",
+                        k, (int)kids[k]);
+                kill(kids[k], SIGKILL);
+                waitpid(kids[k], NULL, 0);
+                break;
+            }
+            usleep(10000);
+        }
+        kids[k] = 0;
+    }
+}
+
+/* Sums every process's figures into g and gathers the latency samples at
+ * the start of the shared array; -1 when a child left no figures. */
+static int gather(uint64_t *lat_all, size_t slice, int *subs_complete)
+{
+    int rc = 0;
+    g.deliveries = g.gaps = g.out_of_order = g.unexpected = g.closed_early = 0;
+    g.proto_errors = g.t_last_delivery = 0;
+    g.subs_done = *subs_complete = 0;
+    g.nlat = 0;
+    for (int k = 0; k < opt.procs; k++) {
+        const struct shard *sh = &shm->sh[k];
+        if (!__atomic_load_n(&sh->exited, __ATOMIC_ACQUIRE)) {
+            fprintf(stderr, "wsbench: load generator %d left no figures\n", k);
+            rc = -1;
+            continue;
+        }
+        g.deliveries += sh->deliveries;
+        g.gaps += sh->gaps;
+        g.out_of_order += sh->out_of_order;
+        g.unexpected += sh->unexpected;
+        g.closed_early += sh->closed_early;
+        g.proto_errors += sh->proto_errors;
+        g.subs_done += sh->subs_done;
+        *subs_complete += sh->subs_complete;
+        if (sh->t_last_delivery > g.t_last_delivery)
+            g.t_last_delivery = sh->t_last_delivery;
+        memmove(lat_all + g.nlat, lat_all + (size_t)k * slice, sh->nlat * sizeof *lat_all);
+        g.nlat += sh->nlat;
+    }
+    g.lat = lat_all;
+    return rc;
+}
+
+/* ---- main ----------------------------------------------------------------------- */
+
 int main(int argc, char **argv)
 {
     wsc_env.prog = "wsbench";
     parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
-    raise_nofile(opt.subs + 64);
+    if (opt.floor)
+        return send_floor();
+
+    /* latency samples: one slice per process, each its share at most */
+    g.expected = (uint64_t)opt.subs * (uint64_t)opt.messages;
+    uint64_t most = (uint64_t)((opt.subs + opt.procs - 1) / opt.procs) * (uint64_t)opt.messages;
+    size_t slice = most < LAT_CAP_DEFAULT / opt.procs ? (size_t)most : LAT_CAP_DEFAULT / opt.procs;
+    size_t shm_len = sizeof *shm + slice * opt.procs * sizeof(uint64_t);
+    void *mem = mmap(NULL, shm_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        die("out of memory for %zu latency samples", slice * opt.procs);
+    shm = mem;
+    uint64_t *lat_all = (uint64_t *)(shm + 1);
+
+    long rss0[MAX_PIDS] = {0}, rss1[MAX_PIDS] = {0}, rss2[MAX_PIDS] = {0};
+    sample_rss(rss0); /* before any connection */
+    long tcp0 = tcp_mem_kb(), tcp1 = -1;
+
+    pid_t parent = getpid();
+    for (int k = 1; k < opt.procs && g.proc == 0; k++) {
+        pid_t pid = fork();
+        if (pid < 0)
+            die("fork: %s", strerror(errno));
+        if (pid == 0) {
+            g.proc = k;
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the run */
+            if (getppid() != parent)
+                _exit(1);
+        } else {
+            kids[k] = pid;
+        }
+    }
+    int base = opt.subs / opt.procs, rest = opt.subs % opt.procs;
+    g.nsubs = base + (g.proc < rest);
+    g.first = g.proc * base + (g.proc < rest ? g.proc : rest);
+    if (opt.src_addr)
+        wsc_env.src_addr = opt.src_addr + (uint32_t)g.proc;
+    raise_nofile(g.nsubs + 64);
     g.ep = wsc_init(MAX_FRAME, (struct wsc_hooks){h_opened, h_text, h_closed, h_lost,
                                                   h_bad, h_fatal});
 
-    g.subs = calloc((size_t)opt.subs, sizeof *g.subs);
+    g.subs = calloc((size_t)g.nsubs, sizeof *g.subs);
     if (!g.subs)
         die("out of memory");
-    for (int i = 0; i < opt.subs; i++)
+    for (int i = 0; i < g.nsubs; i++)
         g.subs[i].ws.fd = -1;
     g.pub.ws.fd = -1;
     g.pub.is_pub = 1;
-    g.expected = (uint64_t)opt.subs * (uint64_t)opt.messages;
-    g.latcap = g.expected < LAT_CAP_DEFAULT ? (size_t)g.expected : LAT_CAP_DEFAULT;
-    g.lat_stride = (g.expected + g.latcap - 1) / g.latcap;
+    uint64_t mine = (uint64_t)g.nsubs * (uint64_t)opt.messages;
+    g.lat = lat_all + (size_t)g.proc * slice;
+    g.latcap = slice;
+    g.lat_stride = (mine + slice - 1) / slice;
     if (!g.lat_stride)
         g.lat_stride = 1;
-    g.lat = malloc(g.latcap * sizeof *g.lat);
     char *pad = malloc(opt.size + 1);
-    if (!g.lat || !pad)
-        die("out of memory for %zu latency samples", g.latcap);
+    if (!pad)
+        die("out of memory");
     memset(pad, 'x', opt.size);
     /* touch the sample array now, not during the measurement */
     memset(g.lat, 0, g.latcap * sizeof *g.lat);
 
-    long rss0[MAX_PIDS] = {0}, rss1[MAX_PIDS] = {0}, rss2[MAX_PIDS] = {0};
-    sample_rss(rss0);
-
     struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
     if (!evs)
         die("out of memory");
+    if (g.proc)
+        return run_child(evs);
 
-    /* ---- setup: connect and subscribe ---- */
+    /* ---- setup: connect and subscribe (every process), then the publisher ---- */
     uint64_t t_setup = now_ns();
     uint64_t setup_deadline = t_setup + (uint64_t)(opt.setup_timeout * 1e9);
     uint64_t next_progress = t_setup + 1000000000u;
-    int pub_started = 0;
-    while (!g.fatal && (g.subs_ready < opt.subs || g.pub.state != S_READY)) {
+    int pub_started = 0, kr = opt.procs == 1;
+    while (!g.fatal && (g.subs_ready < g.nsubs || kr != 1 || g.pub.state != S_READY)) {
         uint64_t now = now_ns();
         if (now > setup_deadline) {
             fprintf(stderr, "wsbench: setup timed out after %.1f s: %d/%d subscribers acked, "
-                    "publisher %s\n", opt.setup_timeout, g.subs_ready, opt.subs,
-                    g.pub.state == S_READY ? "ready" : "not ready");
+                    "publisher %s\n", opt.setup_timeout, sum_shards(offsetof(struct shard, subs_ready)),
+                    opt.subs, g.pub.state == S_READY ? "ready" : "not ready");
             g.fatal = 1;
             break;
         }
-        while (g.subs_started < opt.subs && g.inflight < opt.parallel) {
-            struct conn *c = &g.subs[g.subs_started];
-            if (start_connect(c, opt.ports[g.subs_started % opt.nports]) < 0) {
-                g.fatal = 1;
-                break;
-            }
-            g.subs_started++;
-            g.inflight++;
+        if (start_subs() < 0) {
+            g.fatal = 1;
+            break;
         }
         if (g.subs_closed) {
             fprintf(stderr, "wsbench: %d subscriber(s) closed during setup\n", g.subs_closed);
             g.fatal = 1;
             break;
         }
+        if (kr != 1 && (kr = kids_ready()) < 0) {
+            fprintf(stderr, "wsbench: a load-generator process failed its setup\n");
+            g.fatal = 1;
+            break;
+        }
         /* the publisher connects once every subscriber is acked */
-        if (!pub_started && g.subs_ready == opt.subs) {
+        if (!pub_started && g.subs_ready == g.nsubs && kr == 1) {
             sample_rss(rss1);
+            tcp1 = tcp_mem_kb();
             if (start_connect(&g.pub, opt.ports[0]) < 0) {
                 g.fatal = 1;
                 break;
@@ -774,8 +1165,8 @@ int main(int argc, char **argv)
             break;
         }
         if (opt.verbose && now > next_progress) {
-            fprintf(stderr, "wsbench: setup %d started, %d acked\n", g.subs_started,
-                    g.subs_ready);
+            fprintf(stderr, "wsbench: setup %d acked of %d\n",
+                    sum_shards(offsetof(struct shard, subs_ready)), opt.subs);
             next_progress = now + 1000000000u;
         }
         int n = wait_events(evs, 100000000);
@@ -785,9 +1176,13 @@ int main(int argc, char **argv)
     }
     double setup_s = (double)(now_ns() - t_setup) / 1e9;
     if (g.fatal) {
+        int acked = sum_shards(offsetof(struct shard, subs_ready));
+        close_all();
+        stop_kids();
         fprintf(stderr, "wsbench: setup failed after %.2f s (%d/%d subscribers acked)\n",
-                setup_s, g.subs_ready, opt.subs);
-        printf("RESULT status=setup_failed subs=%d subs_acked=%d\n", opt.subs, g.subs_ready);
+                setup_s, acked, opt.subs);
+        printf("RESULT status=setup_failed subs=%d subs_acked=%d procs=%d setup_s=%.2f\n",
+               opt.subs, acked, opt.procs, setup_s);
         return 1;
     }
 
@@ -809,8 +1204,9 @@ int main(int argc, char **argv)
             ticks += (double)(c1.ut[i] - c0.ut[i] + c1.st[i] - c0.st[i]);
         idle_pct = ticks / (double)sysconf(_SC_CLK_TCK) * 100.0 /
                    ((double)(now_ns() - t_idle) / 1e9);
-        if (g.subs_closed)
-            fprintf(stderr, "wsbench: %d subscriber(s) closed while idle\n", g.subs_closed);
+        int gone = sum_shards(offsetof(struct shard, finished)); /* nothing published yet */
+        if (gone)
+            fprintf(stderr, "wsbench: %d subscriber(s) closed while idle\n", gone);
     }
 
     /* ---- publish and collect ---- */
@@ -820,7 +1216,7 @@ int main(int argc, char **argv)
     int timed_out = 0;
     next_progress = t0 + 1000000000u;
     for (;;) {
-        if (g.subs_finished >= opt.subs)
+        if (sum_shards(offsetof(struct shard, finished)) >= opt.subs)
             break; /* every subscriber has the last message, or is gone */
         uint64_t now = now_ns();
         if (now > deadline) {
@@ -834,14 +1230,17 @@ int main(int argc, char **argv)
             break;
         }
         if (opt.verbose && now > next_progress) {
-            fprintf(stderr, "wsbench: sent %" PRId64 " acked %" PRId64 " deliveries %" PRIu64
-                    " subs done %d closed %d\n", g.sent, g.acked, g.deliveries,
-                    g.subs_done, g.subs_closed);
+            fprintf(stderr, "wsbench: sent %" PRId64 " acked %" PRId64 " subscribers finished %d\n",
+                    g.sent, g.acked, sum_shards(offsetof(struct shard, finished)));
             next_progress = now + 1000000000u;
         }
         int64_t left = (int64_t)(deadline - now);
+        /* children report through memory, not events: look every 10 ms */
+        int64_t cap = opt.procs > 1 ? 10000000 : 100000000;
         if (wait < 0 || wait > left)
-            wait = left < 100000000 ? left : 100000000;
+            wait = left < cap ? left : cap;
+        if (wait > cap)
+            wait = cap;
         int n = wait_events(evs, wait);
         if (n < 0)
             die("epoll_wait: %s", strerror(errno));
@@ -858,18 +1257,11 @@ int main(int argc, char **argv)
         if (n > 0)
             dispatch(evs, n);
     }
-
-    /* close: a close frame each, best effort, then the socket */
-    for (int i = 0; i <= opt.subs; i++) {
-        struct conn *c = i < opt.subs ? &g.subs[i] : &g.pub;
-        if (c->ws.fd < 0)
-            continue;
-        static const char bye[2] = {0x03, (char)0xe8}; /* 1000 */
-        c->ws.woff = c->ws.wlen = 0;
-        wsc_queue_frame(&c->ws, 0x8, bye, 2);
-        (void)!send(c->ws.fd, c->ws.wbuf, c->ws.wlen, MSG_NOSIGNAL | MSG_DONTWAIT);
-        wsc_close(&c->ws);
-    }
+    close_all();
+    store_figures();
+    stop_kids();
+    int subs_complete;
+    int lost_figures = gather(lat_all, slice, &subs_complete) < 0;
 
     /* ---- report ---- */
     uint64_t t_stop = g.subs_done >= opt.subs ? g.t_last_delivery : t_end;
@@ -889,7 +1281,8 @@ int main(int argc, char **argv)
         aux_cpu += (double)(c1.aut[i] - c0.aut[i] + c1.ast[i] - c0.ast[i]) / tick;
 #define TV(t) ((double)(t).tv_sec + (double)(t).tv_usec / 1e6)
     double self_cpu = TV(c1.self.ru_utime) - TV(c0.self.ru_utime) +
-                      TV(c1.self.ru_stime) - TV(c0.self.ru_stime);
+                      TV(c1.self.ru_stime) - TV(c0.self.ru_stime) +
+                      (double)(c1.kids - c0.kids) / tick;
     double host_busy = (double)(c1.host_busy - c0.host_busy) / tick;
     double others = host_busy - gw_cpu - aux_cpu - self_cpu;
     if (others < 0)
@@ -900,11 +1293,8 @@ int main(int argc, char **argv)
     uint64_t errors = g.gaps + g.out_of_order + g.unexpected + g.closed_early +
                       g.proto_errors + g.pub_errors +
                       (uint64_t)(g.sent - g.acked > 0 ? g.sent - g.acked : 0);
-    int complete = 1;
-    for (int i = 0; i < opt.subs; i++)
-        if (g.subs[i].got != (uint64_t)opt.messages || g.subs[i].next_seq != opt.messages)
-            complete = 0;
-    int ok = complete && errors == 0 && g.deliveries == g.expected && !timed_out;
+    int ok = subs_complete == opt.subs && !lost_figures && errors == 0 &&
+             g.deliveries == g.expected && !timed_out;
     long b = sum_kb(rss0), a = sum_kb(rss1), e = sum_kb(rss2);
     double per_conn = opt.ngw ? (double)(a - b) * 1024.0 / opt.subs : 0;
     double dps = (double)g.deliveries / elapsed;
@@ -919,7 +1309,8 @@ int main(int argc, char **argv)
     printf("wsbench: %d subscribers on %d port(s), channel %s, %" PRId64 " messages of %zu B "
            "data, rate %s, batch %s\n", opt.subs, opt.nports, opt.channel, opt.messages,
            opt.size, ratestr, opt.batch ? "yes" : "no");
-    printf("  setup:      %d subscribers connected and acked in %.2f s\n", opt.subs, setup_s);
+    printf("  setup:      %d subscribers connected and acked in %.2f s (%.0f per s; %d "
+           "load-generator process(es))\n", opt.subs, setup_s, opt.subs / setup_s, opt.procs);
     if (opt.idle > 0)
         printf("  idle:       %d connections held %.0f s: gateway CPU %.2f%% of a core\n",
                opt.subs + 1, opt.idle, idle_pct);
@@ -927,8 +1318,9 @@ int main(int argc, char **argv)
            g.sent, g.acked, g.pub_errors);
     if (g.pub_closed[0])
         printf("  publisher:  connection ended early: %s\n", g.pub_closed);
-    printf("  deliveries: %" PRIu64 " of %" PRIu64 " expected (%" PRIu64 " missing)%s\n",
-           g.deliveries, g.expected, missing, timed_out ? "  TIMED OUT" : "");
+    printf("  deliveries: %" PRIu64 " of %" PRIu64 " expected (%" PRIu64 " missing); %d of %d "
+           "subscribers got every message%s\n", g.deliveries, g.expected, missing,
+           subs_complete, opt.subs, timed_out ? "  TIMED OUT" : "");
     printf("  errors:     %" PRIu64 " (gaps %" PRIu64 ", out-of-order %" PRIu64
            ", subscribers closed early %" PRIu64 ", unexpected frames %" PRIu64
            ", protocol %" PRIu64 ", unacked publishes %" PRId64 ")\n",
@@ -936,9 +1328,9 @@ int main(int argc, char **argv)
            g.sent - g.acked > 0 ? g.sent - g.acked : 0);
     printf("  elapsed:    %.3f s first publish -> %s, %.0f deliveries/s\n", elapsed,
            g.subs_done >= opt.subs ? "last delivery" : "stop", dps);
-    printf("  latency:    p50 %.0f us, p90 %.0f us, p99 %.0f us, max %.0f us (%zu samples)\n",
-           pct_us(0.50), pct_us(0.90), pct_us(0.99), g.nlat ? (double)g.lat[g.nlat - 1] / 1e3 : 0,
-           g.nlat);
+    printf("  latency:    p50 %.0f us, p90 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us "
+           "(%zu samples)\n", pct_us(0.50), pct_us(0.90), pct_us(0.99), pct_us(0.999),
+           g.nlat ? (double)g.lat[g.nlat - 1] / 1e3 : 0, g.nlat);
     if (opt.ngw) {
         printf("  gateway CPU: %.2f s (user %.2f, sys %.2f) over the publish phase = %.3f "
                "CPU-us per delivery (%d process(es), clock tick %.0f Hz)\n",
@@ -955,13 +1347,17 @@ int main(int argc, char **argv)
     } else {
         printf("  gateway CPU/RSS: not measured (no --gateway-pid)\n");
     }
+    if (tcp0 >= 0 && tcp1 >= 0)
+        printf("  kernel TCP: %ld kB before connecting, %ld kB with %d subscribers (both ends of\n"
+               "              every connection, the whole machine's: /proc/net/sockstat)\n",
+               tcp0, tcp1, opt.subs);
     if (opt.naux)
         printf("  other CPU:  %.2f s (--aux-pid, e.g. redis; not in the per-delivery figure)\n",
                aux_cpu);
-    printf("  bench CPU:  %.2f s. The bench runs on the same machine and competes with the\n"
-           "              gateway for the cores: on a 2-core box it caps deliveries/s and adds\n"
-           "              latency; CPU-us per delivery counts the gateway process only.\n",
-           self_cpu);
+    printf("  bench CPU:  %.2f s (%d process(es)). The bench runs on the same machine and\n"
+           "              competes with the gateway for the cores: on a 2-core box it caps\n"
+           "              deliveries/s and adds latency; CPU-us per delivery counts the\n"
+           "              gateway processes only.\n", self_cpu, opt.procs);
     printf("  machine:    %ld CPUs, %.2f CPU-s busy during the %.2f s publish phase, of which\n"
            "              %.2f s by other processes (not gateway, bench or --aux-pid)%s\n",
            ncpu, host_busy, pub_wall, others,
@@ -970,26 +1366,27 @@ int main(int argc, char **argv)
     printf("  verdict:    %s\n", ok ? "OK, every expected delivery arrived in order"
                                     : "FAILED, deliveries missing or out of order");
     printf("RESULT status=%s subs=%d messages=%" PRId64 " size=%zu rate=%g batch=%d ports=%d "
-           "deliveries=%" PRIu64 " expected=%" PRIu64 " errors=%" PRIu64 " missing=%" PRIu64
-           " elapsed_s=%.3f deliveries_per_s=%.0f lat_p50_us=%.0f lat_p90_us=%.0f "
-           "lat_p99_us=%.0f lat_max_us=%.0f gw_cpu_s=%.2f cpu_us_per_delivery=%.3f "
-           "rss_before_kb=%ld rss_after_connect_kb=%ld rss_end_kb=%ld rss_per_conn_bytes=%.0f "
-           "aux_cpu_s=%.2f bench_cpu_s=%.2f other_cpu_s=%.2f setup_s=%.2f idle_cpu_pct=%.2f\n",
+           "procs=%d deliveries=%" PRIu64 " expected=%" PRIu64 " subs_complete=%d errors=%" PRIu64
+           " missing=%" PRIu64 " elapsed_s=%.3f deliveries_per_s=%.0f lat_p50_us=%.0f "
+           "lat_p90_us=%.0f lat_p99_us=%.0f lat_p999_us=%.0f lat_max_us=%.0f gw_cpu_s=%.2f "
+           "cpu_us_per_delivery=%.3f rss_before_kb=%ld rss_after_connect_kb=%ld rss_end_kb=%ld "
+           "rss_per_conn_bytes=%.0f aux_cpu_s=%.2f bench_cpu_s=%.2f other_cpu_s=%.2f "
+           "setup_s=%.2f idle_cpu_pct=%.2f tcp_mem_kb_before=%ld tcp_mem_kb_connected=%ld\n",
            ok ? "ok" : "fail", opt.subs, opt.messages, opt.size, opt.rate, opt.batch,
-           opt.nports, g.deliveries, g.expected, errors, missing, elapsed, dps,
-           pct_us(0.50), pct_us(0.90), pct_us(0.99),
+           opt.nports, opt.procs, g.deliveries, g.expected, subs_complete, errors, missing,
+           elapsed, dps, pct_us(0.50), pct_us(0.90), pct_us(0.99), pct_us(0.999),
            g.nlat ? (double)g.lat[g.nlat - 1] / 1e3 : 0, gw_cpu, cpu_per, b, a, e, per_conn,
-           aux_cpu, self_cpu, others, setup_s, idle_pct);
+           aux_cpu, self_cpu, others, setup_s, idle_pct, tcp0, tcp1);
     fflush(stdout);
 
-    for (int i = 0; i <= opt.subs; i++) {
-        struct conn *c = i < opt.subs ? &g.subs[i] : &g.pub;
+    for (int i = 0; i <= g.nsubs; i++) {
+        struct conn *c = i < g.nsubs ? &g.subs[i] : &g.pub;
         wsc_free(&c->ws);
     }
     free(g.subs);
-    free(g.lat);
     free(pad);
     free(evs);
+    munmap(mem, shm_len);
     close(g.ep);
     return ok ? 0 : 1;
 }

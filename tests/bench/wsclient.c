@@ -295,6 +295,18 @@ int wsc_connect(struct wsc *c, int port, const char *target)
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (wsc_env.src_addr) {
+        /* the port is picked at connect(), unique per 4-tuple, not per address */
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        struct sockaddr_in src = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(wsc_env.src_addr)};
+        if (bind(c->fd, (struct sockaddr *)&src, sizeof src) < 0) {
+            fprintf(stderr, "%s: bind %s: %s\n", wsc_env.prog, inet_ntoa(src.sin_addr),
+                    strerror(errno));
+            close(c->fd);
+            c->fd = -1;
+            return -1;
+        }
+    }
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {

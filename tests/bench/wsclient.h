@@ -61,6 +61,8 @@ struct wsc_env {
     int ep;           /* the epoll set every connection joins */
     size_t max_frame; /* larger server frames or messages: bad() */
     uint64_t rng;     /* xorshift state for masking keys (seed it non-zero) */
+    uint32_t src_addr; /* source address to bind (host order), 0: the kernel's;
+                        * another 127.0.0.x gives another ~28k ephemeral ports */
     struct wsc_hooks on;
 };
 extern struct wsc_env wsc_env;
@@ -90,7 +92,8 @@ int op_is(const char *p, size_t n, const char *op);
 /* Creates the epoll set every connection joins (returned), seeds the
  * masking keys and installs the program's hooks; dies on failure. */
 int wsc_init(size_t max_frame, struct wsc_hooks on);
-/* Starts a non-blocking connect to 127.0.0.1:port; the upgrade request
+/* Starts a non-blocking connect to 127.0.0.1:port (from wsc_env.src_addr
+ * when set); the upgrade request
  * (GET <target>) goes out once it completes. -1 (with a message) when
  * the socket cannot be made. */
 int wsc_connect(struct wsc *c, int port, const char *target);
