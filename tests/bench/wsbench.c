@@ -1047,6 +1047,17 @@ static int gather(uint64_t *lat_all, size_t slice, int *subs_complete)
     return rc;
 }
 
+/* Frees what main allocated, at the end of either role. */
+static void release(char *pad, struct epoll_event *evs)
+{
+    for (int i = 0; i <= g.nsubs; i++)
+        wsc_free(i < g.nsubs ? &g.subs[i].ws : &g.pub.ws);
+    free(g.subs);
+    free(pad);
+    free(evs);
+    close(g.ep);
+}
+
 /* ---- main ----------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
@@ -1118,8 +1129,11 @@ int main(int argc, char **argv)
     struct epoll_event *evs = calloc(MAX_EVENTS, sizeof *evs);
     if (!evs)
         die("out of memory");
-    if (g.proc)
-        return run_child(evs);
+    if (g.proc) {
+        int rc = run_child(evs);
+        release(pad, evs);
+        return rc;
+    }
 
     /* ---- setup: connect and subscribe (every process), then the publisher ---- */
     uint64_t t_setup = now_ns();
@@ -1183,6 +1197,8 @@ int main(int argc, char **argv)
                 setup_s, acked, opt.subs);
         printf("RESULT status=setup_failed subs=%d subs_acked=%d procs=%d setup_s=%.2f\n",
                opt.subs, acked, opt.procs, setup_s);
+        release(pad, evs);
+        munmap(mem, shm_len);
         return 1;
     }
 
@@ -1379,14 +1395,7 @@ int main(int argc, char **argv)
            aux_cpu, self_cpu, others, setup_s, idle_pct, tcp0, tcp1);
     fflush(stdout);
 
-    for (int i = 0; i <= g.nsubs; i++) {
-        struct conn *c = i < g.nsubs ? &g.subs[i] : &g.pub;
-        wsc_free(&c->ws);
-    }
-    free(g.subs);
-    free(pad);
-    free(evs);
+    release(pad, evs);
     munmap(mem, shm_len);
-    close(g.ep);
     return ok ? 0 : 1;
 }
