@@ -268,12 +268,15 @@ if [ "$SCENARIO" = all ] || [ "$SCENARIO" = sidebyside ]; then
     echo "=================================================================="
     get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
     ms() { local v; v=$(get "$1"); [ -n "$v" ] && awk -v v="$v" 'BEGIN{printf "%.1f", v/1000}'; }
-    idle=()
-    [ "$SCENARIO" = sidebyside ] && [ "$IDLE_S" -gt 0 ] && idle=("idle %cpu" "idle B/c")
-    fmt='%-33s %-6s %5s %9s %7s %6s %8s %8s %8s %8s %8s %8s %8s %9s %8s %9s\n'
+    idle=() # the last columns: idle CPU and RSS, or RSS of the run
+    fmt='%-33s %-6s %5s %9s %7s %6s %8s %8s %8s %8s %8s %8s %8s %9s %9s\n'
+    if [ "$SCENARIO" = sidebyside ] && [ "$IDLE_S" -gt 0 ]; then
+        idle=("idle %cpu" "idle B/c")
+        fmt='%-33s %-6s %5s %9s %7s %6s %8s %8s %8s %8s %8s %8s %8s %9s %8s %9s\n'
+    fi
     # shellcheck disable=SC2059 # one format for every row
     printf "$fmt" scenario status subs delivered lost errors "deliv/s" "p50 ms" "p99 ms" \
-        "p99.9 ms" "max ms" "cpu-us/d" "+redis" "${idle[0]-rss/conn}" "${idle[1]-}" "other-cpu"
+        "p99.9 ms" "max ms" "cpu-us/d" "+redis" "${idle[@]:-rss/conn}" "other-cpu"
     for i in "${!names[@]}"; do
         rc=${results[$i]%%|*}
         line=${results[$i]#*|}
@@ -292,7 +295,7 @@ if [ "$SCENARIO" = all ] || [ "$SCENARIO" = sidebyside ]; then
             [ "$st" = ok ] && st= || st=" ($st)"
             row+=("$(get idle_cpu_pct)$st" "$(get rss_per_conn_bytes)")
         else
-            row+=("$(get rss_per_conn_bytes)" "")
+            row+=("$(get rss_per_conn_bytes)")
         fi
         # shellcheck disable=SC2059
         printf "$fmt" "${row[@]}" "$other"
