@@ -28,7 +28,8 @@
 # prefix and config; --server socketio runs G `node sio-server/server.js`
 # (Socket.IO 4 + @socket.io/redis-adapter). wsbench --proto talks to them with
 # the same data JSON, so the latency comes from the same timestamp. Both need
-# --redis and a --rate above 0; --batch and --workers are wsgate's.
+# --redis and a --rate above 0; --batch and --workers are wsgate's (--workers
+# also applies to wsgate-sio, which needs a --rate above 0 too).
 #
 # --workers W starts each gateway with --workers W (Redis only) and measures
 # the CPU and RSS of its worker processes.
@@ -37,11 +38,11 @@
 # Redis, 1 gateway. --scenario all runs, one after the other, 1000 subscribers
 # each: a) embedded  b) Redis  c) Redis, batch  d) Redis, 2 gateways (500
 # subscribers on each; the publisher is on the first)
-# and prints a summary table. --scenario sidebyside runs, 2 instances behind
-# one redis-server each: wsgate plain, wsgate batch, nginx + nchan, Socket.IO
-# + redis-adapter (a server that is not installed is skipped with one line
-# saying how to install it), and prints the same table, where "+redis" is the
-# CPU of the server processes and Redis per delivery. --subs/--messages/
+# and prints a summary table. --scenario sidebyside runs the same load
+# against each server behind its own redis-server (a server that is not
+# installed is skipped with one line saying how to install it) and prints the
+# same table, where "+redis" is the CPU of the server processes and Redis per
+# delivery. --subs/--messages/
 # --rate/--size/--timeout given with --scenario all or sidebyside apply to
 # every scenario; e.g. 500 subscribers, 50 msg/s for 5 s, 100-byte payloads:
 #   tests/bench/run.sh --scenario sidebyside --subs 500 --rate 50 --messages 250 --size 100
