@@ -365,6 +365,10 @@ check_limits() {
         echo "run.sh: note: somaxconn $somax < $((128 * PROCS)) handshakes in flight: connects may be retried (sysctl -w net.core.somaxconn=$((128 * PROCS)))" >&2
 }
 
+if [ "$SCENARIO" = 100k ] || [ "$SUBS" -gt 15000 ] || [ "$PROCS" -gt 1 ]; then
+    check_limits
+fi
+
 LOGDIR=$(mktemp -d /tmp/wsbench.XXXXXX)
 GW_PIDS=()
 WORKER_PIDS=() # workers of --workers gateways: not our children, stopped by PID
@@ -413,7 +417,6 @@ echo "run.sh: $SERVER, $MODE, $GATEWAYS gateway(s) x $WORKERS worker(s), $SUBS s
     "$rate_txt$([ "$BATCH" = 1 ] && echo ", batch")"
 env | grep '^WSGATE_' | sed 's/^/run.sh: gateway environment: /'
 echo "run.sh: machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-[ "$SCENARIO" = 100k ] || [ "$SUBS" -gt 15000 ] || [ "$PROCS" -gt 1 ] && check_limits
 
 REDIS_URL=
 if [ "$MODE" = redis ]; then
