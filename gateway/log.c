@@ -1,6 +1,8 @@
 /* log.c - see log.h. */
 #include "log.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,13 +55,28 @@ static void timestamp(char *out, size_t cap)
     snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000));
 }
 
+/* The line goes out with one write(2), unbuffered: nothing waits in the
+ * process to be lost with it (SIGKILL), and processes sharing the fd do not
+ * mix lines. A stderr someone made non-blocking (the flag is shared by all
+ * holders of a pipe) is waited for as a blocking one would be, not dropped.
+ * A failure has nowhere left to be reported. */
 static void write_line(char *line, size_t n)
 {
     if (n > LINE_MAX_BYTES - 1)
         n = LINE_MAX_BYTES - 1;
     line[n++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, n);
-    (void)w; /* nowhere left to report a failed log write */
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(STDERR_FILENO, line + off, n - off);
+        if (w > 0) {
+            off += (size_t)w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = {.fd = STDERR_FILENO, .events = POLLOUT};
+            if (poll(&p, 1, -1) < 0 && errno != EINTR)
+                return;
+        } else if (w == 0 || errno != EINTR) {
+            return;
+        }
+    }
 }
 
 /* The one place a line is shaped: text or JSON, with the fields in ap. */

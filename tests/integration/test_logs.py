@@ -1,11 +1,19 @@
 """Log lines: with --log-format json every line is one JSON object carrying
 the node id (libwebsockets' own lines included, and the lines logged before
 the port is bound); broker lines carry the Redis address and the retry delay
-as fields; dropped broker payloads are logged at info."""
+as fields; dropped broker payloads are logged at info. A stderr that is
+non-blocking and full is waited for, no line dropped."""
 
+import fcntl
 import json
+import os
+import select
+import socket
+import subprocess
+import time
 
-from wsgate_testing import async_test, free_port
+from wsgate_testing import REPO, WSGATE_BIN, async_test, free_port
+from wsgate_testing.procs import child_env
 
 
 def json_lines(gw):
@@ -64,3 +72,54 @@ async def test_broker_up_and_dropped_payload(procs, redis):
     dropped = [l for l in json_lines(gw) if l["msg"].startswith("dropped")][0]
     assert dropped == {**dropped, "level": "info", "channel": "bad", "bytes": "8"}, dropped
     await c.close()
+
+
+def test_a_full_nonblocking_stderr_loses_no_line():
+    """O_NONBLOCK belongs to the pipe, shared with whoever set it: when the
+    pipe is full the gateway waits, as with a blocking one, instead of
+    dropping the line. The test fills the gateway's stderr pipe itself, then
+    a client connects; its "session open" line must follow the filler. (The
+    welcome, sent after that line, is awaited for up to 1 s: a gateway that
+    dropped the line sends it at once, one that waits for the pipe does not.)"""
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
+    fcntl.fcntl(w, fcntl.F_SETFL, fcntl.fcntl(w, fcntl.F_GETFL) | os.O_NONBLOCK)
+    port = free_port()
+    gw = subprocess.Popen([WSGATE_BIN, "--listen", f"127.0.0.1:{port}", "--node-id", "nb"],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=w,
+                          env=child_env(), cwd=str(REPO))
+    text, deadline, sock = b"", time.monotonic() + 10, None
+
+    def read_until(done):
+        nonlocal text
+        while not done(text):
+            left = deadline - time.monotonic()
+            assert left > 0 and select.select([r], [], [], left)[0], text.decode()
+            chunk = os.read(r, 65536)
+            assert chunk, f"the gateway exited: {text.decode()}"
+            text += chunk
+    try:
+        read_until(lambda t: b"listening on" in t)
+        filler = b"#" * 4096
+        try:
+            while True:
+                os.write(w, filler[:256])
+        except BlockingIOError:
+            pass
+        sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        try:
+            while b'"welcome"' not in sock.recv(4096):
+                pass
+        except socket.timeout:
+            pass  # the gateway waits for the pipe: the expected case
+        read_until(lambda t: b" session open " in t)
+    finally:
+        if sock:
+            sock.close()
+        gw.kill()
+        gw.wait(5)
+        os.close(r)
+        os.close(w)

@@ -98,6 +98,25 @@ async def test_a_killed_worker_is_restarted_and_its_clients_reconnect(procs, red
     assert m.value("wsgate_worker_restarts_total") == 1
 
 
+@async_test(60)
+async def test_the_lines_of_killed_workers_are_all_there(procs, redis):
+    """A line is written whole when it is logged: the "session open" line of
+    every client is in the shared output although both workers were
+    SIGKILLed right after (a stdio buffer would have died with them)."""
+    gw = procs.gateway("--workers", "2", redis=redis, node_id="n1")
+    clients = [await gw.connect() for _ in range(8)]
+    pids = worker_pids(gw)
+    mark = gw.proc.mark()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for pid in pids:  # the supervisor's line follows the worker's in the pipe
+        await gw.await_line(rf"worker \d \(pid {pid}\) died: killed by signal 9", start=mark)
+    text = gw.proc.text("err")
+    for c in clients:
+        assert re.search(rf"^\S+Z info  session open session={c.welcome['session']} ", text,
+                         re.M), c.welcome
+
+
 async def _closes_soon(client):
     try:
         await client.wait_closed(2)
