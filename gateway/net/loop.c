@@ -181,22 +181,46 @@ static int service(struct fdev *f, short revents)
     return -1;
 }
 
-/* Decrypted bytes OpenSSL holds for this connection (see loop_use_tls). */
-static int tls_pending(const struct fdev *f)
+/* What recv() would return next: 1 data, 0 the peer's EOF, -1 nothing yet,
+ * -2 an error such as a reset. */
+static int peek_input(int fd)
 {
-    SSL *ssl = f->loop->tls ? lws_get_ssl(f->wsi) : NULL;
-    return ssl && SSL_pending(ssl) > 0;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n >= 0)
+        return (int)n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2;
 }
 
+/* Input lws has yet to take: decrypted bytes OpenSSL holds (see
+ * loop_use_tls), or anything on the socket, an EOF or error included (lws
+ * reads a bounded buffer per round). */
+static int input_left(const struct fdev *f)
+{
+    SSL *ssl = f->loop->tls ? lws_get_ssl(f->wsi) : NULL;
+    return (ssl && SSL_pending(ssl) > 0) || peek_input(f->fd) != -1;
+}
+
+/* The socket's events are edge-triggered: a level-triggered event stays on
+ * the kernel's ready list until its callback has run, and every
+ * epoll_wait() polls that whole list again, so when thousands of peers hung
+ * up at once each close cost more the more were waiting. An edge is not
+ * repeated, so input lws leaves behind is serviced again from here. */
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct fdev *f = arg;
     if (service(f, POLLIN) == 0) {
         kick_write(f); /* lws may have queued a reply */
-        if (tls_pending(f))
+        if (input_left(f))
             event_active(f->rd, EV_READ, 1); /* after the other ready events */
     }
+}
+
+static int writable_now(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
 }
 
 /* Runs from a real EV_WRITE (socket writable again after a partial write, or
@@ -211,7 +235,10 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     if (service(f, POLLOUT) < 0)
         return;
     if (f->keep_writable || lws_partial_buffered(f->wsi)) {
-        arm_write(f); /* wait until the kernel takes more */
+        arm_write(f); /* the socket's next edge says it takes more, */
+        if (writable_now(f->fd))
+            kick_write(f); /* but none comes while it still does (lws
+                            * writes one TLS record, one file chunk a round) */
         return;
     }
     disarm_write(f);
@@ -315,8 +342,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     f->fd = fd;
     f->counted = 1;
     loop->nsockets++;
-    f->rd = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_read, f);
-    f->wr = event_new(loop->base, fd, EV_WRITE | EV_PERSIST, on_write, f);
+    /* Edge-triggered (see on_read); libevent wants both alike. */
+    f->rd = event_new(loop->base, fd, EV_READ | EV_PERSIST | EV_ET, on_read, f);
+    f->wr = event_new(loop->base, fd, EV_WRITE | EV_PERSIST | EV_ET, on_write, f);
     f->kick = event_new(loop->base, -1, 0, on_write, f);
     if (!f->rd || !f->wr || !f->kick) {
         log_error("out of memory accepting a connection");
@@ -603,7 +631,10 @@ void loop_wsi_closed(struct lws *wsi, int websocket)
         return;
     event_del(f->rd);
     disarm_write(f);
-    if (websocket && !f->reset)
+    /* A peer that has closed sends nothing more: no wait, and no descriptor
+     * and event to set up and tear down for each of a crowd hanging up. */
+    int in = websocket && !f->reset ? peek_input(f->fd) : 0;
+    if (in == 1 || in == -1) /* input ahead of any EOF is read by the linger */
         linger(f);
 }
 

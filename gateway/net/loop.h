@@ -3,7 +3,9 @@
  * Debian's lws 4.1 has no external-poll hooks, so lws never tells us which
  * fds it wants watched. Instead libevent owns the listening socket; each
  * accepted fd is adopted into lws and gets a persistent EV_READ event and an
- * EV_WRITE event, both feeding lws_service_fd(). The write event is made
+ * EV_WRITE event, both edge-triggered and feeding lws_service_fd() (what lws
+ * leaves unread, or unwritten while the socket takes more, gets another
+ * round at once). The write event is made
  * active directly (event_active: no syscall) by loop_want_write(), the
  * wrapper every lws_callback_on_writable() goes through, and once after every
  * read (lws queues pongs, close replies and handshake answers internally).
@@ -85,7 +87,8 @@ void loop_keep_writable(struct lws *wsi, int on);
 void loop_abort(struct lws *wsi);
 
 /* Call from LWS_CALLBACK_CLOSED (websocket 1) and CLOSED_HTTP (0): the fd is
- * still open. A WebSocket not closed by loop_abort() lingers: the
+ * still open. A WebSocket not closed by loop_abort(), whose peer has not
+ * closed its side already (EOF or reset), lingers: the
  * loop keeps a duplicate of its descriptor, shuts the write side (FIN after
  * the close frame) and discards input until the peer's EOF or 2 s, so the
  * peer's data still in flight cannot turn the close into a reset that
