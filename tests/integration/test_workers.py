@@ -2,7 +2,7 @@
 Connections land on every worker and a publish reaches subscribers on all
 of them; /metrics and /readyz answer for the whole node from any worker; a
 SIGKILLed worker is restarted, its clients reconnect and the others are
-untouched; five deaths within 10 s stop the node with exit 1; SIGTERM drains
+untouched, and every line it logged is in the output; five deaths within 10 s stop the node with exit 1; SIGTERM drains
 every worker (1001) and the supervisor exits 0; bad values exit 2."""
 
 import asyncio
