@@ -37,7 +37,12 @@ enum history_loss history_gap(const struct position *from,
         return HISTORY_COMPLETE;
     if (r->n == 0)
         return HISTORY_EXPIRED;
-    if (r->entries[0].offset != from->offset + 1)
+    size_t i = 0; /* a read shared with others may start before from */
+    while (i < r->n && r->entries[i].offset <= from->offset)
+        i++;
+    if (i == r->n) /* it stopped before from */
+        return HISTORY_TOO_MANY;
+    if (r->entries[i].offset != from->offset + 1)
         return HISTORY_TRIMMED;
     if (r->entries[r->n - 1].offset != r->top.offset)
         return HISTORY_TOO_MANY;

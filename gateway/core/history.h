@@ -50,8 +50,8 @@ enum history_loss {
 /* The reason's snake_case name, as in the list above. */
 const char *history_loss_name(enum history_loss l);
 
-/* HISTORY_COMPLETE when r, read after from->offset, holds every message
- * from there to r->top in from's epoch; else why not. */
+/* HISTORY_COMPLETE when r, read after an offset at or before from->offset,
+ * holds every message from there to r->top in from's epoch; else why not. */
 enum history_loss history_gap(const struct position *from,
                               const struct history_read *r);
 

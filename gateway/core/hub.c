@@ -18,6 +18,8 @@ struct channel {
     unsigned nsubs;
     unsigned inflight;     /* SUBSCRIBE requests awaiting confirmation */
     unsigned char live;    /* confirmed since the broker last came up */
+    unsigned char need;    /* a subscriber wants the next history read */
+    struct fetch *fetch;   /* the channel's history read in flight, or NULL */
     uint32_t hash;
     size_t len;
     char name[];           /* NUL-terminated */
@@ -32,10 +34,13 @@ struct held {
     char payload[];
 };
 
-/* A history read in flight; detached (s = NULL) when its sub goes first. */
+/* A channel's history read in flight, shared by every subscriber with
+ * reading set; detached (ch = NULL) when its channel goes first. */
 struct fetch {
     struct hub *h;
-    struct sub *s;
+    struct channel *ch;
+    uint64_t since; /* the read holds every message after it */
+    int entries;    /* 0: only the top was asked for */
 };
 
 /* One client on one channel: a node in both the channel's and the client's
@@ -50,11 +55,12 @@ struct sub {
     unsigned char acked;   /* the subscribe has been answered */
     unsigned char history; /* the channel keeps history: pos is tracked */
     unsigned char recover; /* the subscribe asked to recover from pos */
-    unsigned char holding; /* reading history: live messages go to held */
+    unsigned char holding; /* waiting on history: live messages go to held */
+    unsigned char reading; /* served by the channel's read in flight */
+    unsigned char want;    /* needs the channel's next read */
     unsigned char joined;  /* in the channel's presence */
     unsigned char events;  /* wants presence events */
     struct position pos;   /* delivered up to; epoch "": not known yet */
-    struct fetch *fetch;   /* the read in flight, or NULL */
     struct held *held, *held_tail;
     unsigned nheld;
 };
@@ -122,6 +128,8 @@ static void channel_remove(struct hub *h, struct channel *c)
         p = &(*p)->next;
     *p = c->next;
     h->stats.channels--;
+    if (c->fetch) /* its answer is dropped */
+        c->fetch->ch = NULL;
     free(c);
 }
 
@@ -156,8 +164,6 @@ static void sub_unlink(struct hub *h, struct sub *s)
     struct channel *c = s->ch;
     struct hub_client *cl = s->client;
     int joined = s->joined;
-    if (s->fetch)
-        s->fetch->s = NULL;
     free_held(s->held);
     if (s->cprev) s->cprev->cnext = s->cnext; else c->subs = s->cnext;
     if (s->cnext) s->cnext->cprev = s->cprev;
@@ -234,32 +240,98 @@ static void hold(struct hub *h, struct sub *s, const char *payload, size_t len,
     s->nheld++;
 }
 
+/* 1 when the read f in flight holds what s waits for: the top for a
+ * subscriber that knows no epoch yet, else every message after its own. */
+static int covers(const struct fetch *f, const struct sub *s)
+{
+    return !s->pos.epoch[0] || (f->entries && f->since <= s->pos.offset);
+}
+
+/* s waits on history and holds live messages meanwhile: it joins the
+ * channel's read in flight when that read covers it, else it wants the next
+ * one (read_wanted() starts it). */
+static void request_read(struct sub *s)
+{
+    struct channel *c = s->ch;
+    s->holding = 1;
+    if (s->reading)
+        return;
+    if (!s->want && c->fetch && covers(c->fetch, s)) {
+        s->reading = 1;
+        return;
+    }
+    s->want = 1;
+    c->need = 1;
+}
+
+/* The channel's read failed, or could not be sent: a pending subscribe
+ * fails; an established subscriber keeps holding and reads again when the
+ * broker is back. */
+static void read_failed(struct hub *h, struct channel *c)
+{
+    for (struct sub *s = c->subs, *next; s; s = next) {
+        next = s->cnext;
+        if (!s->reading)
+            continue;
+        s->reading = 0;
+        if (s->acked) {
+            s->want = 1;
+            continue;
+        }
+        s->acked = 1;
+        h->cb.subscribe_done(s->client, &s->ack_id, "broker_unavailable", NULL);
+        sub_unlink(h, s);
+    }
+}
+
 static void on_fetched(void *arg, const struct history_read *r);
 
-/* Starts reading the history s misses (or, with no epoch known yet, just
- * the channel's top); s holds live messages until the read is answered.
- * Returns -1 when the broker cannot take the read (s stays holding). */
-static int start_fetch(struct hub *h, struct sub *s)
+/* Starts one read for every subscriber of c that wants one, from the
+ * oldest position among them (or just the top when none knows an epoch). */
+static void start_read(struct hub *h, struct channel *c)
 {
     struct fetch *f = malloc(sizeof *f);
-    s->holding = 1;
-    if (!f)
-        return -1;
-    *f = (struct fetch){h, s};
-    s->fetch = f;
-    size_t limit = s->pos.epoch[0] ? SIZE_MAX : 0;
-    /* The embedded engine answers before this returns: f is gone then. */
-    if (broker_history(h->broker, s->ch->name, s->ch->len, s->pos.offset, limit,
-                       on_fetched, f) < 0) {
-        s->fetch = NULL;
-        free(f);
-        return -1;
+    int subscribe = 0;
+    c->need = 0;
+    if (f)
+        *f = (struct fetch){.h = h, .ch = c, .since = UINT64_MAX};
+    for (struct sub *s = c->subs; s; s = s->cnext) {
+        if (!s->want)
+            continue;
+        s->want = 0;
+        s->reading = 1;
+        subscribe |= !s->acked;
+        if (f && s->pos.epoch[0]) {
+            f->entries = 1;
+            if (s->pos.offset < f->since)
+                f->since = s->pos.offset;
+        }
     }
-    return 0;
+    if (f && !f->entries)
+        f->since = 0;
+    c->fetch = f;
+    /* The embedded engine answers before this returns: f is gone then. */
+    if (f && broker_history(h->broker, c->name, c->len, f->since, f->entries ? SIZE_MAX : 0,
+                            on_fetched, f) == 0) {
+        if (subscribe) h->stats.reads_subscribe++; else h->stats.reads_gap++;
+        return;
+    }
+    c->fetch = NULL;
+    free(f);
+    read_failed(h, c);
+}
+
+/* Starts the read subscribers of c want unless one is in flight (its answer
+ * starts the next), then drops c if a failed read left it idle. */
+static void read_wanted(struct hub *h, struct channel *c)
+{
+    if (c->need && !c->fetch)
+        start_read(h, c);
+    channel_release_if_idle(h, c);
 }
 
 /* Delivers what s held in arrival order, merged by offset; a hole stops
- * the flush and starts a read, holding the rest again. */
+ * the flush and asks for a read, holding the rest again. */
 static void flush_held(struct hub *h, struct sub *s)
 {
     struct held *m = s->held;
@@ -277,7 +349,7 @@ static void flush_held(struct hub *h, struct sub *s)
             s->held_tail = m;
             s->nheld++;
             if (!s->holding)
-                start_fetch(h, s);
+                request_read(s);
         } else {
             if (a == HISTORY_NEXT) {
                 if (m->pos.offset)
@@ -304,47 +376,24 @@ static void ack(struct hub *h, struct sub *s, const struct hub_ack *a)
     }
 }
 
-/* The channel of a history subscriber is confirmed: read where it stands.
- * Returns -1 when its subscribe failed (answered, s unlinked; the caller
- * releases the channel). */
-static int confirmed(struct hub *h, struct sub *s)
+/* The channel of s is confirmed: ack at once when it keeps no history,
+ * else read where it stands first (the caller calls read_wanted()). */
+static void confirmed(struct hub *h, struct sub *s)
 {
     if (!s->history) {
         struct hub_ack a = {.recover = s->recover, .loss = HISTORY_OFF};
         if (s->recover)
             h->stats.unrecovered[HISTORY_OFF]++;
         ack(h, s, s->recover ? &a : NULL);
-        return 0;
+        return;
     }
-    if (start_fetch(h, s) == 0)
-        return 0;
-    s->acked = 1;
-    h->cb.subscribe_done(s->client, &s->ack_id, "broker_unavailable", NULL);
-    sub_unlink(h, s);
-    return -1;
+    request_read(s);
 }
 
-/* A history read is answered: ack a pending subscribe, deliver what was
- * missed (or report why it cannot be), then what was held meanwhile. */
-static void on_fetched(void *arg, const struct history_read *r)
+/* The read s waited on is answered: ack a pending subscribe, deliver what
+ * was missed (or report why it cannot be), then what was held meanwhile. */
+static void serve(struct hub *h, struct sub *s, const struct history_read *r)
 {
-    struct fetch *f = arg;
-    struct hub *h = f->h;
-    struct sub *s = f->s;
-    free(f);
-    if (!s)
-        return;
-    s->fetch = NULL;
-    if (!r) {
-        if (s->acked) /* still holding: read again when the broker is back */
-            return;
-        struct channel *c = s->ch;
-        s->acked = 1;
-        h->cb.subscribe_done(s->client, &s->ack_id, "broker_unavailable", NULL);
-        sub_unlink(h, s);
-        channel_release_if_idle(h, c);
-        return;
-    }
     int fresh = !s->pos.epoch[0], filling = s->acked;
     enum history_loss loss = fresh ? HISTORY_COMPLETE : history_gap(&s->pos, r);
     if (!filling) {
@@ -371,7 +420,33 @@ static void on_fetched(void *arg, const struct history_read *r)
                 deliver_one(h, s, e->payload, e->len, &s->pos, clock_us());
         }
     }
-    flush_held(h, s); /* may start another read: r is not used after this */
+    flush_held(h, s); /* may want another read */
+}
+
+/* A channel's read is answered: it serves every subscriber that waited on
+ * it (the batch r is the broker's, valid during this call only); those
+ * that found another hole, or came while it was in flight and were not
+ * covered, share the next read. */
+static void on_fetched(void *arg, const struct history_read *r)
+{
+    struct fetch *f = arg;
+    struct hub *h = f->h;
+    struct channel *c = f->ch;
+    free(f);
+    if (!c)
+        return;
+    c->fetch = NULL;
+    if (!r) {
+        read_failed(h, c);
+    } else {
+        for (struct sub *s = c->subs; s; s = s->cnext) {
+            if (!s->reading)
+                continue;
+            s->reading = 0;
+            serve(h, s, r);
+        }
+    }
+    read_wanted(h, c);
 }
 
 int hub_subscribe(struct hub *h, struct hub_client *cl, const char *name,
@@ -410,8 +485,8 @@ int hub_subscribe(struct hub *h, struct hub_client *cl, const char *name,
     s->events = o && o->presence_events;
 
     if (c->live) {
-        if (confirmed(h, s) < 0)
-            channel_release_if_idle(h, c);
+        confirmed(h, s);
+        read_wanted(h, c);
         return 0;
     }
     s->waiting = 1;
@@ -465,8 +540,7 @@ static void on_message(void *ctx, const char *name, size_t len,
     struct delivery d = {.channel = c->name, .channel_len = c->len,
                          .payload = payload, .payload_len = plen,
                          .pos = pos, .born_us = clock_us()};
-    /* A read started here may be answered at once (embedded engine), but
-     * only ever touches its own sub, which stays linked. */
+    /* Subscribers that find a hole share one read, started after the loop. */
     for (struct sub *s = c->subs; s; s = s->cnext) {
         if (s->waiting)
             continue;
@@ -476,7 +550,7 @@ static void on_message(void *ctx, const char *name, size_t len,
                 continue;
             if (a == HISTORY_GAP) { /* hold this, read what is missing */
                 hold(h, s, payload, plen, pos, d.born_us);
-                start_fetch(h, s);
+                request_read(s);
                 continue;
             }
             s->pos.offset = pos->offset;
@@ -488,6 +562,8 @@ static void on_message(void *ctx, const char *name, size_t len,
     }
     for (size_t i = 0; i < DELIVERY_CODECS; i++)
         msg_unref(d.frames[i]);
+    if (c->need)
+        read_wanted(h, c);
 }
 
 static void on_subscribed(void *ctx, const char *name, size_t len)
@@ -497,17 +573,16 @@ static void on_subscribed(void *ctx, const char *name, size_t len)
     if (!c || !c->inflight || --c->inflight)
         return;
     c->live = 1;
-    for (struct sub *s = c->subs, *next; s; s = next) {
-        next = s->cnext; /* confirmed() may unlink s */
+    for (struct sub *s = c->subs; s; s = s->cnext) {
         if (s->waiting) {
             s->waiting = 0;
             confirmed(h, s);
-        } else if (s->history && !s->fetch) {
+        } else if (s->history) {
             /* resubscribed after an outage: read what pub/sub missed */
-            start_fetch(h, s);
+            request_read(s);
         }
     }
-    channel_release_if_idle(h, c);
+    read_wanted(h, c); /* one read for them all */
 }
 
 /* Asks the shard that came back for every channel it serves. */
@@ -638,11 +713,11 @@ void hub_free(struct hub *h)
             while (c->subs) { /* clients should have been dropped already */
                 struct sub *s = c->subs;
                 c->subs = s->cnext;
-                if (s->fetch)
-                    s->fetch->s = NULL;
                 free_held(s->held);
                 free(s);
             }
+            if (c->fetch)
+                c->fetch->ch = NULL;
             free(c);
         }
     }

@@ -21,7 +21,11 @@
  * message past a hole (pub/sub lost some, or the epoch changed) is held and
  * the hole read from history the same way; a hole that cannot be filled is
  * reported through lost(). After a broker outage every such subscriber reads
- * what it missed once the channel is confirmed again.
+ * what it missed once the channel is confirmed again. A channel has at most
+ * one read in flight, from the oldest position among the subscribers that
+ * wait on it, and its answer serves them all: a hole seen by every
+ * subscriber costs one read, not one per subscriber. A subscriber that
+ * needs a read the one in flight does not cover waits for the next.
  *
  * On a channel with presence (broker_presence_on) a subscriber joins the
  * channel's presence once its subscribe is acked and leaves it when it goes;
@@ -31,7 +35,9 @@
  * down refuses new subscribers, and keeps its established ones, which are
  * resubscribed when the shard returns.
  *
- * Ownership: the hub owns channels and subscription nodes; each client embeds
+ * Ownership: the hub owns channels, subscription nodes and each channel's
+ * read in flight (freed by its answer; a channel that goes first detaches
+ * it, and a subscriber that goes is simply not served); each client embeds
  * a struct hub_client (zeroed) and must call hub_drop_client() before freeing
  * it. Callbacks must not call back into the hub. */
 #ifndef WSGATE_HUB_H
@@ -94,6 +100,8 @@ struct hub_stats {
     uint64_t gap_fills;       /* holes in live delivery filled from history */
     uint64_t gaps_lost;       /* holes that could not be filled */
     uint64_t held_dropped;    /* held messages dropped over HUB_HELD_MAX */
+    uint64_t reads_subscribe; /* history reads answering subscribes */
+    uint64_t reads_gap;       /* history reads filling holes (or outages) */
     unsigned channels;
     unsigned subscriptions;
     unsigned presence_members; /* subscribers in their channel's presence */

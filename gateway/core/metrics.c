@@ -228,6 +228,8 @@ char *metrics_render_node(const struct metrics_node *node, size_t *len)
         g.recovered += s->g.recovered;
         g.gap_fills += s->g.gap_fills;
         g.gaps_lost += s->g.gaps_lost;
+        g.reads_subscribe += s->g.reads_subscribe;
+        g.reads_gap += s->g.reads_gap;
         for (int r = 0; r < HISTORY_LOSS_COUNT; r++)
             unrecovered[r] += s->unrecovered[r];
         if (s->pid) {
@@ -333,6 +335,13 @@ static void render(struct out *o, const struct metrics *m, const struct metrics_
            "Holes in live delivery filled from history.", g->gap_fills);
     metric(o, "wsgate_history_gaps_lost_total", "counter",
            "Holes in live delivery that history could not fill.", g->gaps_lost);
+    put(o, "# HELP wsgate_history_reads_total History reads sent to the broker, by what "
+           "asked: subscribes, or holes in live delivery (one read per channel serves every "
+           "subscriber waiting on it).\n"
+           "# TYPE wsgate_history_reads_total counter\n"
+           "wsgate_history_reads_total{reason=\"subscribe\"} %llu\n"
+           "wsgate_history_reads_total{reason=\"gap\"} %llu\n",
+        (unsigned long long)g->reads_subscribe, (unsigned long long)g->reads_gap);
     put(o, "# HELP wsgate_recoveries_total Subscribes that asked to recover, by result.\n"
             "# TYPE wsgate_recoveries_total counter\n"
             "wsgate_recoveries_total{result=\"recovered\",reason=\"\"} %llu\n",

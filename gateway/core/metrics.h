@@ -89,6 +89,7 @@ struct metrics_gauges {
     struct metrics_process process;
     /* history, counted by the hub */
     uint64_t recovered, gap_fills, gaps_lost;
+    uint64_t reads_subscribe, reads_gap; /* history reads, by what asked */
     unsigned presence_members;
     const uint64_t *unrecovered; /* HISTORY_LOSS_COUNT, by enum history_loss */
 };

@@ -386,6 +386,8 @@ static struct metrics_gauges gauges(struct app *app)
         .recovered = hs->recovered,
         .gap_fills = hs->gap_fills,
         .gaps_lost = hs->gaps_lost,
+        .reads_subscribe = hs->reads_subscribe,
+        .reads_gap = hs->reads_gap,
         .unrecovered = hs->unrecovered,
         .presence_members = hs->presence_members,
     };

@@ -70,21 +70,25 @@ class Backend:
         self.conn = redis.conn()
         self.size, self.ttl, self.prefix = size, ttl, prefix
 
-    def publish(self, channel, data):
+    def publish(self, channel, data, silent=False):
+        """silent: into the history only, published on a pub/sub channel
+        nobody listens to (a message pub/sub lost)."""
         p = self.prefix
         return self.conn.call("EVAL", PUBLISH_LUA, "2", f"{p}{{{channel}}}:meta", f"{p}{{{channel}}}:stream",
-                              p + channel, json.dumps(data), self.size, self.ttl, self.ttl + 86400,
-                              "backendEpoch")
+                              p + ("nowhere" if silent else channel), json.dumps(data), self.size,
+                              self.ttl, self.ttl + 86400, "backendEpoch")
 
 
 class Pacer(threading.Thread):
     """Backend publishes of 1, 2, 3, ... on a channel at about `rate`/s
-    until `count` are out; `on_each(i)` runs after publish i."""
+    until `count` are out; `on_each(i)` runs after publish i; the offsets in
+    `silent` go into the history only."""
 
-    def __init__(self, redis, channel, count, rate, size=100, on_each=None):
+    def __init__(self, redis, channel, count, rate, size=100, on_each=None, silent=()):
         super().__init__(daemon=True)
         self.backend = Backend(redis, size=size)
         self.channel, self.count, self.rate, self.on_each = channel, count, rate, on_each
+        self.silent = set(silent)
         self.error = None
         self.stop_flag = threading.Event()
 
@@ -94,7 +98,7 @@ class Pacer(threading.Thread):
             for i in range(1, self.count + 1):
                 if self.stop_flag.is_set():
                     return
-                top, _ = self.backend.publish(self.channel, i)
+                top, _ = self.backend.publish(self.channel, i, silent=i in self.silent)
                 assert top == i, (top, i)
                 if self.on_each:
                     self.on_each(i)
@@ -372,6 +376,42 @@ async def test_client_kill_pubsub_keeps_sequences_contiguous(procs, redis):
         assert m.value("wsgate_broker_reconnects_total") >= 1
         assert m.value("wsgate_history_gap_fills_total") >= 1, "nothing was read back"
         assert m.value("wsgate_history_gaps_lost_total") == 0
+
+
+@async_test(120)
+async def test_one_history_read_per_channel_fills_every_subscriber(procs, redis):
+    """50 subscribers on one channel on one gateway: messages pub/sub never
+    delivered (history only) and a CLIENT KILL TYPE pubsub mid-stream each
+    make a hole every subscriber sees; each hole costs one history read for
+    the channel, not one per subscriber, and every subscriber still gets the
+    whole sequence."""
+    n, subs, silent = 600, 50, (100, 200, 300)
+    gw = procs.gateway("--history-size", "1000", redis=redis, node_id="a")
+    clients = [await gw.subscriber("feed") for _ in range(subs)]
+    before = await ascrape_metrics(gw)
+    assert 1 <= before.value("wsgate_history_reads_total", reason="subscribe") <= subs
+    assert before.value("wsgate_history_reads_total", reason="gap") == 0
+    killer = redis.conn()
+    killed = []
+    pacer = Pacer(redis, "feed", n, rate=500, size=1000, silent=silent,
+                  on_each=lambda i: i == 450 and killed.append(killer.call("CLIENT", "KILL", "TYPE", "pubsub")))
+    pacer.start()
+    await pacer.finish()
+    assert killed and killed[0] >= 1, f"CLIENT KILL TYPE pubsub killed {killed}"
+    for c in clients:
+        got = await until_offset(c, "feed", n, timeout=30)
+        assert_run(got, 1, n)
+        assert not [o for o in c.pending if o.get("op") == "lost"], list(c.pending)
+    m = await ascrape_metrics(gw)
+    reconnects = m.value("wsgate_broker_reconnects_total")
+    gap_reads = m.value("wsgate_history_reads_total", reason="gap")
+    fills = m.value("wsgate_history_gap_fills_total")
+    print(f"{subs} subscribers: {gap_reads} gap reads for {len(silent)} silent holes and "
+          f"{reconnects} reconnects; {fills} subscriber gap fills")
+    assert reconnects >= 1
+    assert m.value("wsgate_history_gaps_lost_total") == 0
+    assert fills >= subs, "every subscriber had a hole to fill"
+    assert 1 <= gap_reads <= len(silent) + reconnects, "history read per subscriber, not per channel"
 
 
 @async_test(90)

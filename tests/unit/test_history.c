@@ -39,6 +39,13 @@ static void test_gap(void)
     CHECK_EQ_INT(history_gap(&from, &trimmed), HISTORY_TRIMMED);
     struct history_read cut = {at("e1", 44), e, 2};
     CHECK_EQ_INT(history_gap(&from, &cut), HISTORY_TOO_MANY);
+    /* a read shared with a subscriber further behind starts before from */
+    struct position mid = at("e1", 42);
+    CHECK_EQ_INT(history_gap(&mid, &all), HISTORY_COMPLETE);
+    struct history_read hole = {at("e1", 44), (struct history_entry[]){{41, "0", 1}, {44, "3", 1}}, 2};
+    CHECK_EQ_INT(history_gap(&mid, &hole), HISTORY_TRIMMED);
+    struct history_read short_ = {at("e1", 44), e, 1};
+    CHECK_EQ_INT(history_gap(&mid, &short_), HISTORY_TOO_MANY);
     CHECK_STR(history_loss_name(HISTORY_TRIMMED), "trimmed");
     CHECK_STR(history_loss_name(HISTORY_LOSS_COUNT), "unknown");
 }

@@ -1342,6 +1342,84 @@ static void test_history_lost_and_refused(void)
     fx_free(&f);
 }
 
+/* One read per channel serves every subscriber waiting on it; one that the
+ * read in flight does not cover waits for the next. */
+static void test_history_read_shared(void)
+{
+    struct fixture f;
+    struct tclient t[4];
+    const char *names[4] = {"a", "b", "c", "d"};
+    fx_history(&f);
+    for (int i = 0; i < 4; i++)
+        tclient_init(&t[i], names[i]);
+    CHECK_EQ_INT(sub(&f, &t[0], "c", 1, 1), 0);
+    CHECK_EQ_INT(sub(&f, &t[1], "c", 1, 2), 0);
+    stub_confirm_all(&f.sb);
+    CHECK_EQ_INT(f.sb.reads, 1); /* both subscribes, one read of the top */
+    CHECK_EQ_UINT(f.sb.read_limit, 0);
+    stub_answer_read(&f.sb, "e1", 10, 0, 0, 0);
+    ACKED(&t[0], 0, 1);
+    ACKED(&t[1], 0, 2);
+    CHECK_EQ_UINT(stats(&f)->reads_subscribe, 1);
+    stub_message_at(&f.sb, "c", "e1", 11);
+    stub_message_at(&f.sb, "c", "e1", 14); /* both see the hole: one read */
+    CHECK_EQ_INT(f.sb.reads, 2);
+    CHECK_EQ_UINT(f.sb.read_since, 11);
+    CHECK(f.sb.read_limit > 0);
+    CHECK_EQ_UINT(stats(&f)->reads_gap, 1);
+    /* while it is in flight: a recovery from before 11 waits for the next
+     * read, a fresh subscribe joins this one, b goes */
+    CHECK_EQ_INT(sub_recover(&f, &t[2], "c", 3, "e1", 5), 0);
+    CHECK_EQ_INT(sub(&f, &t[3], "c", 1, 4), 0);
+    CHECK_EQ_INT(f.sb.reads, 2);
+    CHECK_EQ_INT(unsub(&f, &t[1], "c"), 0);
+    stub_message_at(&f.sb, "c", "e1", 15);
+    stub_answer_read(&f.sb, "e1", 14, 12, 14, 0);
+    GOT_RUN(&t[0], 11, 15);
+    GOT_RUN(&t[1], 11, 11);
+    ACKED(&t[3], 0, 4);
+    CHECK_EQ_UINT(t[3].answers[0].top.offset, 14);
+    GOT_RUN(&t[3], 15, 15);
+    CHECK_EQ_INT(t[2].nanswers, 0);
+    CHECK_EQ_INT(f.sb.reads, 3); /* the next read, for c */
+    CHECK_EQ_UINT(f.sb.read_since, 5);
+    CHECK_EQ_UINT(stats(&f)->reads_subscribe, 2);
+    /* a and d, past 15, find a hole at 17: the read in flight, from 5,
+     * covers them, so they join it */
+    stub_message_at(&f.sb, "c", "e1", 17);
+    CHECK_EQ_INT(f.sb.reads, 3);
+    stub_answer_read(&f.sb, "e1", 17, 6, 17, 0);
+    ACKED(&t[2], 0, 3);
+    CHECK_EQ_INT(t[2].answers[0].loss, HISTORY_COMPLETE);
+    GOT_RUN(&t[2], 6, 17);
+    GOT_RUN(&t[0], 11, 17);
+    GOT_RUN(&t[3], 15, 17);
+    CHECK_EQ_INT(f.sb.reads, 3);
+    CHECK_EQ_UINT(stats(&f)->gap_fills, 3); /* a twice, d once */
+    /* a failed read fails nothing established; every sub reads again once
+     * the broker is back, in one read */
+    stub_message_at(&f.sb, "c", "e1", 19);
+    CHECK_EQ_INT(f.sb.reads, 4);
+    stub_answer_read(&f.sb, "", 0, 0, 0, 1);
+    stub_state(&f.sb, 0);
+    stub_state(&f.sb, 1);
+    stub_confirm_all(&f.sb);
+    CHECK_EQ_INT(f.sb.reads, 5);
+    CHECK_EQ_UINT(f.sb.read_since, 17);
+    stub_answer_read(&f.sb, "e1", 19, 18, 19, 0);
+    GOT_RUN(&t[0], 11, 19);
+    GOT_RUN(&t[2], 6, 19);
+    GOT_RUN(&t[3], 15, 19);
+    CHECK_EQ_UINT(stats(&f)->reads_gap, 3);
+    CHECK_EQ_INT(t[0].nlost + t[2].nlost + t[3].nlost, 0);
+    for (int i = 0; i < 4; i++) {
+        hub_drop_client(f.hub, &t[i].hc);
+        tclient_free(&t[i]);
+    }
+    CHECK_EQ_UINT(stats(&f)->channels, 0);
+    fx_free(&f);
+}
+
 static void test_history_memory_engine(void)
 {
     struct hub *h = hub_new(&callbacks, MAX_PAYLOAD);
@@ -1407,6 +1485,7 @@ int main(void)
     RUN(test_history_recover_merges_live);
     RUN(test_history_gap_filled);
     RUN(test_history_lost_and_refused);
+    RUN(test_history_read_shared);
     RUN(test_history_memory_engine);
     return check_summary();
 }

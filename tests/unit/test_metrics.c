@@ -74,7 +74,7 @@ static void test_node_sums_workers(void)
         s->m.capacity = 100;
         s->unrecovered[HISTORY_EXPIRED] = 2; /* copied from the worker's hub */
         s->g = (struct metrics_gauges){.connections = 5, .broker_up = 1, .broker_messages = 7,
-                                       .process = {.ok = 1, .open_fds = 10}};
+                                       .reads_gap = 1, .process = {.ok = 1, .open_fds = 10}};
     }
     size_t len;
     char *t = metrics_render_node(&node, &len);
@@ -91,6 +91,8 @@ static void test_node_sums_workers(void)
     CHECK_CONTAINS(t, "\nwsgate_broker_up 1\n");
     CHECK_CONTAINS(t, "\nwsgate_ready 1\n");
     CHECK_CONTAINS(t, "\nwsgate_recoveries_total{result=\"not_recovered\",reason=\"expired\"} 6\n");
+    CHECK_CONTAINS(t, "\nwsgate_history_reads_total{reason=\"gap\"} 3\n");
+    CHECK_CONTAINS(t, "\nwsgate_history_reads_total{reason=\"subscribe\"} 0\n");
     CHECK_CONTAINS(t, "\nwsgate_max_connections 200\n");
     CHECK_CONTAINS(t, "\nprocess_open_fds 20\n");
     CHECK_CONTAINS(t, "\nwsgate_workers 2\n");
