@@ -74,6 +74,7 @@ struct fdev {
     int fd;
     unsigned char write_armed;  /* wr is pending in libevent */
     unsigned char want_write;   /* a writable callback was asked for */
+    unsigned char kicked;       /* a write round is pending (kick active) */
     unsigned char keep_writable;
     unsigned char in_service;   /* inside lws_service_fd() for this fd */
     unsigned char reset;        /* closes with a reset: no lingering */
@@ -109,6 +110,7 @@ static void warn_shortage(struct loop *loop, const char *what)
  * with epoll while that same event is active. */
 static void kick_write(struct fdev *f)
 {
+    f->kicked = 1;
     event_active(f->kick, EV_WRITE, 1);
 }
 
@@ -231,6 +233,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     struct fdev *f = arg;
     f->want_write = 0;
+    f->kicked = 0;
     int had_partial = lws_partial_buffered(f->wsi);
     if (service(f, POLLOUT) < 0)
         return;
@@ -600,6 +603,13 @@ void loop_want_write(struct lws *wsi)
         if (!f->write_armed)
             kick_write(f);
     }
+}
+
+int loop_write_idle(struct lws *wsi)
+{
+    struct fdev *f = lws_get_opaque_user_data(wsi);
+    return f && !f->in_service && !f->kicked && !f->want_write && !f->write_armed &&
+           !lws_partial_buffered(wsi);
 }
 
 void loop_keep_writable(struct lws *wsi, int on)

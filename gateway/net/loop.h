@@ -74,6 +74,13 @@ unsigned loop_max_sockets(const struct loop *loop);
 /* lws_callback_on_writable() plus arming EV_WRITE for the wsi's fd. */
 void loop_want_write(struct lws *wsi);
 
+/* 1 when nothing is owed on wsi's socket: no write round pending (ours or
+ * one lws asked for), no partial write buffered, not inside lws's service
+ * of it. A small frame written now, outside a writable callback, then goes
+ * out whole and alone (were the socket full, lws would buffer it and ask
+ * for the round itself). */
+int loop_write_idle(struct lws *wsi);
+
 /* The answer to LWS_CALLBACK_GET_THREAD_ID (one thread: a constant); lws
  * asks it whenever the poll events it wants on wsi's socket change, so the
  * socket gets a write round. */

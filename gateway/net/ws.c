@@ -100,12 +100,25 @@ static void conn_abort(struct conn *c)
     loop_abort(wsi_of(c));
 }
 
-/* The ping leaves at the next writable callback, ahead of the queue. */
+/* lws 4.1 does not report a pong without payload, so the ping has one
+ * (the peer echoes it). */
+static int write_ping(struct lws *wsi)
+{
+    unsigned char frame[LWS_PRE + 1] = {[LWS_PRE] = 'k'};
+    return lws_write(wsi, frame + LWS_PRE, 1, LWS_WRITE_PING) < 0 ? -1 : 0;
+}
+
+/* An idle connection (the usual one to ping) gets its ping at once: one
+ * write, no writable rounds. Otherwise the ping leaves at the next writable
+ * callback, ahead of the queue. */
 static void conn_ping(struct conn *c)
 {
-    struct pss *pss = lws_wsi_user(wsi_of(c));
-    pss->ping_due = 1;
-    loop_want_write(wsi_of(c));
+    struct lws *wsi = wsi_of(c);
+    struct pss *pss = lws_wsi_user(wsi);
+    if (!pss->closing && loop_write_idle(wsi) && write_ping(wsi) == 0)
+        return;
+    pss->ping_due = 1; /* a failed write fails again there, and closes */
+    loop_want_write(wsi);
 }
 
 static const struct conn_ops lws_conn_ops = {
@@ -157,11 +170,8 @@ static int writable(struct lws *wsi, struct pss *pss)
         return probe_writable(wsi, pss);
     if (!pss->ping_due)
         return client_writable(pss->client);
-    /* lws 4.1 does not report a pong without payload, so the ping has one
-     * (the peer echoes it). */
-    unsigned char frame[LWS_PRE + 1] = {[LWS_PRE] = 'k'};
     pss->ping_due = 0;
-    if (lws_write(wsi, frame + LWS_PRE, 1, LWS_WRITE_PING) < 0)
+    if (write_ping(wsi) < 0)
         return -1;
     loop_want_write(wsi); /* one write per callback: the queue comes next */
     return 0;

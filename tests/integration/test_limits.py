@@ -486,6 +486,43 @@ def test_keepalive_pings_and_drops_silent_clients(procs):
     alive.close()
 
 
+def test_client_pings_answered_between_keepalive_pings(procs):
+    """Pings from the client get their pong each time, back to back, and
+    around the gateway's own keepalive pings (written at once on an idle
+    socket; lws answers a client's ping outside any writable callback of
+    ours, so each answer must still get its write round)."""
+    gw = procs.gateway("--ping-interval", "1", "--ping-timeout", "5", node_id="n1")
+    ws = gw.raw(timeout=5)   # every wait below fails after 5 s
+    assert ws.recv_json()["op"] == "welcome"
+    server_pings = 0
+
+    def pong_for(payload):
+        nonlocal server_pings
+        deadline = time.monotonic() + 5
+        while True:
+            assert time.monotonic() < deadline, f"no pong for {payload!r} within 5 s"
+            fin, op, got = ws.recv_frame()
+            if op == 0x9:   # the keepalive: answered, as a browser would
+                server_pings += 1
+                ws.sock.sendall(encode_frame(0xA, got))
+                continue
+            assert (fin, op, got) == (True, 0xA, payload), (fin, op, got)
+            return
+    for i in range(5):   # back to back
+        ws.sock.sendall(encode_frame(0x9, b"c%d" % i))
+        pong_for(b"c%d" % i)
+    for i in range(2):   # a keepalive ping (answered), then ours at once
+        fin, op, got = ws.recv_frame()   # nothing else is due: the ping within 1-2 s
+        assert (fin, op) == (True, 0x9), (fin, op, got)
+        ws.sock.sendall(encode_frame(0xA, got) + encode_frame(0x9, b"k%d" % i))
+        pong_for(b"k%d" % i)
+    ws.send_json({"op": "ping", "id": 7})
+    while (r := ws.recv_json()).get("id") != 7:
+        pass
+    assert r["op"] == "pong", r
+    ws.close()
+
+
 def test_idle_connections_cost_no_cpu(procs):
     """Idle CPU does not grow with connections: with 5,000 idle WebSockets the
     gateway uses under 0.3% of a core more than with 50 (measured over 4 s
