@@ -102,10 +102,15 @@ async def test_connect_close_churn(procs):
     rtts, counts = await bystand(gw.port, bystander, publisher, CHURN_SECONDS)
     elapsed = time.monotonic() - t0
     cpu = (cpu_seconds(gw.proc.pid) - c0) / elapsed
-    p50, p90, worst = pct(rtts, 0.5), pct(rtts, 0.9), rtts[-1]
-    # The bounds on a quiet box: 100 ms and 1 s (the control's p90 is about
-    # 1 ms there); a loaded one raises them with the control.
+    p50, p90, p99, worst = pct(rtts, 0.5), pct(rtts, 0.9), pct(rtts, 0.99), rtts[-1]
+    # The bounds on a quiet box: 100 ms, 250 ms and 1 s (the control's p90
+    # is about 1 ms there); a loaded one raises them with the control. One
+    # round trip may exceed the last, by less than as much again: a process
+    # the scheduler put aside on a loaded box (seen: 1.3 s once in 1,900,
+    # control max 161 ms). An accept loop that does not yield held the
+    # bystander 3.1 s in one go (and up to 1.7 s, repeatedly, before).
     p90_bound = max(0.1, 3 * pct(control, 0.9))
+    p99_bound = max(0.25, 3 * pct(control, 0.99))
     worst_bound = max(1.0, 3 * control[-1])
     total = sum(v for k, v in counts.items() if k != "errors")
     deadline = time.monotonic() + 15   # lingering closes end within 2 s on a quiet box
@@ -114,8 +119,9 @@ async def test_connect_close_churn(procs):
     left = fds(gw.proc.pid)
     print(f"churn: {total} connections in {elapsed:.1f} s ({total / elapsed:.0f}/s), "
           f"{counts.get('errors', 0)} client errors, gateway CPU {cpu * 100:.0f}%, bystander ping+publish+delivery "
-          f"p50 {p50 * 1000:.1f} ms p90 {p90 * 1000:.1f} ms max {worst * 1000:.0f} ms ({len(rtts)} pings; "
-          f"churn at another gateway: p90 {pct(control, 0.9) * 1000:.1f} ms max {control[-1] * 1000:.0f} ms), "
+          f"p50 {p50 * 1000:.1f} ms p90 {p90 * 1000:.1f} ms p99 {p99 * 1000:.1f} ms max {worst * 1000:.0f} ms "
+          f"({len(rtts)} pings; churn at another gateway: p90 {pct(control, 0.9) * 1000:.1f} ms "
+          f"p99 {pct(control, 0.99) * 1000:.1f} ms max {control[-1] * 1000:.0f} ms), "
           f"descriptors {base} before, {left} after")
     assert gw.proc.alive(), gw.proc.dump()
     assert left <= base, f"descriptors leaked: {base} before, {left} after"
@@ -123,5 +129,9 @@ async def test_connect_close_churn(procs):
     # connects held established clients for up to 1.7 s.
     assert p90 < p90_bound, \
         f"bystander p90 round trip {p90 * 1000:.0f} ms during churn (bound {p90_bound * 1000:.0f} ms)"
-    assert worst < worst_bound, f"bystander round trip took {worst:.2f}s during churn (bound {worst_bound:.2f}s)"
+    assert p99 < p99_bound, \
+        f"bystander p99 round trip {p99 * 1000:.0f} ms during churn (bound {p99_bound * 1000:.0f} ms)"
+    slow = [r for r in rtts if r >= worst_bound]
+    assert len(slow) <= 1 and worst < 2 * worst_bound, \
+        f"bystander round trips of {slow} s during churn (bound {worst_bound:.2f}s, one up to twice that)"
     await bystander.ping()
