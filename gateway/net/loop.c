@@ -61,6 +61,9 @@ struct loop {
     uint64_t warned_us;          /* last descriptor warning */
     unsigned long unwarned;      /* refusals since it */
     struct lingerer *lingering;
+    struct fdev *ready, *ready_tail; /* sockets loop_write_soon() will write */
+    struct event *flush;             /* no fd: writes them after this turn's events */
+    int (*writer)(struct lws *wsi);  /* what loop_write_soon() was given */
     int port;
     int sndbuf;
     int tls; /* adopt with LWS_ADOPT_ALLOW_SSL */
@@ -71,6 +74,7 @@ struct fdev {
     struct lws *wsi; /* NULL once lws destroyed it */
     struct event *rd, *wr; /* EV_READ, and EV_WRITE armed in epoll */
     struct event *kick;    /* no fd: event_active() runs on_write next */
+    struct fdev *ready_prev, *ready_next; /* in loop->ready */
     int fd;
     unsigned char write_armed;  /* wr is pending in libevent */
     unsigned char want_write;   /* a writable callback was asked for */
@@ -79,10 +83,23 @@ struct fdev {
     unsigned char in_service;   /* inside lws_service_fd() for this fd */
     unsigned char reset;        /* closes with a reset: no lingering */
     unsigned char counted;      /* holds one of loop->nsockets */
+    unsigned char ready;        /* in loop->ready */
 };
+
+static void ready_unlink(struct fdev *f)
+{
+    struct loop *loop = f->loop;
+    if (!f->ready)
+        return;
+    if (f->ready_prev) f->ready_prev->ready_next = f->ready_next; else loop->ready = f->ready_next;
+    if (f->ready_next) f->ready_next->ready_prev = f->ready_prev; else loop->ready_tail = f->ready_prev;
+    f->ready_prev = f->ready_next = NULL;
+    f->ready = 0;
+}
 
 static void fdev_free(struct fdev *f)
 {
+    ready_unlink(f);
     if (f->counted)
         f->loop->nsockets--;
     if (f->rd) event_free(f->rd);
@@ -225,6 +242,16 @@ static int writable_now(int fd)
     return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
 }
 
+/* Waits until the socket takes more (lws holds a partial write or serves a
+ * file) before on_write runs again. */
+static void await_writable(struct fdev *f)
+{
+    arm_write(f); /* the socket's next edge says it takes more, */
+    if (writable_now(f->fd))
+        kick_write(f); /* but none comes while it still does (lws
+                        * writes one TLS record, one file chunk a round) */
+}
+
 /* Runs from a real EV_WRITE (socket writable again after a partial write, or
  * lws serving a file) or from event_active() (a writable callback was asked
  * for: no syscall needed when the socket is presumed writable). */
@@ -238,10 +265,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     if (service(f, POLLOUT) < 0)
         return;
     if (f->keep_writable || lws_partial_buffered(f->wsi)) {
-        arm_write(f); /* the socket's next edge says it takes more, */
-        if (writable_now(f->fd))
-            kick_write(f); /* but none comes while it still does (lws
-                            * writes one TLS record, one file chunk a round) */
+        await_writable(f);
         return;
     }
     disarm_write(f);
@@ -249,6 +273,63 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
      * round is the writable callback it owes. */
     if (f->want_write || had_partial)
         kick_write(f);
+}
+
+/* Nothing pending on f: no write round asked for or under way, no partial
+ * write held by lws, no file being served, not inside lws's service of it. */
+static int idle(const struct fdev *f)
+{
+    return !f->in_service && !f->want_write && !f->kicked && !f->write_armed &&
+           !f->keep_writable && !lws_partial_buffered(f->wsi);
+}
+
+int loop_write_soon(struct lws *wsi, int (*write)(struct lws *wsi))
+{
+    struct fdev *f = lws_get_opaque_user_data(wsi);
+    if (!f || (!f->ready && !idle(f)))
+        return 0;
+    if (f->ready)
+        return 1;
+    struct loop *loop = f->loop;
+    loop->writer = write;
+    f->ready = 1;
+    f->ready_prev = loop->ready_tail;
+    if (loop->ready_tail)
+        loop->ready_tail->ready_next = f;
+    else
+        event_active(loop->flush, EV_WRITE, 1);
+    if (!loop->ready)
+        loop->ready = f;
+    loop->ready_tail = f;
+    return 1;
+}
+
+/* Runs after the events that made sockets ready (a read from Redis may
+ * carry many messages: each socket then gets all of its share in one
+ * send()), in the order they became ready. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct loop *loop = arg;
+    struct fdev *f;
+    while ((f = loop->ready)) {
+        ready_unlink(f);
+        if (!idle(f)) { /* something came first: the callback's path keeps order */
+            loop_want_write(f->wsi);
+            continue;
+        }
+        f->in_service = 1; /* lws asking for POLLOUT on a partial write: see below */
+        int rc = loop->writer(f->wsi);
+        f->in_service = 0;
+        if (!f->wsi) { /* lws destroyed it meanwhile */
+            fdev_free(f);
+        } else if (rc < 0) {
+            lws_set_timeout(f->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            sync_tick(loop);
+        } else if (lws_partial_buffered(f->wsi)) {
+            await_writable(f); /* on_write flushes it, then owes the writable round */
+        }
+    }
 }
 
 /* lws's timers (handshake and close timeouts, kills) run without
@@ -573,7 +654,8 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
 
     loop->tick = evtimer_new(base, on_tick, loop);
     loop->resume = evtimer_new(base, on_resume, loop);
-    if (!loop->tick || !loop->resume) {
+    loop->flush = event_new(base, -1, 0, on_flush, loop);
+    if (!loop->tick || !loop->resume || !loop->flush) {
         snprintf(err, errlen, "cannot start the service timer");
         loop_free(loop);
         return NULL;
@@ -608,8 +690,22 @@ void loop_want_write(struct lws *wsi)
 int loop_write_idle(struct lws *wsi)
 {
     struct fdev *f = lws_get_opaque_user_data(wsi);
-    return f && !f->in_service && !f->kicked && !f->want_write && !f->write_armed &&
-           !lws_partial_buffered(wsi);
+    return f && idle(f);
+}
+
+int loop_send(struct lws *wsi, unsigned char *buf, size_t len)
+{
+    struct fdev *f = lws_get_opaque_user_data(wsi);
+    size_t sent = 0;
+    if (f && !f->loop->tls && !lws_partial_buffered(wsi)) {
+        ssize_t n = send(f->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n == (ssize_t)len)
+            return 0;
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    /* The rest, or an error, is lws's: it retries, keeps what the socket
+     * does not take, or marks the socket failed for its close. */
+    return lws_write(wsi, buf + sent, len - sent, LWS_WRITE_HTTP) < 0 ? -1 : 0;
 }
 
 void loop_keep_writable(struct lws *wsi, int on)
@@ -654,6 +750,7 @@ void loop_wsi_destroyed(struct lws *wsi)
     if (!f)
         return;
     lws_set_opaque_user_data(wsi, NULL);
+    ready_unlink(f);
     event_del(f->rd);
     disarm_write(f);
     event_del(f->kick);
@@ -679,6 +776,10 @@ void loop_free(struct loop *loop)
     loop_stop_accepting(loop);
     while (loop->lingering)
         lingerer_free(loop->lingering);
+    while (loop->ready) /* fdevs outlive the loop until lws destroys them */
+        ready_unlink(loop->ready);
+    if (loop->flush)
+        event_free(loop->flush);
     if (loop->tick)
         event_free(loop->tick);
     if (loop->resume)

@@ -11,6 +11,8 @@
  * read (lws queues pongs, close replies and handshake answers internally).
  * It is armed in epoll only while lws holds a partial write or serves a
  * file, that is while the socket itself must tell us when it takes more.
+ * A socket with nothing pending skips even that round: loop_write_soon()
+ * lists it, and one event writes every listed socket after the others.
  * A one-shot timer runs lws's own timers (handshake and close timeouts,
  * kills) straight from lws's timer lists when the first of them is due
  * (looked up after every lws call that may set one), and at least once a
@@ -74,12 +76,34 @@ unsigned loop_max_sockets(const struct loop *loop);
 /* lws_callback_on_writable() plus arming EV_WRITE for the wsi's fd. */
 void loop_want_write(struct lws *wsi);
 
-/* 1 when nothing is owed on wsi's socket: no write round pending (ours or
- * one lws asked for), no partial write buffered, not inside lws's service
- * of it. A small frame written now, outside a writable callback, then goes
- * out whole and alone (were the socket full, lws would buffer it and ask
- * for the round itself). */
+/* 1 when nothing is owed on wsi's socket (the test loop_write_soon makes):
+ * no write round pending (ours or one lws asked for), no partial write
+ * buffered, no file being served, not inside lws's service of it. A small
+ * frame written now, outside a writable callback, then goes out whole and
+ * alone (were the socket full, lws would buffer it and ask for the round
+ * itself). */
 int loop_write_idle(struct lws *wsi);
+
+/* Calls write(wsi) in place of a writable callback once this turn's other
+ * events are handled, when the socket is idle and presumed writable: no
+ * writable callback pending, no partial write held by lws, no file being
+ * served, not inside lws's service of this socket. A message for an idle
+ * subscriber thus leaves without a round through lws_service_fd() and
+ * lws_callback_on_writable() per socket, and messages that arrived
+ * together still leave together. If the socket is no longer idle by then,
+ * a writable callback is asked for instead. What the socket did not take
+ * waits for EV_WRITE as after any partial write; write returning -1 closes
+ * wsi at the loop's next turn, as a writable callback's -1 would. Every
+ * caller on one loop passes the same write. Returns 0 when nothing was
+ * scheduled (the caller asks with loop_want_write()), else 1. */
+int loop_write_soon(struct lws *wsi, int (*write)(struct lws *wsi));
+
+/* Writes len bytes of complete WebSocket frames to wsi's socket: with one
+ * send() of our own when lws holds nothing unsent and there is no TLS (lws
+ * then keeps what the socket did not take, as after any partial write),
+ * else through lws_write() as raw bytes. Returns 0, or -1 when the
+ * connection failed. */
+int loop_send(struct lws *wsi, unsigned char *buf, size_t len);
 
 /* The answer to LWS_CALLBACK_GET_THREAD_ID (one thread: a constant); lws
  * asks it whenever the poll events it wants on wsi's socket change, so the

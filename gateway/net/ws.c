@@ -20,7 +20,7 @@
 #include "proto/v1.h"
 #include "proto/v1_codec.h"
 
-_Static_assert(LWS_PRE <= MSG_HEADROOM, "struct msg headroom cannot hold LWS_PRE");
+_Static_assert(FRAMES_HEADER_MAX <= MSG_HEADROOM, "struct msg headroom cannot hold a frame header");
 
 /* A probing WebSocket has no client (it is not counted nor swept): it must
  * finish the upgrade ("2probe", then "5") in the time a Socket.IO client
@@ -66,24 +66,46 @@ struct pss {
 
 static struct lws *wsi_of(struct conn *c) { return (struct lws *)c; }
 
+/* Frames are ours, not lws's (lws frames one message per lws_write()), and
+ * go out as raw bytes: see loop_send(). The header goes into the msg's
+ * headroom, as lws would put it. */
 static int conn_write(struct conn *c, unsigned char *buf, size_t len)
 {
-    return lws_write(wsi_of(c), buf, len, LWS_WRITE_TEXT) < 0 ? -1 : 0;
+    size_t h = frames_header(buf, len);
+    return loop_send(wsi_of(c), buf - h, h + len);
 }
 
-/* lws frames one message per lws_write(), so joined frames go out as raw
- * bytes (an HTTP write type): lws sends them as they are and, like any
- * write, keeps what the socket did not take for the next POLLOUT. */
 static int conn_write_frames(struct conn *c, struct msg *const *m, size_t n)
 {
     static unsigned char out[FRAMES_JOIN_MAX];
     size_t len = frames_join(out, m, n);
-    return lws_write(wsi_of(c), out, len, LWS_WRITE_HTTP) < 0 ? -1 : 0;
+    return loop_send(wsi_of(c), out, len);
+}
+
+/* Frames queued for an idle client are written without a writable
+ * callback (loop_write_soon); a ping owed, a close under way or a write
+ * already pending take the callback's path, which keeps their order. */
+static int write_soon(struct lws *wsi)
+{
+    struct pss *pss = lws_wsi_user(wsi);
+    if (!pss->client || pss->ping_due || pss->closing || client_closing(pss->client)) {
+        loop_want_write(wsi);
+        return 0;
+    }
+    if (client_writable(pss->client) == 0)
+        return 0;
+    pss->closing = 1; /* the write failed: lws closes, writable does nothing */
+    return -1;
 }
 
 static void conn_want_write(struct conn *c)
 {
-    loop_want_write(wsi_of(c));
+    struct lws *wsi = wsi_of(c);
+    struct pss *pss = lws_wsi_user(wsi);
+    if (pss->client && !pss->ping_due && !pss->closing && !client_closing(pss->client) &&
+        loop_write_soon(wsi, write_soon))
+        return;
+    loop_want_write(wsi);
 }
 
 /* The close frame goes out on the next POLLOUT; lws then awaits the peer's

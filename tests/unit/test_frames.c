@@ -1,5 +1,7 @@
-/* test_frames.c - joined server frames, byte for byte: header sizes at the
- * 125/126 and 65535 boundaries, order, and payloads intact. */
+/* test_frames.c - server frames, byte for byte: header sizes at the
+ * 125/126 and 65535/65536 boundaries, in place and joined, order, and
+ * payloads intact. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,9 +63,38 @@ static void test_many_in_order(void)
     CHECK(ordered);
 }
 
+/* One frame's header, written into the headroom right before its payload:
+ * 2, 4 and 10 bytes at the 125/126 and 65535/65536 boundaries. */
+static void test_header_in_place(void)
+{
+    static const size_t lens[] = {0, 125, 126, 65535, 65536, 70000};
+    static const size_t hdrs[] = {2, 2, 4, 4, 10, 10};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        struct msg *m = filled(lens[i], 'p');
+        CHECK_NOT_NULL(m);
+        memset(m->buf, 0xee, MSG_HEADROOM);
+        size_t h = frames_header(msg_data(m), lens[i]);
+        CHECK_EQ_UINT(h, hdrs[i]);
+        const unsigned char *f = msg_data(m) - h;
+        CHECK_EQ_UINT(f[0], 0x81);
+        uint64_t len = f[1];
+        if (h > 2) {
+            CHECK_EQ_UINT(f[1], h == 4 ? 126 : 127);
+            len = 0;
+            for (size_t k = 2; k < h; k++)
+                len = len << 8 | f[k];
+        }
+        CHECK_EQ_UINT(len, lens[i]);
+        CHECK(m->buf[MSG_HEADROOM - h - 1] == 0xee); /* nothing before the header */
+        CHECK(lens[i] == 0 || (f[h] == 'p' && f[h + lens[i] - 1] == 'p'));
+        msg_unref(m);
+    }
+}
+
 int main(void)
 {
     RUN(test_header_sizes);
+    RUN(test_header_in_place);
     RUN(test_many_in_order);
     return check_summary();
 }
