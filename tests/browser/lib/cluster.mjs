@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { eachLine } from "../../lib/lines.mjs";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const SCRIPT = path.join(REPO, "deploy", "local-cluster.sh");
@@ -78,8 +79,7 @@ export class LocalCluster {
       this.lines = [];
       this.proc = spawn(cmd, argv, { stdio: ["ignore", "pipe", "pipe"], cwd: REPO, env: process.env });
       this.exited = new Promise((resolve) => this.proc.on("exit", (code, signal) => resolve(code ?? signal)));
-      this._pipe(this.proc.stdout);
-      this._pipe(this.proc.stderr);
+      for (const s of [this.proc.stdout, this.proc.stderr]) eachLine(s, (line) => this._line(line));
       this.exited.then((code) => this._line(`<exit ${code}>`));
       const line = await this.awaitLine(/wsgate cluster ready|local-cluster\.sh: |^<exit /, timeoutMs);
       if (line.includes("cluster ready")) break;
@@ -93,19 +93,6 @@ export class LocalCluster {
       return { role, name, pid: pid === "-" ? null : Number(pid), addr: addr.join(" ") };
     });
     return this;
-  }
-
-  _pipe(stream) {
-    let buf = "";
-    stream.setEncoding("utf8");
-    stream.on("data", (chunk) => {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        this._line(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    });
   }
 
   _line(line) {

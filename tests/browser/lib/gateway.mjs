@@ -4,6 +4,7 @@
 // for a printed line, with a deadline.
 import { execFileSync, spawn } from "node:child_process";
 import path from "node:path";
+import { eachLine } from "../../lib/lines.mjs";
 import { REPO, freePort, pidAlive } from "./cluster.mjs";
 
 export const WSGATE = process.env.WSGATE_BIN || path.join(REPO, "build", "wsgate");
@@ -21,16 +22,10 @@ class Proc {
     this.pid = this.proc.pid;
     this.exited = new Promise((resolve) => this.proc.on("exit", (code, sig) => resolve(code ?? sig)));
     for (const s of [this.proc.stdout, this.proc.stderr]) {
-      let buf = "";
-      s.setEncoding("utf8");
-      s.on("data", (chunk) => {
-        buf += chunk;
-        for (let i; (i = buf.indexOf("\n")) >= 0; buf = buf.slice(i + 1)) {
-          const line = buf.slice(0, i);
-          this.lines.push(line);
-          log(`${name}: ${line}`);
-          for (const w of [...this.waiters]) w();
-        }
+      eachLine(s, (line) => {
+        this.lines.push(line);
+        log(`${name}: ${line}`);
+        for (const w of [...this.waiters]) w();
       });
     }
   }

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { eachLine } from "../../lib/lines.mjs";
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const WSGATE = process.env.WSGATE_BIN || path.join(REPO, "build", "wsgate");
@@ -40,18 +41,7 @@ export class Proc {
     this.pid = this.child.pid;
     this.exited = new Promise((resolve) => this.child.on("exit", (code, sig) => resolve(code ?? sig)));
     this.exited.then((code) => this._line(`<exit ${code}>`));
-    for (const s of [this.child.stdout, this.child.stderr]) {
-      let buf = "";
-      s.setEncoding("utf8");
-      s.on("data", (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf("\n")) >= 0) {
-          this._line(buf.slice(0, i));
-          buf = buf.slice(i + 1);
-        }
-      });
-    }
+    for (const s of [this.child.stdout, this.child.stderr]) eachLine(s, (line) => this._line(line));
   }
 
   _line(line) {
