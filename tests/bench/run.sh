@@ -49,9 +49,11 @@
 #
 # --scenario sidebyside also measures, per server, --idle-subs (default
 # 10000) connections held idle for --idle seconds (default 30; 0 skips it):
-# CPU share and RSS per connection at default settings; and the send()
-# floor (wsbench --floor: 1000 loopback sockets, 1, 4 and 16 frames of 120
-# bytes per send()). Its rows: wsgate plain with 1 worker and with
+# CPU share and RSS per connection at default settings; and the floor
+# (wsbench --floor, 120-byte frames, --subs loopback sockets): the CPU of one
+# send() of 1, 4 and 16 frames, and the latency floor: the same subscribers
+# and rate fed by 1 and by 2 trivial sender processes, one send() of a ready
+# frame per subscriber per message. Its rows: wsgate plain with 1 worker and with
 # --workers 2, ?batch=1 and the Socket.IO dialect with --workers 2, and nchan
 # and Socket.IO as 2 instances each: 2 server processes but for the first.
 #
@@ -220,11 +222,14 @@ if [ "$SCENARIO" = all ] || [ "$SCENARIO" = sidebyside ]; then
             names+=("$name")
             args+=("--redis --server $server $extra")
         done
-        # The floor under every row: what the kernel charges per send().
+        # The floor under every row: what the kernel charges per send(), and
+        # the latency of the same load written by trivial senders.
+        floor_args=(--floor --subs "$SUBS" --rate "$RATE" --messages "$MESSAGES" --size 120
+            --timeout "$TIMEOUT")
         echo "=================================================================="
-        echo "send() floor: $WSBENCH --floor --subs 1000 --size 120"
+        echo "floor: $WSBENCH ${floor_args[*]}"
         echo "=================================================================="
-        floor=$("$WSBENCH" --floor --subs 1000 --size 120 2>&1)
+        floor=$("$WSBENCH" "${floor_args[@]}" 2>&1)
         echo "$floor"
         floor=$(grep '^RESULT ' <<<"$floor")
         # Idle rows need more connections than one worker's default cap.
@@ -310,10 +315,19 @@ if [ "$SCENARIO" = all ] || [ "$SCENARIO" = sidebyside ]; then
     fi
     echo " other-cpu: CPU-s used by unrelated processes during the publish phase, i.e. noise)"
     if [ -n "${floor:-}" ]; then
-        line=$floor
+        line=$(grep ' floor=1 ' <<<"$floor")
         echo "send() floor, same machine: $(get us_per_send_1) CPU-us per send() of 1 frame," \
             "$(get us_per_frame_4) per frame with 4 per send(), $(get us_per_frame_16) with 16" \
             "($(get sockets) loopback sockets, $(get frame_bytes)-byte frames)"
+        for k in 1 2; do
+            line=$(grep " senders=$k\$" <<<"$floor")
+            [ -n "$line" ] || continue
+            st=$(get status)
+            [ "$st" = ok ] && st= || st=" ($st)"
+            echo "latency floor at $(get rate) msg/s x $(get subs), $k trivial sender(s):" \
+                "p50 $(ms lat_p50_us) p99 $(ms lat_p99_us) p99.9 $(ms lat_p999_us) ms," \
+                "$(get cpu_us_per_delivery) CPU-us per send()$st"
+        done
     fi
     exit "$overall"
 fi

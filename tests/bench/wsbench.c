@@ -42,8 +42,16 @@
  * progress, counts and latency samples through shared memory; this process
  * publishes, samples the gateways and prints one RESULT for all of them.
  *
- * --floor measures the kernel's share instead: the CPU one send() of 1, 4
- * and 16 ready frames of --size bytes costs over --subs loopback sockets.
+ * --floor measures what no server can beat on this machine instead. First
+ * the CPU one send() of 1, 4 and 16 ready frames of --size bytes costs over
+ * --subs loopback sockets. Then, twice, the latency floor: 1 and then 2
+ * forked trivial senders stand in for the gateway (and its workers): each
+ * answers its subscribers' upgrades with the welcome and the subscribe ack,
+ * then --messages times at --rate writes one ready frame of --size bytes,
+ * {"op":"message",...,"data":<the data JSON below>}, to each of its sockets,
+ * one plain send() per socket. The subscribers, the latency samples and the
+ * report are those of a normal run, with the senders' CPU in the place of
+ * the gateway's.
  *
  * Gateway CPU (utime+stime from /proc/PID/stat) is sampled just before the
  * first publish and when the last delivery arrived; VmRSS before connecting,
@@ -61,6 +69,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,6 +135,7 @@ static struct {
     int procs;
     uint32_t src_addr; /* host order; 0: the kernel's choice */
     int floor;
+    int senders; /* >0: the latency floor's trivial senders are the gateway */
     enum proto proto;
     char sub_target[300], pub_target[300]; /* upgrade request targets */
 } opt = {
@@ -155,6 +165,10 @@ struct shard {
 static struct {
     int stop; /* set by the parent: close and report */
     struct shard sh[MAX_PROCS];
+    uint64_t go; /* latency floor: the senders' t0, set by the parent */
+    struct {
+        uint64_t frames, shorts; /* written by sender k */
+    } sender[MAX_PIDS];
 } *shm;
 
 static struct {
@@ -540,40 +554,51 @@ static void h_fatal(struct wsc *w, const char *why, const char *p, size_t n)
 
 /* ---- publisher --------------------------------------------------------- */
 
-static void publish_one(struct conn *c, int64_t i, const char *pad)
+/* pre, the data JSON every message carries, {"seq":i,"t":<now, ns>,
+ * "pad":"x..."} of size bytes (longer when size is too small), then post,
+ * in a buffer kept for the next call; sets *len and *t. */
+static const char *compose(const char *pre, int64_t i, size_t size, const char *post,
+                           size_t *len, uint64_t *t)
 {
-    char buf[512];
-    uint64_t t = now_ns();
-    int n = snprintf(buf, sizeof buf, "{\"seq\":%" PRId64 ",\"t\":%" PRIu64 ",\"pad\":\"", i, t);
-    size_t padlen = opt.size > (size_t)n + 2 ? opt.size - (size_t)n - 2 : 0;
-    char head[700], tail[64];
-    int hn, tn;
-    if (opt.proto == P_WSGATE) {
-        hn = snprintf(head, sizeof head, "{\"op\":\"publish\",\"channel\":\"%s\",\"data\":%s",
-                      opt.channel, buf);
-        tn = snprintf(tail, sizeof tail, "\"},\"id\":%" PRId64 "}", i);
-    } else if (opt.proto == P_SIO) {
-        hn = snprintf(head, sizeof head, "42[\"publish\",\"%s\",%s", opt.channel, buf);
-        tn = snprintf(tail, sizeof tail, "\"}]");
-    } else if (opt.proto == P_WSIO) {
-        hn = snprintf(head, sizeof head, "42[\"message\",%s", buf);
-        tn = snprintf(tail, sizeof tail, "\"}]");
-    } else {
-        hn = snprintf(head, sizeof head, "%s", buf);
-        tn = snprintf(tail, sizeof tail, "\"}");
-    }
-    size_t len = (size_t)hn + padlen + (size_t)tn;
-    /* build unmasked text in a scratch buffer, then frame it */
     static char *scratch;
     static size_t scap;
-    if (len > scap) {
-        scap = len + 1024;
+    char head[64];
+    *t = now_ns();
+    int n = snprintf(head, sizeof head, "{\"seq\":%" PRId64 ",\"t\":%" PRIu64 ",\"pad\":\"", i,
+                     *t);
+    size_t padlen = size > (size_t)n + 2 ? size - (size_t)n - 2 : 0;
+    size_t a = strlen(pre), b = strlen(post);
+    *len = a + (size_t)n + padlen + 2 + b;
+    if (*len > scap) {
+        scap = *len + 1024;
         scratch = xrealloc(scratch, scap);
     }
-    memcpy(scratch, head, (size_t)hn);
-    memcpy(scratch + hn, pad, padlen);
-    memcpy(scratch + hn + padlen, tail, (size_t)tn);
-    wsc_queue_text(&c->ws, scratch, len);
+    char *p = scratch;
+    memcpy(p, pre, a), p += a;
+    memcpy(p, head, (size_t)n), p += n;
+    memset(p, 'x', padlen), p += padlen;
+    memcpy(p, "\"}", 2), p += 2;
+    memcpy(p, post, b);
+    return scratch;
+}
+
+static void publish_one(struct conn *c, int64_t i)
+{
+    char pre[300] = "", post[64] = "";
+    if (opt.proto == P_WSGATE) {
+        snprintf(pre, sizeof pre, "{\"op\":\"publish\",\"channel\":\"%s\",\"data\":", opt.channel);
+        snprintf(post, sizeof post, ",\"id\":%" PRId64 "}", i);
+    } else if (opt.proto == P_SIO) {
+        snprintf(pre, sizeof pre, "42[\"publish\",\"%s\",", opt.channel);
+        snprintf(post, sizeof post, "]");
+    } else if (opt.proto == P_WSIO) {
+        snprintf(pre, sizeof pre, "42[\"message\",");
+        snprintf(post, sizeof post, "]");
+    }
+    size_t len;
+    uint64_t t;
+    const char *text = compose(pre, i, opt.size, post, &len, &t);
+    wsc_queue_text(&c->ws, text, len);
     if (g.sent == 0)
         g.t_first_pub = t;
     g.sent++;
@@ -582,7 +607,7 @@ static void publish_one(struct conn *c, int64_t i, const char *pad)
 }
 
 /* Sends what is due; returns ns until the next send is due (or -1). */
-static int64_t publisher_turn(const char *pad, uint64_t t0)
+static int64_t publisher_turn(uint64_t t0)
 {
     struct conn *c = &g.pub;
     if (c->ws.fd < 0 || g.sent >= opt.messages)
@@ -598,14 +623,14 @@ static int64_t publisher_turn(const char *pad, uint64_t t0)
                 wait = (int64_t)(due - now);
                 break;
             }
-            publish_one(c, g.sent, pad);
+            publish_one(c, g.sent);
             burst++;
         }
         if (burst == PUB_BURST)
             wait = 0;
     } else {
         while (g.sent < opt.messages && g.sent - g.acked < opt.window && burst < PUB_BURST) {
-            publish_one(c, g.sent, pad);
+            publish_one(c, g.sent);
             burst++;
         }
     }
@@ -633,8 +658,11 @@ static void usage(FILE *f)
             "                        top of wsbench.c); the others need --rate above 0\n"
             "  --procs K             load-generator processes sharing --subs (default 1)\n"
             "  --source-addr A       process k connects from address A+k, e.g. 127.0.0.2\n"
-            "  --floor               measure the send() floor instead: --subs loopback\n"
-            "                        sockets, 1, 4 and 16 frames of --size bytes per send()\n"
+            "  --floor               measure the floor instead: the CPU of one send() of 1,\n"
+            "                        4 and 16 frames of --size bytes to --subs loopback\n"
+            "                        sockets; then the latency and sender CPU of --messages\n"
+            "                        such frames at --rate to --subs subscribers written by\n"
+            "                        1 and by 2 trivial sender processes\n"
             "  --timeout S           publish phase limit in seconds (default 60)\n"
             "  --setup-timeout S     connect+subscribe limit in seconds (default 60)\n"
             "  --idle S              before publishing, hold every connection idle for S\n"
@@ -755,12 +783,16 @@ static void parse_args(int argc, char **argv)
     }
     if (optind < argc)
         die("unexpected argument '%s'", argv[optind]);
-    if (opt.floor)
-        return;
-    if (!opt.nports)
-        usage(stderr), die("--port is required");
     if (opt.procs > opt.subs)
         die("--procs %d is more than --subs %d", opt.procs, opt.subs);
+    if (opt.floor) { /* the senders speak to plain v1 clients */
+        if (opt.nports || opt.ngw || opt.proto != P_WSGATE || opt.batch)
+            die("--floor takes no --port, --gateway-pid, --proto or --batch");
+        snprintf(opt.sub_target, sizeof opt.sub_target, "/ws");
+        return;
+    }
+    if (!opt.nports)
+        usage(stderr), die("--port is required");
     if (opt.proto != P_WSGATE && (opt.batch || opt.rate == 0))
         die("--proto nchan/socketio/wsgate-sio take neither --batch nor --rate 0");
     switch (opt.proto) {
@@ -804,7 +836,7 @@ static int dispatch(struct epoll_event *evs, int n)
     return n;
 }
 
-/* ---- the send() floor ------------------------------------------------------ */
+/* ---- the floor ------------------------------------------------------------ */
 
 static double cpu_now(void)
 {
@@ -813,25 +845,62 @@ static double cpu_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A socket listening on 127.0.0.1 at a port of the kernel's choice, in *sa. */
+static int floor_listen(struct sockaddr_in *sa)
+{
+    *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof *sa;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)sa, sizeof *sa) < 0 || listen(lfd, 128) < 0 ||
+        getsockname(lfd, (struct sockaddr *)sa, &sl) < 0)
+        die("--floor: listen on 127.0.0.1: %s", strerror(errno));
+    return lfd;
+}
+
+/* Payload bytes of an unmasked server text frame of fs bytes in all. */
+static size_t payload_of(size_t fs)
+{
+    return fs - 2 < 126 ? fs - 2 : fs - 4;
+}
+
+/* Writes the header of an unmasked final text frame carrying len (< 65536)
+ * bytes at p; returns its length. */
+static size_t frame_head(unsigned char *p, size_t len)
+{
+    p[0] = 0x81;
+    if (len < 126) {
+        p[1] = (unsigned char)len;
+        return 2;
+    }
+    p[1] = 126, p[2] = (unsigned char)(len >> 8), p[3] = (unsigned char)len;
+    return 4;
+}
+
+/* One plain send() of buf to each of the n sockets, as a server fans out;
+ * returns how many took less than all of it. */
+static uint64_t send_each(const int *fd, int n, const void *buf, size_t len)
+{
+    uint64_t shorts = 0;
+    for (int i = 0; i < n; i++)
+        if (send(fd[i], buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)len)
+            shorts++;
+    return shorts;
+}
+
 /* What the kernel charges a sender for one send() of k ready frames to each
  * of --subs loopback sockets (the receiver's side of loopback included): the
  * floor under any server's CPU per delivery. The receivers are drained
- * between rounds, outside the measurement. */
+ * between rounds, outside the measurement, and sleep in no epoll_wait: the
+ * latency floor below pays for waking them. */
 static int send_floor(void)
 {
     enum { ROUNDS = 50 };
     static const int ks[] = {1, 4, 16};
     int n = opt.subs;
     size_t fs = opt.size;
-    if (fs < 4 || fs > 65535)
-        die("--floor wants --size 4..65535 (bytes per frame), got %zu", fs);
     raise_nofile(2 * n + 64);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 128) < 0 ||
-        getsockname(lfd, (struct sockaddr *)&sa, &sl) < 0)
-        die("--floor: listen on 127.0.0.1: %s", strerror(errno));
+    struct sockaddr_in sa;
+    int lfd = floor_listen(&sa);
     int *tx = calloc((size_t)n, sizeof *tx), *rx = calloc((size_t)n, sizeof *rx);
     char *buf = malloc(16 * fs), *sink = malloc(1 << 20);
     if (!tx || !rx || !buf || !sink)
@@ -847,12 +916,8 @@ static int send_floor(void)
     /* 16 unmasked server text frames of fs bytes each, header included */
     for (int f = 0; f < 16; f++) {
         unsigned char *p = (unsigned char *)buf + (size_t)f * fs;
-        size_t h = fs - 2 < 126 ? 2 : 4, len = fs - h;
-        p[0] = 0x81;
-        p[1] = (unsigned char)(h == 2 ? len : 126);
-        if (h == 4)
-            p[2] = (unsigned char)(len >> 8), p[3] = (unsigned char)len;
-        memset(p + h, 'x', len);
+        size_t len = payload_of(fs);
+        memset(p + frame_head(p, len), 'x', len);
     }
     double per_send[3];
     uint64_t shorts = 0;
@@ -861,9 +926,7 @@ static int send_floor(void)
         double cpu = 0;
         for (int r = -1; r < ROUNDS; r++) { /* round -1 warms up, uncounted */
             double t0 = cpu_now();
-            for (int i = 0; i < n; i++)
-                if (send(tx[i], buf, bytes, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)bytes)
-                    shorts++;
+            shorts += send_each(tx, n, buf, bytes);
             if (r >= 0)
                 cpu += cpu_now() - t0;
             for (int i = 0; i < n; i++)
@@ -885,6 +948,125 @@ static int send_floor(void)
     close(lfd);
     free(tx), free(rx), free(buf), free(sink);
     return shorts ? 1 : 0;
+}
+
+/* Takes one subscriber from lfd and answers its upgrade with the 101, the
+ * welcome and the ack of its subscribe (id 1), all at once: the client
+ * reads them in order, and its subscribe is never read. Returns the socket,
+ * or -1 when the client went away. */
+static int sender_accept(int lfd)
+{
+    static char hello[512];
+    static size_t hlen;
+    if (!hlen) {
+        static const char *const obj[] = {"{\"op\":\"welcome\",\"node\":\"floor\",\"session\":\"0\"}",
+                                          "{\"op\":\"ack\",\"id\":1}"};
+        hlen = (size_t)snprintf(hello, sizeof hello,
+                                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                "Connection: Upgrade\r\nSec-WebSocket-Accept: " WSC_ACCEPT
+                                "\r\n\r\n");
+        for (int j = 0; j < 2; j++) {
+            size_t len = strlen(obj[j]);
+            hlen += frame_head((unsigned char *)hello + hlen, len);
+            memcpy(hello + hlen, obj[j], len), hlen += len;
+        }
+    }
+    int s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC), one = 1;
+    if (s < 0)
+        return -1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char req[4096];
+    size_t got = 0;
+    while (!memmem(req, got, "\r\n\r\n", 4)) {
+        ssize_t r = got < sizeof req ? recv(s, req + got, sizeof req - got, 0) : -1;
+        if (r <= 0) {
+            close(s);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    if (send(s, hello, hlen, MSG_NOSIGNAL) != (ssize_t)hlen) {
+        close(s);
+        return -1;
+    }
+    return s;
+}
+
+/* Trivial sender k of the latency floor: takes subscribers until the parent
+ * sets shm->go, then writes message i, stamped as it is built, to every one
+ * of them at go + i / --rate; then keeps its sockets open until shm->stop
+ * (closing them first could cut a frame still unread). */
+static int sender_run(int k, int lfd)
+{
+    int *fd = NULL, n = 0, cap = 0;
+    while (!__atomic_load_n(&shm->go, __ATOMIC_ACQUIRE)) {
+        if (__atomic_load_n(&shm->stop, __ATOMIC_RELAXED))
+            return 1;
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        if (poll(&p, 1, 10) <= 0)
+            continue;
+        int s = sender_accept(lfd);
+        if (s < 0)
+            continue;
+        if (n == cap)
+            fd = xrealloc(fd, (size_t)(cap = cap ? 2 * cap : 1024) * sizeof *fd);
+        fd[n++] = s;
+    }
+    close(lfd);
+    char pre[300];
+    snprintf(pre, sizeof pre, "{\"op\":\"message\",\"channel\":\"%s\",\"data\":", opt.channel);
+    size_t text = payload_of(opt.size), wrap = strlen(pre) + 1;
+    size_t size = text > wrap ? text - wrap : 0; /* the data JSON's share */
+    unsigned char *frame = NULL;
+    uint64_t go = shm->go, shorts = 0;
+    for (int64_t i = 0; i < opt.messages && !__atomic_load_n(&shm->stop, __ATOMIC_RELAXED); i++) {
+        uint64_t due = go + (uint64_t)(1e9 / opt.rate * (double)i), t;
+        struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+        size_t len;
+        const char *p = compose(pre, i, size, "}", &len, &t);
+        if (len > 65535)
+            die("--floor: frames of %zu B are beyond this sender", len);
+        frame = xrealloc(frame, len + 4);
+        size_t h = frame_head(frame, len);
+        memcpy(frame + h, p, len);
+        shorts += send_each(fd, n, frame, h + len);
+        __atomic_store_n(&shm->sender[k].frames, (uint64_t)(i + 1) * (uint64_t)n,
+                         __ATOMIC_RELAXED);
+        __atomic_store_n(&shm->sender[k].shorts, shorts, __ATOMIC_RELAXED);
+    }
+    while (!__atomic_load_n(&shm->stop, __ATOMIC_RELAXED))
+        usleep(10000);
+    for (int i = 0; i < n; i++)
+        close(fd[i]);
+    free(fd);
+    free(frame);
+    return 0;
+}
+
+/* Forks the opt.senders trivial senders, each on its own port; they become
+ * the run's --port list (subscribers round-robin, as over gateway workers)
+ * and --gateway-pid list. */
+static void start_senders(void)
+{
+    raise_nofile(opt.subs + 64);
+    pid_t parent = getpid();
+    for (int k = 0; k < opt.senders; k++) {
+        struct sockaddr_in sa;
+        int lfd = floor_listen(&sa);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0)
+            die("fork: %s", strerror(errno));
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the run */
+            _exit(getppid() == parent ? sender_run(k, lfd) : 1);
+        }
+        close(lfd);
+        opt.ports[opt.nports++] = ntohs(sa.sin_port);
+        opt.gw_pids[opt.ngw++] = pid;
+    }
 }
 
 /* ---- several load-generator processes ------------------------------------------- */
@@ -993,25 +1175,33 @@ static int run_child(struct epoll_event *evs)
     return 0;
 }
 
-/* The parent, once done: stops the children and waits for them (killed
- * after 10 s). */
+/* Waits for child pid, a what, until deadline; then kills it. */
+static void reap(pid_t pid, const char *what, uint64_t deadline)
+{
+    while (waitpid(pid, NULL, WNOHANG) == 0) {
+        if (now_ns() > deadline) {
+            fprintf(stderr, "wsbench: %s (pid %d) did not stop, killing it\n", what, (int)pid);
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return;
+        }
+        usleep(10000);
+    }
+}
+
+/* The parent, once done: stops the children (load generators and the
+ * latency floor's senders) and waits for them (killed after 10 s). */
 static void stop_kids(void)
 {
     __atomic_store_n(&shm->stop, 1, __ATOMIC_RELEASE);
     uint64_t deadline = now_ns() + 10000000000u;
     for (int k = 1; k < opt.procs; k++) {
-        while (kids[k] && waitpid(kids[k], NULL, WNOHANG) == 0) {
-            if (now_ns() > deadline) {
-                fprintf(stderr, "wsbench: load generator %d (pid %d) did not stop, killing it\n",
-                        k, (int)kids[k]);
-                kill(kids[k], SIGKILL);
-                waitpid(kids[k], NULL, 0);
-                break;
-            }
-            usleep(10000);
-        }
+        if (kids[k])
+            reap(kids[k], "a load generator", deadline);
         kids[k] = 0;
     }
+    for (int k = 0; k < opt.senders; k++)
+        reap(opt.gw_pids[k], "a sender", deadline);
 }
 
 /* Sums every process's figures into g and gathers the latency samples at
@@ -1048,26 +1238,21 @@ static int gather(uint64_t *lat_all, size_t slice, int *subs_complete)
 }
 
 /* Frees what main allocated, at the end of either role. */
-static void release(char *pad, struct epoll_event *evs)
+static void release(struct epoll_event *evs)
 {
     for (int i = 0; i <= g.nsubs; i++)
         wsc_free(i < g.nsubs ? &g.subs[i].ws : &g.pub.ws);
     free(g.subs);
-    free(pad);
     free(evs);
     close(g.ep);
 }
 
 /* ---- main ----------------------------------------------------------------------- */
 
-int main(int argc, char **argv)
+/* One run: setup, publish and collect, report. Every load-generator
+ * process returns from it (the children with their own status). */
+static int bench(void)
 {
-    wsc_env.prog = "wsbench";
-    parse_args(argc, argv);
-    signal(SIGPIPE, SIG_IGN);
-    if (opt.floor)
-        return send_floor();
-
     /* latency samples: one slice per process, each its share at most */
     g.expected = (uint64_t)opt.subs * (uint64_t)opt.messages;
     uint64_t most = (uint64_t)((opt.subs + opt.procs - 1) / opt.procs) * (uint64_t)opt.messages;
@@ -1078,6 +1263,8 @@ int main(int argc, char **argv)
         die("out of memory for %zu latency samples", slice * opt.procs);
     shm = mem;
     uint64_t *lat_all = (uint64_t *)(shm + 1);
+    if (opt.senders)
+        start_senders();
 
     long rss0[MAX_PIDS] = {0}, rss1[MAX_PIDS] = {0}, rss2[MAX_PIDS] = {0};
     sample_rss(rss0); /* before any connection */
@@ -1119,10 +1306,6 @@ int main(int argc, char **argv)
     g.lat_stride = (mine + slice - 1) / slice;
     if (!g.lat_stride)
         g.lat_stride = 1;
-    char *pad = malloc(opt.size + 1);
-    if (!pad)
-        die("out of memory");
-    memset(pad, 'x', opt.size);
     /* touch the sample array now, not during the measurement */
     memset(g.lat, 0, g.latcap * sizeof *g.lat);
 
@@ -1131,7 +1314,7 @@ int main(int argc, char **argv)
         die("out of memory");
     if (g.proc) {
         int rc = run_child(evs);
-        release(pad, evs);
+        release(evs);
         return rc;
     }
 
@@ -1163,17 +1346,20 @@ int main(int argc, char **argv)
             g.fatal = 1;
             break;
         }
-        /* the publisher connects once every subscriber is acked */
+        /* the publisher connects once every subscriber is acked (the
+         * latency floor's senders publish instead) */
         if (!pub_started && g.subs_ready == g.nsubs && kr == 1) {
             sample_rss(rss1);
             tcp1 = tcp_mem_kb();
-            if (start_connect(&g.pub, opt.ports[0]) < 0) {
+            if (opt.senders) {
+                g.pub.state = S_READY;
+            } else if (start_connect(&g.pub, opt.ports[0]) < 0) {
                 g.fatal = 1;
                 break;
             }
             pub_started = 1;
         }
-        if (pub_started && g.pub.ws.fd < 0) {
+        if (pub_started && !opt.senders && g.pub.ws.fd < 0) {
             fprintf(stderr, "wsbench: the publisher connection failed\n");
             g.fatal = 1;
             break;
@@ -1197,7 +1383,7 @@ int main(int argc, char **argv)
                 setup_s, acked, opt.subs);
         printf("RESULT status=setup_failed subs=%d subs_acked=%d procs=%d setup_s=%.2f\n",
                opt.subs, acked, opt.procs, setup_s);
-        release(pad, evs);
+        release(evs);
         munmap(mem, shm_len);
         return 1;
     }
@@ -1231,6 +1417,10 @@ int main(int argc, char **argv)
     uint64_t deadline = t0 + (uint64_t)(opt.timeout * 1e9);
     int timed_out = 0;
     next_progress = t0 + 1000000000u;
+    if (opt.senders) {
+        g.t_first_pub = t0;
+        __atomic_store_n(&shm->go, t0, __ATOMIC_RELEASE);
+    }
     for (;;) {
         if (sum_shards(offsetof(struct shard, finished)) >= opt.subs)
             break; /* every subscriber has the last message, or is gone */
@@ -1239,8 +1429,8 @@ int main(int argc, char **argv)
             timed_out = 1;
             break;
         }
-        int64_t wait = publisher_turn(pad, t0);
-        if (g.pub.ws.fd < 0 && g.sent < opt.messages) {
+        int64_t wait = publisher_turn(t0);
+        if (!opt.senders && g.pub.ws.fd < 0 && g.sent < opt.messages) {
             fprintf(stderr, "wsbench: publisher connection lost after %" PRId64 " messages\n",
                     g.sent);
             break;
@@ -1306,8 +1496,12 @@ int main(int argc, char **argv)
     double pub_wall = (double)(t_end - t0) / 1e9;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     uint64_t missing = g.deliveries < g.expected ? g.expected - g.deliveries : 0;
+    uint64_t frames = 0, shorts = 0; /* the latency floor's senders */
+    for (int k = 0; k < opt.senders; k++)
+        frames += shm->sender[k].frames, shorts += shm->sender[k].shorts;
+    const char *who = opt.senders ? "sender" : "gateway";
     uint64_t errors = g.gaps + g.out_of_order + g.unexpected + g.closed_early +
-                      g.proto_errors + g.pub_errors +
+                      g.proto_errors + g.pub_errors + shorts +
                       (uint64_t)(g.sent - g.acked > 0 ? g.sent - g.acked : 0);
     int ok = subs_complete == opt.subs && !lost_figures && errors == 0 &&
              g.deliveries == g.expected && !timed_out;
@@ -1323,15 +1517,19 @@ int main(int argc, char **argv)
     else
         snprintf(ratestr, sizeof ratestr, "unlimited (window of %d unacked)", opt.window);
     printf("wsbench: %d subscribers on %d port(s), channel %s, %" PRId64 " messages of %zu B "
-           "data, rate %s, batch %s\n", opt.subs, opt.nports, opt.channel, opt.messages,
-           opt.size, ratestr, opt.batch ? "yes" : "no");
+           "%s, rate %s, batch %s\n", opt.subs, opt.nports, opt.channel, opt.messages,
+           opt.size, opt.senders ? "frames" : "data", ratestr, opt.batch ? "yes" : "no");
     printf("  setup:      %d subscribers connected and acked in %.2f s (%.0f per s; %d "
            "load-generator process(es))\n", opt.subs, setup_s, opt.subs / setup_s, opt.procs);
     if (opt.idle > 0)
         printf("  idle:       %d connections held %.0f s: gateway CPU %.2f%% of a core\n",
                opt.subs + 1, opt.idle, idle_pct);
-    printf("  publish:    %" PRId64 " sent, %" PRId64 " acked, %" PRIu64 " publish errors\n",
-           g.sent, g.acked, g.pub_errors);
+    if (opt.senders)
+        printf("  senders:    %d wrote %" PRIu64 " frames, one send() each, %" PRIu64
+               " short\n", opt.senders, frames, shorts);
+    else
+        printf("  publish:    %" PRId64 " sent, %" PRId64 " acked, %" PRIu64 " publish errors\n",
+               g.sent, g.acked, g.pub_errors);
     if (g.pub_closed[0])
         printf("  publisher:  connection ended early: %s\n", g.pub_closed);
     printf("  deliveries: %" PRIu64 " of %" PRIu64 " expected (%" PRIu64 " missing); %d of %d "
@@ -1348,14 +1546,15 @@ int main(int argc, char **argv)
            "(%zu samples)\n", pct_us(0.50), pct_us(0.90), pct_us(0.99), pct_us(0.999),
            g.nlat ? (double)g.lat[g.nlat - 1] / 1e3 : 0, g.nlat);
     if (opt.ngw) {
-        printf("  gateway CPU: %.2f s (user %.2f, sys %.2f) over the publish phase = %.3f "
+        printf("  %s CPU: %.2f s (user %.2f, sys %.2f) over the publish phase = %.3f "
                "CPU-us per delivery (%d process(es), clock tick %.0f Hz)\n",
-               gw_cpu, gw_user, gw_sys, cpu_per, opt.ngw, tick);
+               who, gw_cpu, gw_user, gw_sys, cpu_per, opt.ngw, tick);
         if (gw_cpu < 100 / tick)
             printf("              (under %.0f ticks of CPU: the per-delivery figure is coarse,"
                    " run longer)\n", 100.0);
-        printf("  gateway RSS: %ld kB before connecting, %ld kB with %d subscribers, "
-               "%ld kB at the end => %.0f bytes per connection\n", b, a, opt.subs, e, per_conn);
+        printf("  %s RSS: %ld kB before connecting, %ld kB with %d subscribers, "
+               "%ld kB at the end => %.0f bytes per connection\n", who, b, a, opt.subs, e,
+               per_conn);
         for (int i = 0; opt.ngw > 1 && i < opt.ngw; i++)
             printf("    pid %d: cpu %.2f s, rss %ld -> %ld -> %ld kB\n", (int)opt.gw_pids[i],
                    (double)(c1.ut[i] - c0.ut[i] + c1.st[i] - c0.st[i]) / tick, rss0[i],
@@ -1387,15 +1586,54 @@ int main(int argc, char **argv)
            "lat_p90_us=%.0f lat_p99_us=%.0f lat_p999_us=%.0f lat_max_us=%.0f gw_cpu_s=%.2f "
            "cpu_us_per_delivery=%.3f rss_before_kb=%ld rss_after_connect_kb=%ld rss_end_kb=%ld "
            "rss_per_conn_bytes=%.0f aux_cpu_s=%.2f bench_cpu_s=%.2f other_cpu_s=%.2f "
-           "setup_s=%.2f idle_cpu_pct=%.2f tcp_mem_kb_before=%ld tcp_mem_kb_connected=%ld\n",
+           "setup_s=%.2f idle_cpu_pct=%.2f tcp_mem_kb_before=%ld tcp_mem_kb_connected=%ld "
+           "senders=%d\n",
            ok ? "ok" : "fail", opt.subs, opt.messages, opt.size, opt.rate, opt.batch,
            opt.nports, opt.procs, g.deliveries, g.expected, subs_complete, errors, missing,
            elapsed, dps, pct_us(0.50), pct_us(0.90), pct_us(0.99), pct_us(0.999),
            g.nlat ? (double)g.lat[g.nlat - 1] / 1e3 : 0, gw_cpu, cpu_per, b, a, e, per_conn,
-           aux_cpu, self_cpu, others, setup_s, idle_pct, tcp0, tcp1);
+           aux_cpu, self_cpu, others, setup_s, idle_pct, tcp0, tcp1, opt.senders);
     fflush(stdout);
 
-    release(pad, evs);
+    release(evs);
     munmap(mem, shm_len);
     return ok ? 0 : 1;
+}
+
+/* --floor: the send() floor, then the latency floor with 1 and with 2
+ * senders, each run in a child of its own (a run leaves state behind). */
+static int floor_all(void)
+{
+    if (opt.size < 4 || opt.size > 65535)
+        die("--floor wants --size 4..65535 (bytes per frame), got %zu", opt.size);
+    int rc = send_floor();
+    if (opt.rate <= 0) {
+        printf("wsbench latency floor: skipped, it needs --rate above 0\n");
+        return rc;
+    }
+    for (int k = 1; k <= 2; k++) {
+        printf("\nwsbench latency floor: %d trivial sender process(es) in the gateway's place, "
+               "each writing one ready %zu-byte frame per message to its subscribers, one "
+               "send() each\n", k, opt.size);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0)
+            die("fork: %s", strerror(errno));
+        if (pid == 0) {
+            opt.senders = k;
+            exit(bench());
+        }
+        int st;
+        if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st))
+            rc = 1;
+    }
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    wsc_env.prog = "wsbench";
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    return opt.floor ? floor_all() : bench();
 }

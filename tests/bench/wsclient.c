@@ -23,9 +23,9 @@
 #define RBUF_INIT 16384
 #define READ_ROUNDS 8 /* reads per readiness before yielding */
 
-/* RFC 6455 section 1.3 example: a fixed key with a known accept value. */
+/* RFC 6455 section 1.3 example: a fixed key with a known accept value
+ * (WSC_ACCEPT in wsclient.h). */
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
-#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 struct wsc_env wsc_env = {.prog = "wsclient", .ep = -1, .max_frame = 1u << 20, .rng = 1};
 
@@ -506,7 +506,7 @@ static int parse_handshake(struct wsc *c)
             break;
         }
     }
-    if (!ok || !acc || strncmp(acc, WS_ACCEPT, strlen(WS_ACCEPT))) {
+    if (!ok || !acc || strncmp(acc, WSC_ACCEPT, strlen(WSC_ACCEPT))) {
         wsc_env.on.fatal(c, "handshake refused", c->rbuf, hlen);
         return -1;
     }

@@ -21,6 +21,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* The Sec-WebSocket-Accept every upgrade must answer with: wsc_connect
+ * always sends the same key. */
+#define WSC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
 struct wsc {
     int fd; /* -1 when closed */
     int port;
