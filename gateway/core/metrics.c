@@ -173,6 +173,8 @@ static void add(struct metrics *sum, const struct metrics *m)
     sum->delivered_total += m->delivered_total;
     sum->bytes_sent_total += m->bytes_sent_total;
     sum->writes_total += m->writes_total;
+    sum->send_submits_total += m->send_submits_total;
+    sum->sends_batched_total += m->sends_batched_total;
     for (int r = 0; r < DISC_COUNT; r++)
         sum->disconnects[r] += m->disconnects[r];
     for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
@@ -317,6 +319,12 @@ static void render(struct out *o, const struct metrics *m, const struct metrics_
            m->bytes_sent_total);
     metric(o, "wsgate_writes_total", "counter",
            "Transport writes: frames queued for a client leave together.", m->writes_total);
+    metric(o, "wsgate_send_submits_total", "counter",
+           "io_uring submissions, each carrying one loop turn's writes to many sockets.",
+           m->send_submits_total);
+    metric(o, "wsgate_sends_batched_total", "counter",
+           "Transport writes that left through those submissions, not a send() each.",
+           m->sends_batched_total);
     metric(o, "wsgate_broker_up", "gauge", "1 while the broker is connected.",
            (unsigned long long)g->broker_up);
     metric(o, "wsgate_broker_reconnects_total", "counter",

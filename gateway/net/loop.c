@@ -21,6 +21,7 @@
 
 #include "core/clock.h"
 #include "log.h"
+#include "net/sendq.h"
 
 /* lws's timers run when the first is due, and at least this often: a
  * backstop should a timer ever be set where the loop does not look. */
@@ -64,6 +65,9 @@ struct loop {
     struct fdev *ready, *ready_tail; /* sockets loop_write_soon() will write */
     struct event *flush;             /* no fd: writes them after this turn's events */
     int (*writer)(struct lws *wsi);  /* what loop_write_soon() was given */
+    struct sendq *sendq;  /* on_flush's send()s in one syscall; NULL: one each */
+    int flushing;         /* inside on_flush: loop_send() queues on sendq */
+    uint64_t *submits, *batched; /* counters (loop_count_sends) */
     int port;
     int sndbuf;
     int tls; /* adopt with LWS_ADOPT_ALLOW_SSL */
@@ -84,6 +88,7 @@ struct fdev {
     unsigned char reset;        /* closes with a reset: no lingering */
     unsigned char counted;      /* holds one of loop->nsockets */
     unsigned char ready;        /* in loop->ready */
+    unsigned char queued;       /* a send of it waits in loop->sendq */
 };
 
 static void ready_unlink(struct fdev *f)
@@ -279,8 +284,8 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
  * write held by lws, no file being served, not inside lws's service of it. */
 static int idle(const struct fdev *f)
 {
-    return !f->in_service && !f->want_write && !f->kicked && !f->write_armed &&
-           !f->keep_writable && !lws_partial_buffered(f->wsi);
+    return !f->in_service && !f->queued && !f->want_write && !f->kicked &&
+           !f->write_armed && !f->keep_writable && !lws_partial_buffered(f->wsi);
 }
 
 int loop_write_soon(struct lws *wsi, int (*write)(struct lws *wsi))
@@ -304,14 +309,46 @@ int loop_write_soon(struct lws *wsi, int (*write)(struct lws *wsi))
     return 1;
 }
 
+/* After a write that did not complete: lws holds the rest (the socket
+ * says when it takes more) or the write failed (lws closes it soon). */
+static void after_write(struct fdev *f, int rc)
+{
+    if (rc < 0) {
+        lws_set_timeout(f->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        sync_tick(f->loop);
+    } else if (lws_partial_buffered(f->wsi)) {
+        await_writable(f); /* on_write flushes it, then owes the writable round */
+    }
+}
+
+/* A queued send's result: what the socket did not take goes to lws as
+ * loop_send() would have given it. */
+static void on_sent(void *arg, void *tag, const unsigned char *buf, size_t len, ssize_t res)
+{
+    (void)arg;
+    struct fdev *f = tag;
+    f->queued = 0;
+    if (!f->wsi) { /* lws destroyed it meanwhile */
+        fdev_free(f);
+        return;
+    }
+    if (res == (ssize_t)len)
+        return;
+    size_t sent = res > 0 ? (size_t)res : 0;
+    after_write(f, lws_write(f->wsi, (unsigned char *)buf + sent, len - sent,
+                             LWS_WRITE_HTTP) < 0 ? -1 : 0);
+}
+
 /* Runs after the events that made sockets ready (a read from Redis may
  * carry many messages: each socket then gets all of its share in one
- * send()), in the order they became ready. */
+ * send()), in the order they became ready; with a sendq, every socket's
+ * send() leaves in one syscall at the end. */
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct loop *loop = arg;
     struct fdev *f;
+    loop->flushing = loop->sendq != NULL;
     while ((f = loop->ready)) {
         ready_unlink(f);
         if (!idle(f)) { /* something came first: the callback's path keeps order */
@@ -321,13 +358,17 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         f->in_service = 1; /* lws asking for POLLOUT on a partial write: see below */
         int rc = loop->writer(f->wsi);
         f->in_service = 0;
-        if (!f->wsi) { /* lws destroyed it meanwhile */
+        if (!f->wsi && !f->queued) /* lws destroyed it meanwhile */
             fdev_free(f);
-        } else if (rc < 0) {
-            lws_set_timeout(f->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-            sync_tick(loop);
-        } else if (lws_partial_buffered(f->wsi)) {
-            await_writable(f); /* on_write flushes it, then owes the writable round */
+        else if (f->wsi && (rc < 0 || !f->queued))
+            after_write(f, rc);
+    }
+    loop->flushing = 0;
+    if (loop->sendq) {
+        unsigned n = sendq_flush(loop->sendq);
+        if (n && loop->submits) {
+            ++*loop->submits;
+            *loop->batched += n;
         }
     }
 }
@@ -660,6 +701,10 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
         loop_free(loop);
         return NULL;
     }
+    char why[128];
+    loop->sendq = sendq_new(on_sent, loop, why, sizeof why);
+    if (!loop->sendq)
+        log_info("io_uring unavailable (%s): one send() per write", why);
     sync_tick(loop);
     if (!loop->tick_due) {
         snprintf(err, errlen, "cannot start the service timer");
@@ -669,7 +714,18 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
     return loop;
 }
 
-void loop_use_tls(struct loop *loop) { loop->tls = 1; }
+void loop_use_tls(struct loop *loop)
+{
+    loop->tls = 1;
+    sendq_free(loop->sendq); /* OpenSSL writes for itself */
+    loop->sendq = NULL;
+}
+
+void loop_count_sends(struct loop *loop, uint64_t *submits, uint64_t *batched)
+{
+    loop->submits = submits;
+    loop->batched = batched;
+}
 
 int loop_port(const struct loop *loop) { return loop->port; }
 
@@ -698,6 +754,11 @@ int loop_send(struct lws *wsi, unsigned char *buf, size_t len)
     struct fdev *f = lws_get_opaque_user_data(wsi);
     size_t sent = 0;
     if (f && !f->loop->tls && !lws_partial_buffered(wsi)) {
+        if (f->loop->flushing && !f->queued &&
+            sendq_add(f->loop->sendq, f->fd, buf, len, f) == 0) {
+            f->queued = 1;
+            return 0;
+        }
         ssize_t n = send(f->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n == (ssize_t)len)
             return 0;
@@ -755,7 +816,7 @@ void loop_wsi_destroyed(struct lws *wsi)
     disarm_write(f);
     event_del(f->kick);
     f->wsi = NULL;
-    if (!f->in_service)
+    if (!f->in_service && !f->queued)
         fdev_free(f);
 }
 
@@ -778,6 +839,7 @@ void loop_free(struct loop *loop)
         lingerer_free(loop->lingering);
     while (loop->ready) /* fdevs outlive the loop until lws destroys them */
         ready_unlink(loop->ready);
+    sendq_free(loop->sendq);
     if (loop->flush)
         event_free(loop->flush);
     if (loop->tick)

@@ -29,6 +29,7 @@
 #define WSGATE_LOOP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct lws;
@@ -67,6 +68,10 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
  * at the next packet or tick. */
 void loop_use_tls(struct loop *loop);
 
+/* Counts each io_uring submission of writes in *submits and the writes it
+ * carried in *batched (both stay valid for the loop's life). */
+void loop_count_sends(struct loop *loop, uint64_t *submits, uint64_t *batched);
+
 /* The bound port (the kernel's choice when 0 was asked for). */
 int loop_port(const struct loop *loop);
 
@@ -101,8 +106,10 @@ int loop_write_soon(struct lws *wsi, int (*write)(struct lws *wsi));
 /* Writes len bytes of complete WebSocket frames to wsi's socket: with one
  * send() of our own when lws holds nothing unsent and there is no TLS (lws
  * then keeps what the socket did not take, as after any partial write),
- * else through lws_write() as raw bytes. Returns 0, or -1 when the
- * connection failed. */
+ * else through lws_write() as raw bytes. From loop_write_soon()'s write the
+ * send() is queued (net/sendq.h) and every listed socket's leaves in one
+ * io_uring submission; the socket is not idle until its result is in.
+ * Returns 0, or -1 when the connection failed. */
 int loop_send(struct lws *wsi, unsigned char *buf, size_t len);
 
 /* The answer to LWS_CALLBACK_GET_THREAD_ID (one thread: a constant); lws

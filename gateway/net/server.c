@@ -89,6 +89,8 @@ struct server *server_new(struct app *app, char *err, size_t errlen)
     }
     if (app->cfg.tls_cert[0])
         loop_use_tls(s->loop);
+    loop_count_sends(s->loop, &app->metrics->send_submits_total,
+                     &app->metrics->sends_batched_total);
     return s;
 }
 

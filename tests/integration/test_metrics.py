@@ -20,6 +20,7 @@ OTHER_COUNTERS = ["wsgate_upgrades_refused_total", "wsgate_api_requests_total",
                   "process_cpu_seconds_total"]
 COUNTERS = ["wsgate_connections_total", "wsgate_connections_refused_total",
             "wsgate_messages_published_total", "wsgate_messages_delivered_total", "wsgate_bytes_sent_total", "wsgate_writes_total",
+            "wsgate_send_submits_total", "wsgate_sends_batched_total",
             "wsgate_broker_reconnects_total", "wsgate_dropped_invalid_total", "wsgate_disconnects_total"]
 
 
@@ -371,3 +372,23 @@ async def test_api_requests_by_status(procs):
     code = lambda metrics, c: metrics.value("wsgate_api_requests_total", code=c)
     assert (code(m, "200"), code(m, "400"), code(m, "405"), code(m, "403")) == (2, 1, 1, 0)
     assert code(mo, "403") == 1 and code(mo, "200") == 0
+
+
+@async_test(40)
+async def test_one_submission_carries_a_fanout(procs):
+    """A broadcast to 40 idle subscribers leaves in one io_uring submission
+    (net/sendq.h), not 40 send()s, and every subscriber gets it intact."""
+    gw = procs.gateway(node_id="n1")
+    if "io_uring unavailable" in gw.proc.text():
+        pytest.skip("io_uring is unavailable here: the gateway sends one send() per write")
+    subs = [await gw.subscriber("fan") for _ in range(40)]
+    m0 = await ascrape_metrics(gw)
+    r = await gw.publish_http("fan", {"n": 1, "pad": "x" * 200})
+    assert r.status == 200, r
+    for s in subs:
+        assert await s.next_message("fan") == {"n": 1, "pad": "x" * 200}
+    m1 = await ascrape_metrics(gw)
+    check(m1, m0, {"wsgate_send_submits_total": 1, "wsgate_sends_batched_total": 40,
+                   "wsgate_writes_total": 40}, "after one broadcast to 40 subscribers")
+    for s in subs:
+        await s.close()
