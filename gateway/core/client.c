@@ -404,6 +404,11 @@ int client_closing(const struct client *c)
     return c->closing;
 }
 
+int client_owes_write(const struct client *c)
+{
+    return c->q.count || c->closing;
+}
+
 void client_receive(struct client *c, const char *buf, size_t len, int binary)
 {
     client_heard(c);

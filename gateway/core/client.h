@@ -124,4 +124,7 @@ void client_presence(struct client *c, const char *channel, size_t len,
 /* 1 while the client takes no new requests (closing or cut off). */
 int client_closing(const struct client *c);
 
+/* 1 while client_writable() has something to write: frames, or the close. */
+int client_owes_write(const struct client *c);
+
 #endif

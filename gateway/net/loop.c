@@ -743,12 +743,6 @@ void loop_want_write(struct lws *wsi)
     }
 }
 
-int loop_write_idle(struct lws *wsi)
-{
-    struct fdev *f = lws_get_opaque_user_data(wsi);
-    return f && idle(f);
-}
-
 int loop_send(struct lws *wsi, unsigned char *buf, size_t len)
 {
     struct fdev *f = lws_get_opaque_user_data(wsi);

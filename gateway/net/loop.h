@@ -81,14 +81,6 @@ unsigned loop_max_sockets(const struct loop *loop);
 /* lws_callback_on_writable() plus arming EV_WRITE for the wsi's fd. */
 void loop_want_write(struct lws *wsi);
 
-/* 1 when nothing is owed on wsi's socket (the test loop_write_soon makes):
- * no write round pending (ours or one lws asked for), no partial write
- * buffered, no file being served, not inside lws's service of it. A small
- * frame written now, outside a writable callback, then goes out whole and
- * alone (were the socket full, lws would buffer it and ask for the round
- * itself). */
-int loop_write_idle(struct lws *wsi);
-
 /* Calls write(wsi) in place of a writable callback once this turn's other
  * events are handled, when the socket is idle and presumed writable: no
  * writable callback pending, no partial write held by lws, no file being

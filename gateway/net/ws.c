@@ -82,17 +82,19 @@ static int conn_write_frames(struct conn *c, struct msg *const *m, size_t n)
     return loop_send(wsi_of(c), out, len);
 }
 
-/* Frames queued for an idle client are written without a writable
- * callback (loop_write_soon); a ping owed, a close under way or a write
- * already pending take the callback's path, which keeps their order. */
+static int write_ping(struct lws *wsi, struct pss *pss);
+
+/* Frames or a ping for an idle client are written without a writable
+ * callback (loop_write_soon); a close under way or a write already pending
+ * take the callback's path, which keeps their order. */
 static int write_soon(struct lws *wsi)
 {
     struct pss *pss = lws_wsi_user(wsi);
-    if (!pss->client || pss->ping_due || pss->closing || client_closing(pss->client)) {
+    if (!pss->client || pss->closing || client_closing(pss->client)) {
         loop_want_write(wsi);
         return 0;
     }
-    if (client_writable(pss->client) == 0)
+    if ((pss->ping_due ? write_ping(wsi, pss) : client_writable(pss->client)) == 0)
         return 0;
     pss->closing = 1; /* the write failed: lws closes, writable does nothing */
     return -1;
@@ -102,7 +104,7 @@ static void conn_want_write(struct conn *c)
 {
     struct lws *wsi = wsi_of(c);
     struct pss *pss = lws_wsi_user(wsi);
-    if (pss->client && !pss->ping_due && !pss->closing && !client_closing(pss->client) &&
+    if (pss->client && !pss->closing && !client_closing(pss->client) &&
         loop_write_soon(wsi, write_soon))
         return;
     loop_want_write(wsi);
@@ -122,25 +124,31 @@ static void conn_abort(struct conn *c)
     loop_abort(wsi_of(c));
 }
 
-/* lws 4.1 does not report a pong without payload, so the ping has one
- * (the peer echoes it). */
-static int write_ping(struct lws *wsi)
+/* The ping owed, ahead of the queue, which follows in the next writable
+ * round. A frame of our own, like the data frames (loop_send()); lws 4.1
+ * does not report a pong without payload, so the ping has one (the peer
+ * echoes it). */
+static int write_ping(struct lws *wsi, struct pss *pss)
 {
-    unsigned char frame[LWS_PRE + 1] = {[LWS_PRE] = 'k'};
-    return lws_write(wsi, frame + LWS_PRE, 1, LWS_WRITE_PING) < 0 ? -1 : 0;
+    static const unsigned char frame[] = {0x89, 1, 'k'};
+    pss->ping_due = 0;
+    if (loop_send(wsi, (unsigned char *)frame, sizeof frame) < 0)
+        return -1;
+    if (client_owes_write(pss->client))
+        loop_want_write(wsi);
+    return 0;
 }
 
-/* An idle connection (the usual one to ping) gets its ping at once: one
- * write, no writable rounds. Otherwise the ping leaves at the next writable
- * callback, ahead of the queue. */
+/* An idle connection (the usual one to ping) gets its ping like a message
+ * (loop_write_soon): the pings due at one sweep leave together, with no
+ * writable rounds. Otherwise the ping leaves at the next writable callback. */
 static void conn_ping(struct conn *c)
 {
     struct lws *wsi = wsi_of(c);
     struct pss *pss = lws_wsi_user(wsi);
-    if (!pss->closing && loop_write_idle(wsi) && write_ping(wsi) == 0)
-        return;
-    pss->ping_due = 1; /* a failed write fails again there, and closes */
-    loop_want_write(wsi);
+    pss->ping_due = 1;
+    if (pss->closing || !loop_write_soon(wsi, write_soon))
+        loop_want_write(wsi);
 }
 
 static const struct conn_ops lws_conn_ops = {
@@ -190,13 +198,7 @@ static int writable(struct lws *wsi, struct pss *pss)
 {
     if (!pss->client)
         return probe_writable(wsi, pss);
-    if (!pss->ping_due)
-        return client_writable(pss->client);
-    pss->ping_due = 0;
-    if (write_ping(wsi) < 0)
-        return -1;
-    loop_want_write(wsi); /* one write per callback: the queue comes next */
-    return 0;
+    return pss->ping_due ? write_ping(wsi, pss) : client_writable(pss->client);
 }
 
 /* ---- upgrade ----------------------------------------------------------- */
