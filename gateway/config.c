@@ -363,6 +363,11 @@ static int set_sndbuf(struct config *c, const char *v, char *why, size_t n)
     return set_size_in(&c->sndbuf, v, 0, 64u << 20, why, n);
 }
 
+static int set_write_window(struct config *c, const char *v, char *why, size_t n)
+{
+    return set_double_in(&c->write_window_ms, v, 0, 1000, "milliseconds", why, n);
+}
+
 static int set_queue_soft_seconds(struct config *c, const char *v, char *why, size_t n)
 {
     return set_double_in(&c->queue_soft_seconds, v, 0, 3600, "seconds", why, n);
@@ -590,6 +595,7 @@ static const struct option_def options[] = {
     {"ping-interval", "25", "ping a client that has sent nothing for this many seconds", set_ping_interval, 0, NULL},
     {"ping-timeout", "35", "then drop it if it stays silent this many seconds more", set_ping_timeout, 0, NULL},
     {"sndbuf", "256k", "kernel send buffer per client socket (bounds what a stuck client pins); 0: autotuning", set_sndbuf, 0, NULL},
+    {"write-window", "30", "a client written less than this many milliseconds ago waits until then, so the messages that come meanwhile share one send(); a message after a quieter spell leaves at once; 0: off", set_write_window, 0, NULL},
     {"api-key", NULL, "key the HTTP API (/api/...) requires as 'Authorization: Bearer KEY'", set_api_key, OPT_SECRET, "none (the API answers 403)"},
     {"api-key-file", NULL, "file holding the API key", set_api_key_file, 0, "none"},
     {"api-insecure", "false", "serve the HTTP API without a key (only behind a trusted network)", set_api_insecure, OPT_BOOL, NULL},

@@ -47,6 +47,7 @@ struct config {
     unsigned publish_burst;    /* token bucket depth */
     size_t queue_soft_bytes;   /* 0: no soft queue limit */
     size_t sndbuf;             /* SO_SNDBUF of client sockets; 0: kernel autotuning */
+    double write_window_ms;    /* least gap between a client's writes; 0: off */
     double queue_soft_seconds; /* how long a queue may stay over the soft limit */
     double ping_interval; /* ping a client silent this long (seconds) */
     double ping_timeout;  /* drop it if still silent this much later */

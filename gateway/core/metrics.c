@@ -175,6 +175,7 @@ static void add(struct metrics *sum, const struct metrics *m)
     sum->writes_total += m->writes_total;
     sum->send_submits_total += m->send_submits_total;
     sum->sends_batched_total += m->sends_batched_total;
+    sum->writes_held_total += m->writes_held_total;
     for (int r = 0; r < DISC_COUNT; r++)
         sum->disconnects[r] += m->disconnects[r];
     for (int i = 0; i < METRICS_LATENCY_BUCKETS; i++)
@@ -325,6 +326,9 @@ static void render(struct out *o, const struct metrics *m, const struct metrics_
     metric(o, "wsgate_sends_batched_total", "counter",
            "Transport writes that left through those submissions, not a send() each.",
            m->sends_batched_total);
+    metric(o, "wsgate_writes_held_total", "counter",
+           "Writes the write window held back so later frames leave with them.",
+           m->writes_held_total);
     metric(o, "wsgate_broker_up", "gauge", "1 while the broker is connected.",
            (unsigned long long)g->broker_up);
     metric(o, "wsgate_broker_reconnects_total", "counter",

@@ -65,6 +65,7 @@ struct metrics {
     uint64_t writes_total;       /* transport writes carrying them */
     uint64_t send_submits_total; /* io_uring submissions of writes (net/sendq.h) */
     uint64_t sends_batched_total; /* writes that left through them */
+    uint64_t writes_held_total;  /* writes the write window held back */
     uint64_t disconnects[DISC_COUNT];
     uint64_t latency_le[METRICS_LATENCY_BUCKETS]; /* per bucket, not cumulative */
     uint64_t latency_count;

@@ -32,6 +32,10 @@
 #define WARN_EVERY_US 10000000  /* one descriptor warning per 10 s */
 #define ACCEPT_BURST 32         /* accepts in a row before the others' turn */
 #define LINGER_USEC 2000000     /* a closed WebSocket drains input this long */
+/* One release of the write window frees every socket due this soon too:
+ * libevent's timers have millisecond resolution anyway, and one timer then
+ * serves a whole fan-out's sockets, not one wake-up each. */
+#define WINDOW_SLACK_USEC 1000
 
 /* A WebSocket lws has closed, kept on a dup of its descriptor: our side is
  * shut down (FIN after the close frame) and input is read and discarded
@@ -44,6 +48,11 @@ struct lingerer {
     struct lingerer *prev, *next;
     uint64_t deadline_us;
     int fd;
+};
+
+/* Sockets in the order they were listed; an fdev is on at most one list. */
+struct fdlist {
+    struct fdev *head, *tail;
 };
 
 struct loop {
@@ -62,12 +71,16 @@ struct loop {
     uint64_t warned_us;          /* last descriptor warning */
     unsigned long unwarned;      /* refusals since it */
     struct lingerer *lingering;
-    struct fdev *ready, *ready_tail; /* sockets loop_write_soon() will write */
+    struct fdlist ready;             /* sockets loop_write_soon() will write */
     struct event *flush;             /* no fd: writes them after this turn's events */
     int (*writer)(struct lws *wsi);  /* what loop_write_soon() was given */
     struct sendq *sendq;  /* on_flush's send()s in one syscall; NULL: one each */
     int flushing;         /* inside on_flush: loop_send() queues on sendq */
     uint64_t *submits, *batched; /* counters (loop_count_sends) */
+    struct fdlist held;              /* sockets the write window holds back */
+    struct event *release;           /* timer: moves held sockets due to ready */
+    uint64_t window_us;              /* the write window; 0: off */
+    uint64_t *held_total;            /* bumped per socket held; NULL: not counted */
     int port;
     int sndbuf;
     int tls; /* adopt with LWS_ADOPT_ALLOW_SSL */
@@ -78,7 +91,10 @@ struct fdev {
     struct lws *wsi; /* NULL once lws destroyed it */
     struct event *rd, *wr; /* EV_READ, and EV_WRITE armed in epoll */
     struct event *kick;    /* no fd: event_active() runs on_write next */
-    struct fdev *ready_prev, *ready_next; /* in loop->ready */
+    struct fdlist *list;             /* loop->ready, loop->held or NULL */
+    struct fdev *list_prev, *list_next;
+    uint64_t sent_us;                /* our last send() on it (clock_us) */
+    uint64_t due_us;                 /* held: when the window releases it */
     int fd;
     unsigned char write_armed;  /* wr is pending in libevent */
     unsigned char want_write;   /* a writable callback was asked for */
@@ -87,24 +103,34 @@ struct fdev {
     unsigned char in_service;   /* inside lws_service_fd() for this fd */
     unsigned char reset;        /* closes with a reset: no lingering */
     unsigned char counted;      /* holds one of loop->nsockets */
-    unsigned char ready;        /* in loop->ready */
     unsigned char queued;       /* a send of it waits in loop->sendq */
 };
 
-static void ready_unlink(struct fdev *f)
+static void list_unlink(struct fdev *f)
 {
-    struct loop *loop = f->loop;
-    if (!f->ready)
+    struct fdlist *l = f->list;
+    if (!l)
         return;
-    if (f->ready_prev) f->ready_prev->ready_next = f->ready_next; else loop->ready = f->ready_next;
-    if (f->ready_next) f->ready_next->ready_prev = f->ready_prev; else loop->ready_tail = f->ready_prev;
-    f->ready_prev = f->ready_next = NULL;
-    f->ready = 0;
+    if (f->list_prev) f->list_prev->list_next = f->list_next; else l->head = f->list_next;
+    if (f->list_next) f->list_next->list_prev = f->list_prev; else l->tail = f->list_prev;
+    f->list_prev = f->list_next = NULL;
+    f->list = NULL;
+}
+
+static void list_append(struct fdlist *l, struct fdev *f)
+{
+    f->list = l;
+    f->list_prev = l->tail;
+    if (l->tail)
+        l->tail->list_next = f;
+    else
+        l->head = f;
+    l->tail = f;
 }
 
 static void fdev_free(struct fdev *f)
 {
-    ready_unlink(f);
+    list_unlink(f);
     if (f->counted)
         f->loop->nsockets--;
     if (f->rd) event_free(f->rd);
@@ -288,24 +314,50 @@ static int idle(const struct fdev *f)
            !f->write_armed && !f->keep_writable && !lws_partial_buffered(f->wsi);
 }
 
+/* Lists f for the flush after this turn's events. */
+static void make_ready(struct fdev *f)
+{
+    struct loop *loop = f->loop;
+    if (!loop->ready.head)
+        event_active(loop->flush, EV_WRITE, 1);
+    list_append(&loop->ready, f);
+}
+
+/* Sets the release timer for the first held socket, or for now when it is
+ * due already. */
+static void arm_release(struct loop *loop, uint64_t now)
+{
+    uint64_t due = loop->held.head->due_us;
+    uint64_t wait = due > now ? due - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000000), (suseconds_t)(wait % 1000000)};
+    evtimer_add(loop->release, &tv);
+}
+
 int loop_write_soon(struct lws *wsi, int (*write)(struct lws *wsi))
 {
     struct fdev *f = lws_get_opaque_user_data(wsi);
-    if (!f || (!f->ready && !idle(f)))
+    if (!f || (!f->list && !idle(f)))
         return 0;
-    if (f->ready)
+    if (f->list) /* listed already: what is queued meanwhile leaves with it */
         return 1;
     struct loop *loop = f->loop;
     loop->writer = write;
-    f->ready = 1;
-    f->ready_prev = loop->ready_tail;
-    if (loop->ready_tail)
-        loop->ready_tail->ready_next = f;
-    else
-        event_active(loop->flush, EV_WRITE, 1);
-    if (!loop->ready)
-        loop->ready = f;
-    loop->ready_tail = f;
+    uint64_t now = loop->window_us ? clock_us() : 0;
+    if (!loop->window_us || now - f->sent_us >= loop->window_us) {
+        make_ready(f);
+        return 1;
+    }
+    /* Written less than a window ago: held until a window after that
+     * write, so what comes meanwhile leaves with it in one send(). The due
+     * time is fixed now: a write through a writable callback meanwhile
+     * (lws's own round) does not push it, nor those held after it, back. */
+    int first = !loop->held.head;
+    f->due_us = f->sent_us + loop->window_us;
+    list_append(&loop->held, f);
+    if (loop->held_total)
+        (*loop->held_total)++;
+    if (first)
+        arm_release(loop, now);
     return 1;
 }
 
@@ -349,8 +401,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     struct loop *loop = arg;
     struct fdev *f;
     loop->flushing = loop->sendq != NULL;
-    while ((f = loop->ready)) {
-        ready_unlink(f);
+    while ((f = loop->ready.head)) {
+        list_unlink(f);
         if (!idle(f)) { /* something came first: the callback's path keeps order */
             loop_want_write(f->wsi);
             continue;
@@ -371,6 +423,26 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
             *loop->batched += n;
         }
     }
+}
+
+/* The write window of the first held sockets is over: they join the next
+ * flush, with every other held socket due within WINDOW_SLACK_USEC. Held in
+ * the order they were held, which is nearly that of their due times (a
+ * fan-out writes its subscribers in the same order each time); one held
+ * behind a later due waits for it, which is still within a window of its
+ * own hold. */
+static void on_release(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct loop *loop = arg;
+    uint64_t now = clock_us();
+    struct fdev *f;
+    while ((f = loop->held.head) && f->due_us <= now + WINDOW_SLACK_USEC) {
+        list_unlink(f);
+        make_ready(f);
+    }
+    if (loop->held.head)
+        arm_release(loop, now);
 }
 
 /* lws's timers (handshake and close timeouts, kills) run without
@@ -696,7 +768,8 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
     loop->tick = evtimer_new(base, on_tick, loop);
     loop->resume = evtimer_new(base, on_resume, loop);
     loop->flush = event_new(base, -1, 0, on_flush, loop);
-    if (!loop->tick || !loop->resume || !loop->flush) {
+    loop->release = evtimer_new(base, on_release, loop);
+    if (!loop->tick || !loop->resume || !loop->flush || !loop->release) {
         snprintf(err, errlen, "cannot start the service timer");
         loop_free(loop);
         return NULL;
@@ -727,6 +800,12 @@ void loop_count_sends(struct loop *loop, uint64_t *submits, uint64_t *batched)
     loop->batched = batched;
 }
 
+void loop_set_write_window(struct loop *loop, unsigned window_us, uint64_t *held_total)
+{
+    loop->window_us = window_us;
+    loop->held_total = held_total;
+}
+
 int loop_port(const struct loop *loop) { return loop->port; }
 
 unsigned loop_max_sockets(const struct loop *loop) { return loop->max_sockets; }
@@ -747,6 +826,8 @@ int loop_send(struct lws *wsi, unsigned char *buf, size_t len)
 {
     struct fdev *f = lws_get_opaque_user_data(wsi);
     size_t sent = 0;
+    if (f && f->loop->window_us)
+        f->sent_us = clock_us();
     if (f && !f->loop->tls && !lws_partial_buffered(wsi)) {
         if (f->loop->flushing && !f->queued &&
             sendq_add(f->loop->sendq, f->fd, buf, len, f) == 0) {
@@ -805,7 +886,7 @@ void loop_wsi_destroyed(struct lws *wsi)
     if (!f)
         return;
     lws_set_opaque_user_data(wsi, NULL);
-    ready_unlink(f);
+    list_unlink(f);
     event_del(f->rd);
     disarm_write(f);
     event_del(f->kick);
@@ -831,11 +912,15 @@ void loop_free(struct loop *loop)
     loop_stop_accepting(loop);
     while (loop->lingering)
         lingerer_free(loop->lingering);
-    while (loop->ready) /* fdevs outlive the loop until lws destroys them */
-        ready_unlink(loop->ready);
+    while (loop->ready.head) /* fdevs outlive the loop until lws destroys them */
+        list_unlink(loop->ready.head);
+    while (loop->held.head)
+        list_unlink(loop->held.head);
     sendq_free(loop->sendq);
     if (loop->flush)
         event_free(loop->flush);
+    if (loop->release)
+        event_free(loop->release);
     if (loop->tick)
         event_free(loop->tick);
     if (loop->resume)

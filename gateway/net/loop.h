@@ -13,6 +13,9 @@
  * file, that is while the socket itself must tell us when it takes more.
  * A socket with nothing pending skips even that round: loop_write_soon()
  * lists it, and one event writes every listed socket after the others.
+ * With a write window, a socket written less than a window ago is held
+ * until a window after that write (one timer for all of them), so the
+ * messages of a busy stream leave several to a send().
  * A one-shot timer runs lws's own timers (handshake and close timeouts,
  * kills) straight from lws's timer lists when the first of them is due
  * (looked up after every lws call that may set one), and at least once a
@@ -71,6 +74,9 @@ void loop_use_tls(struct loop *loop);
 /* Counts each io_uring submission of writes in *submits and the writes it
  * carried in *batched (both stay valid for the loop's life). */
 void loop_count_sends(struct loop *loop, uint64_t *submits, uint64_t *batched);
+/* Sets the write window of loop_write_soon() (0: off) and the counter it
+ * bumps for each socket it holds (NULL: none; it must outlive the loop). */
+void loop_set_write_window(struct loop *loop, unsigned window_us, uint64_t *held_total);
 
 /* The bound port (the kernel's choice when 0 was asked for). */
 int loop_port(const struct loop *loop);
@@ -87,7 +93,11 @@ void loop_want_write(struct lws *wsi);
  * served, not inside lws's service of this socket. A message for an idle
  * subscriber thus leaves without a round through lws_service_fd() and
  * lws_callback_on_writable() per socket, and messages that arrived
- * together still leave together. If the socket is no longer idle by then,
+ * together still leave together. With a write window (see
+ * loop_set_write_window) a socket our last send() wrote less than a window
+ * ago waits until a window after that send(): whatever is queued for it by
+ * then leaves in that one write, and a message after a quiet spell still
+ * leaves at once. If the socket is no longer idle by then,
  * a writable callback is asked for instead. What the socket did not take
  * waits for EV_WRITE as after any partial write; write returning -1 closes
  * wsi at the loop's next turn, as a writable callback's -1 would. Every

@@ -91,6 +91,8 @@ struct server *server_new(struct app *app, char *err, size_t errlen)
         loop_use_tls(s->loop);
     loop_count_sends(s->loop, &app->metrics->send_submits_total,
                      &app->metrics->sends_batched_total);
+    loop_set_write_window(s->loop, (unsigned)(app->cfg.write_window_ms * 1000),
+                          &app->metrics->writes_held_total);
     return s;
 }
 

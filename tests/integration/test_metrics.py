@@ -21,6 +21,7 @@ OTHER_COUNTERS = ["wsgate_upgrades_refused_total", "wsgate_api_requests_total",
 COUNTERS = ["wsgate_connections_total", "wsgate_connections_refused_total",
             "wsgate_messages_published_total", "wsgate_messages_delivered_total", "wsgate_bytes_sent_total", "wsgate_writes_total",
             "wsgate_send_submits_total", "wsgate_sends_batched_total",
+            "wsgate_writes_held_total",
             "wsgate_broker_reconnects_total", "wsgate_dropped_invalid_total", "wsgate_disconnects_total"]
 
 
@@ -382,6 +383,7 @@ async def test_one_submission_carries_a_fanout(procs):
     if "io_uring unavailable" in gw.proc.text():
         pytest.skip("io_uring is unavailable here: the gateway sends one send() per write")
     subs = [await gw.subscriber("fan") for _ in range(40)]
+    await asyncio.sleep(0.1)  # idle: past the write window of their subscribe acks
     m0 = await ascrape_metrics(gw)
     r = await gw.publish_http("fan", {"n": 1, "pad": "x" * 200})
     assert r.status == 200, r
