@@ -104,6 +104,7 @@ struct fdev {
     unsigned char reset;        /* closes with a reset: no lingering */
     unsigned char counted;      /* holds one of loop->nsockets */
     unsigned char queued;       /* a send of it waits in loop->sendq */
+    unsigned char was_soon;     /* its last message came within a window of a send */
 };
 
 static void list_unlink(struct fdev *f)
@@ -343,14 +344,19 @@ int loop_write_soon(struct lws *wsi, int (*write)(struct lws *wsi))
     struct loop *loop = f->loop;
     loop->writer = write;
     uint64_t now = loop->window_us ? clock_us() : 0;
-    if (!loop->window_us || now - f->sent_us >= loop->window_us) {
+    int soon = loop->window_us && now - f->sent_us < loop->window_us;
+    int busy = soon && f->was_soon;
+    f->was_soon = (unsigned char)soon;
+    if (!busy) {
         make_ready(f);
         return 1;
     }
-    /* Written less than a window ago: held until a window after that
-     * write, so what comes meanwhile leaves with it in one send(). The due
-     * time is fixed now: a write through a writable callback meanwhile
-     * (lws's own round) does not push it, nor those held after it, back. */
+    /* The second message in a row to come less than a window after a
+     * send (one alone is a slow stream meeting a late fan-out, which
+     * holding would only delay): held until a window after that write, so
+     * what comes meanwhile leaves with it in one send(). The due time is
+     * fixed now: a write through a writable callback meanwhile (lws's own
+     * round) does not push it, nor those held after it, back. */
     int first = !loop->held.head;
     f->due_us = f->sent_us + loop->window_us;
     list_append(&loop->held, f);
