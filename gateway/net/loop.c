@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -86,26 +87,32 @@ struct loop {
     int tls; /* adopt with LWS_ADOPT_ALLOW_SSL */
 };
 
+/* One per accepted socket, with its one libevent event in the same
+ * allocation: the socket's EV_READ and EV_WRITE edges and the write rounds
+ * we make active ourselves all arrive there (on_event), the flags below
+ * saying which are wanted. Three separately allocated events cost 432 bytes
+ * a connection; this one, 128. */
 struct fdev {
     struct loop *loop;
     struct lws *wsi; /* NULL once lws destroyed it */
-    struct event *rd, *wr; /* EV_READ, and EV_WRITE armed in epoll */
-    struct event *kick;    /* no fd: event_active() runs on_write next */
     struct fdlist *list;             /* loop->ready, loop->held or NULL */
     struct fdev *list_prev, *list_next;
     uint64_t sent_us;                /* our last send() on it (clock_us) */
     uint64_t due_us;                 /* held: when the window releases it */
     int fd;
-    unsigned char write_armed;  /* wr is pending in libevent */
+    unsigned char write_armed;  /* an EV_WRITE edge runs on_write */
     unsigned char want_write;   /* a writable callback was asked for */
-    unsigned char kicked;       /* a write round is pending (kick active) */
+    unsigned char kicked;       /* a write round is pending (made active) */
     unsigned char keep_writable;
     unsigned char in_service;   /* inside lws_service_fd() for this fd */
     unsigned char reset;        /* closes with a reset: no lingering */
     unsigned char counted;      /* holds one of loop->nsockets */
     unsigned char queued;       /* a send of it waits in loop->sendq */
     unsigned char was_soon;     /* its last message came within a window of a send */
+    max_align_t ev[];           /* the struct event: event_get_struct_event_size() */
 };
+
+static struct event *ev_of(struct fdev *f) { return (struct event *)f->ev; }
 
 static void list_unlink(struct fdev *f)
 {
@@ -134,9 +141,7 @@ static void fdev_free(struct fdev *f)
     list_unlink(f);
     if (f->counted)
         f->loop->nsockets--;
-    if (f->rd) event_free(f->rd);
-    if (f->wr) event_free(f->wr);
-    if (f->kick) event_free(f->kick);
+    event_del(ev_of(f));
     free(f);
 }
 
@@ -155,27 +160,21 @@ static void warn_shortage(struct loop *loop, const char *what)
     loop->unwarned = 0;
 }
 
-/* A separate event from wr: libevent silently skips registering an event
- * with epoll while that same event is active. */
+/* Made active, the event runs on_write after the events already ready
+ * (once, however many kicks: libevent merges activations). */
 static void kick_write(struct fdev *f)
 {
     f->kicked = 1;
-    event_active(f->kick, EV_WRITE, 1);
+    event_active(ev_of(f), EV_WRITE, 1);
 }
 
-static void arm_write(struct fdev *f)
-{
-    if (!f->write_armed && event_add(f->wr, NULL) == 0)
-        f->write_armed = 1;
-}
+/* The event always listens for EV_WRITE edges too (edge-triggered, so no
+ * cost while nothing is written: the kernel raises one only after a write
+ * found the socket full); these flags only say whether one runs on_write,
+ * which spares an epoll_ctl() per partial write. */
+static void arm_write(struct fdev *f) { f->write_armed = 1; }
 
-static void disarm_write(struct fdev *f)
-{
-    if (f->write_armed) {
-        event_del(f->wr);
-        f->write_armed = 0;
-    }
-}
+static void disarm_write(struct fdev *f) { f->write_armed = 0; }
 
 struct event_base *loop_base_new(void)
 {
@@ -256,16 +255,16 @@ static int input_left(const struct fdev *f)
  * the kernel's ready list until its callback has run, and every
  * epoll_wait() polls that whole list again, so when thousands of peers hung
  * up at once each close cost more the more were waiting. An edge is not
- * repeated, so input lws leaves behind is serviced again from here. */
-static void on_read(evutil_socket_t fd, short what, void *arg)
+ * repeated, so input lws leaves behind is serviced again from here.
+ * Returns 0 when the wsi survived, else f is freed. */
+static int on_read(struct fdev *f)
 {
-    (void)fd, (void)what;
-    struct fdev *f = arg;
-    if (service(f, POLLIN) == 0) {
-        kick_write(f); /* lws may have queued a reply */
-        if (input_left(f))
-            event_active(f->rd, EV_READ, 1); /* after the other ready events */
-    }
+    if (service(f, POLLIN) < 0)
+        return -1;
+    kick_write(f); /* lws may have queued a reply */
+    if (input_left(f))
+        event_active(ev_of(f), EV_READ, 1); /* after the other ready events */
+    return 0;
 }
 
 static int writable_now(int fd)
@@ -285,26 +284,39 @@ static void await_writable(struct fdev *f)
 }
 
 /* Runs from a real EV_WRITE (socket writable again after a partial write, or
- * lws serving a file) or from event_active() (a writable callback was asked
- * for: no syscall needed when the socket is presumed writable). */
-static void on_write(evutil_socket_t fd, short what, void *arg)
+ * lws serving a file) or from kick_write() (a writable callback was asked
+ * for: no syscall needed when the socket is presumed writable). Returns 0
+ * when the wsi survived, else f is freed. */
+static int on_write(struct fdev *f)
 {
-    (void)fd, (void)what;
-    struct fdev *f = arg;
     f->want_write = 0;
     f->kicked = 0;
     int had_partial = lws_partial_buffered(f->wsi);
     if (service(f, POLLOUT) < 0)
-        return;
+        return -1;
     if (f->keep_writable || lws_partial_buffered(f->wsi)) {
         await_writable(f);
-        return;
+        return 0;
     }
     disarm_write(f);
     /* lws flushes a partial write without calling the user back: the next
      * round is the writable callback it owes. */
     if (f->want_write || had_partial)
         kick_write(f);
+    return 0;
+}
+
+/* Every event of the socket: a write round first when one is owed, as the
+ * kick that asked for it came first; then the input. An EV_WRITE edge
+ * nobody armed for (it comes along with each read) is ignored. */
+static void on_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    struct fdev *f = arg;
+    if ((f->kicked || (what & EV_WRITE && f->write_armed)) && on_write(f) < 0)
+        return;
+    if (what & EV_READ)
+        on_read(f);
 }
 
 /* Nothing pending on f: no write round asked for or under way, no partial
@@ -535,7 +547,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     if (loop->sndbuf)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &loop->sndbuf, sizeof loop->sndbuf);
 
-    struct fdev *f = calloc(1, sizeof *f);
+    struct fdev *f = calloc(1, offsetof(struct fdev, ev) + event_get_struct_event_size());
     if (!f) {
         log_error("out of memory accepting a connection");
         close(fd);
@@ -545,16 +557,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     f->fd = fd;
     f->counted = 1;
     loop->nsockets++;
-    /* Edge-triggered (see on_read); libevent wants both alike. */
-    f->rd = event_new(loop->base, fd, EV_READ | EV_PERSIST | EV_ET, on_read, f);
-    f->wr = event_new(loop->base, fd, EV_WRITE | EV_PERSIST | EV_ET, on_write, f);
-    f->kick = event_new(loop->base, -1, 0, on_write, f);
-    if (!f->rd || !f->wr || !f->kick) {
-        log_error("out of memory accepting a connection");
-        fdev_free(f);
-        close(fd);
-        return;
-    }
+    /* Edge-triggered, see on_read and arm_write. */
+    event_assign(ev_of(f), loop->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET,
+                 on_event, f);
 
     lws_adopt_desc_t desc = {.vh = loop->vh,
                              .type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
@@ -569,7 +574,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
         fdev_free(f);
         return;
     }
-    event_add(f->rd, NULL);
+    event_add(ev_of(f), NULL);
 }
 
 static void on_resume(evutil_socket_t fd, short what, void *arg)
@@ -857,7 +862,7 @@ void loop_keep_writable(struct lws *wsi, int on)
         return;
     f->keep_writable = (unsigned char)!!on;
     if (on)
-        arm_write(f);
+        await_writable(f);
 }
 
 void loop_abort(struct lws *wsi)
@@ -877,7 +882,7 @@ void loop_wsi_closed(struct lws *wsi, int websocket)
     struct fdev *f = lws_get_opaque_user_data(wsi);
     if (!f)
         return;
-    event_del(f->rd);
+    event_del(ev_of(f)); /* lws closes the fd before anything else runs */
     disarm_write(f);
     /* A peer that has closed sends nothing more: no wait, and no descriptor
      * and event to set up and tear down for each of a crowd hanging up. */
@@ -893,9 +898,8 @@ void loop_wsi_destroyed(struct lws *wsi)
         return;
     lws_set_opaque_user_data(wsi, NULL);
     list_unlink(f);
-    event_del(f->rd);
+    event_del(ev_of(f));
     disarm_write(f);
-    event_del(f->kick);
     f->wsi = NULL;
     if (!f->in_service && !f->queued)
         fdev_free(f);

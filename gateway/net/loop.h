@@ -2,15 +2,16 @@
  *
  * Debian's lws 4.1 has no external-poll hooks, so lws never tells us which
  * fds it wants watched. Instead libevent owns the listening socket; each
- * accepted fd is adopted into lws and gets a persistent EV_READ event and an
- * EV_WRITE event, both edge-triggered and feeding lws_service_fd() (what lws
- * leaves unread, or unwritten while the socket takes more, gets another
- * round at once). The write event is made
- * active directly (event_active: no syscall) by loop_want_write(), the
- * wrapper every lws_callback_on_writable() goes through, and once after every
- * read (lws queues pongs, close replies and handshake answers internally).
- * It is armed in epoll only while lws holds a partial write or serves a
- * file, that is while the socket itself must tell us when it takes more.
+ * accepted fd is adopted into lws and gets one persistent, edge-triggered
+ * EV_READ|EV_WRITE event (held in the socket's own allocation, no malloc of
+ * its own), feeding lws_service_fd() (what lws leaves unread, or unwritten
+ * while the socket takes more, gets another round at once). A write round
+ * is made active directly (event_active: no syscall) by loop_want_write(),
+ * the wrapper every lws_callback_on_writable() goes through, and once after
+ * every read (lws queues pongs, close replies and handshake answers
+ * internally). The socket's own EV_WRITE edge is heeded only while lws
+ * holds a partial write or serves a file, that is while the socket itself
+ * must tell us when it takes more.
  * A socket with nothing pending skips even that round: loop_write_soon()
  * lists it, and one event writes every listed socket after the others.
  * With a write window, a socket written less than a window ago is held
