@@ -52,9 +52,9 @@ struct pss {
     struct client *client;
     const struct route *route;  /* from the upgrade on */
     struct eio_session *eio;    /* the polling session this one probes */
-    unsigned char probe_due;    /* "3probe" owed */
     struct http_state http;
     struct auth_claims *claims; /* from the upgrade until the client takes them */
+    unsigned char probe_due;    /* "3probe" owed */
     unsigned char batch;
     unsigned char ping_due;     /* the client asked for a ping */
     unsigned char closing;      /* the close is lws's: writable does nothing */
@@ -384,9 +384,12 @@ static int receive(struct app *app, struct lws *wsi, struct pss *pss,
         return 0;
     }
     if (pss->rx_len + len > pss->rx_cap) {
-        size_t cap = pss->rx_cap ? pss->rx_cap : 4096;
-        while (cap < pss->rx_len + len)
-            cap *= 2;
+        /* Room for the rest of the frame too (its header gave its length):
+         * a message in one frame takes one allocation, not a doubling per
+         * piece; one sent as many frames doubles. */
+        size_t cap = pss->rx_len + len + still;
+        if (cap < pss->rx_cap * 2)
+            cap = pss->rx_cap * 2;
         char *rx = realloc(pss->rx, cap);
         if (!rx) {
             log_error("out of memory reassembling a message");
@@ -481,11 +484,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 }
 
 const struct lws_protocols ws_protocols[] = {
-    /* rx_buffer_size: lws allocates it per connection; bigger messages
-     * arrive in several RECEIVE callbacks and are joined above.
+    /* rx_buffer_size: lws allocates it per connection (it holds control
+     * frames, at most 125 bytes, and bounds each read of the socket, data
+     * frames being parsed in place), the largest single piece of an idle
+     * connection; bigger messages arrive in several RECEIVE callbacks and
+     * are joined above. 512: a typical publish still comes in one read.
      * tx_packet_size: lws sends at most this much per send() and buffers the
      * rest; left at 0 it would follow rx_buffer_size and cut every batch
-     * into 1 KiB pieces. */
-    {"wsgate", callback, sizeof(struct pss), 1024, 0, NULL, APP_BATCH_MAX},
+     * into 512-byte pieces. */
+    {"wsgate", callback, sizeof(struct pss), 512, 0, NULL, APP_BATCH_MAX},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
