@@ -25,13 +25,12 @@ buffer is closed by the soft limit while 200 others receive every message, in
 order, and keep receiving while it is stuck."""
 
 import asyncio
-import json
 import threading
 import time
 
 import pytest
 
-from wsgate_testing import (NO_PUBLISH_RATE, ascrape_metrics, async_test, await_metrics, parse_frame,
+from wsgate_testing import (NO_PUBLISH_RATE, ascrape_metrics, async_test, await_metrics,
                             scrape_metrics)
 
 
@@ -368,22 +367,10 @@ def test_queued_frames_leave_together(procs):
         resp = gw.http("POST", "/api/publish", {"channel": "lag", "data": {"seq": i, "pad": pad}})
         assert resp.status == 200, resp
     # frames beyond the two small socket buffers wait in the gateway's queue
-    seqs, per_recv = [], []
-    while len(seqs) < n:
-        chunk = r.sock.recv(65536)
-        assert chunk, f"EOF after {len(seqs)} messages"
-        r.buf += chunk
-        frames = 0
-        while (f := parse_frame(r.buf)) is not None:
-            fin, op, payload, used = f
-            del r.buf[:used]
-            assert (fin, op) == (True, 0x1), (fin, op)
-            msg = json.loads(payload)
-            assert msg["channel"] == "lag" and msg["data"]["pad"] == pad, msg
-            seqs.append(msg["data"]["seq"])
-            frames += 1
-        per_recv.append(frames)
-    assert seqs == list(range(n)), "out of order or missing"
+    msgs, per_recv = r.recv_messages(n)
+    for msg in msgs:
+        assert msg["channel"] == "lag" and msg["data"]["pad"] == pad, msg
+    assert [msg["data"]["seq"] for msg in msgs] == list(range(n)), "out of order or missing"
     writes = scrape_metrics(gw.port).value("wsgate_writes_total") - w0
     assert writes <= n / 4, f"{writes} writes carried {n} messages: not joined"
     assert max(per_recv) >= 10, per_recv

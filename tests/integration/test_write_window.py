@@ -10,10 +10,9 @@ is the gateway's own counters (wsgate_writes_held_total,
 wsgate_writes_total), not a time bound; the messages must arrive in order,
 intact, one text frame each."""
 
-import json
 import time
 
-from wsgate_testing import parse_frame, scrape_metrics
+from wsgate_testing import scrape_metrics
 
 N = 20
 
@@ -34,20 +33,8 @@ def publish(gw, channel, seqs):
 
 def receive(r, n):
     """n messages, as (seqs, frames per recv())."""
-    seqs, per_recv = [], []
-    while len(seqs) < n:
-        chunk = r.sock.recv(65536)
-        assert chunk, f"EOF after {len(seqs)} messages"
-        r.buf += chunk
-        frames = 0
-        while (f := parse_frame(r.buf)) is not None:
-            fin, op, payload, used = f
-            del r.buf[:used]
-            assert (fin, op) == (True, 0x1), (fin, op)
-            seqs.append(json.loads(payload)["data"]["seq"])
-            frames += 1
-        per_recv.append(frames)
-    return seqs, per_recv
+    msgs, per_recv = r.recv_messages(n)
+    return [m["data"]["seq"] for m in msgs], per_recv
 
 
 class Counters:

@@ -44,8 +44,10 @@ static struct sendq *new_q(void)
     return q;
 }
 
+/* n connected socket pairs, and the results cleared for a new test. */
 static void pairs(int tx[], int rx[], int n)
 {
+    memset(results, 0, sizeof results);
     for (int i = 0; i < n; i++) {
         int sv[2];
         CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
@@ -61,7 +63,6 @@ static void test_many_sockets_one_flush(void)
         return;
     int tx[SOCKS], rx[SOCKS];
     pairs(tx, rx, SOCKS);
-    memset(results, 0, sizeof results);
     unsigned char buf[100];
     for (int i = 0; i < SOCKS; i++) {
         memset(buf, 'a' + i % 26, sizeof buf);
@@ -93,7 +94,6 @@ static void test_short_full_closed(void)
     int small = 4096;
     CHECK(setsockopt(tx[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
     close(rx[2]);
-    memset(results, 0, sizeof results);
     static unsigned char big[16000];
     memset(big, 'x', sizeof big);
     CHECK(sendq_add(q, tx[0], big, sizeof big, (void *)0) == 0);
@@ -121,7 +121,6 @@ static void test_arena_fills(void)
         return;
     int tx[SOCKS], rx[SOCKS];
     pairs(tx, rx, SOCKS);
-    memset(results, 0, sizeof results);
     static unsigned char chunk[4000];
     for (int i = 0; i < SOCKS; i++) {
         memset(chunk, 'A' + i % 26, sizeof chunk);

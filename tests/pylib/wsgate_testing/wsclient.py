@@ -125,6 +125,25 @@ class RawWs:
                 raise ConnectionError(f"close frame {payload!r}")
             # ignore ping/pong
 
+    def recv_messages(self, n):
+        """n JSON messages, each of which must be one whole text frame, as
+        (messages, frames parsed from each recv()): how many frames shared
+        a read shows how they were written together."""
+        msgs, per_recv = [], []
+        while len(msgs) < n:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"EOF after {len(msgs)} messages"
+            self.buf += chunk
+            frames = 0
+            while (f := parse_frame(self.buf)) is not None:
+                fin, op, payload, used = f
+                del self.buf[:used]
+                assert (fin, op) == (True, 0x1), (fin, op)
+                msgs.append(json.loads(payload))
+                frames += 1
+            per_recv.append(frames)
+        return msgs, per_recv
+
     def drain_until_closed(self, timeout):
         """Read (and discard) until EOF/reset. Returns a dict with the number of
         bytes read, the text frames parsed, the close code/reason if a close
