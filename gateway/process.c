@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -15,10 +16,21 @@ double process_now(void)
     return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-/* Descriptors open now, not counting the one that lists them. */
-static int count_fds(unsigned *out)
+int process_open_fds(int pid, unsigned *out)
 {
-    DIR *d = opendir("/proc/self/fd");
+    char dir[32];
+    if (pid)
+        snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+    else
+        snprintf(dir, sizeof dir, "/proc/self/fd");
+    /* Linux 6.2+ reports the count as the directory's size, without a walk
+     * over every descriptor (the walk costs a few ms per 5000). */
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && sb.st_size > 0) {
+        *out = (unsigned)sb.st_size;
+        return 0;
+    }
+    DIR *d = opendir(dir);
     if (!d)
         return -1;
     unsigned n = 0;
@@ -26,7 +38,7 @@ static int count_fds(unsigned *out)
         if (e->d_name[0] != '.')
             n++;
     closedir(d);
-    *out = n ? n - 1 : 0;
+    *out = n && !pid ? n - 1 : n; /* not the one that lists our own */
     return 0;
 }
 
@@ -41,8 +53,7 @@ void process_read(struct metrics_process *out)
     if (f)
         fclose(f);
     long page = sysconf(_SC_PAGESIZE);
-    if (!ok || page <= 0 || count_fds(&out->open_fds) < 0 ||
-        getrusage(RUSAGE_SELF, &ru) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    if (!ok || page <= 0 || getrusage(RUSAGE_SELF, &ru) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
     out->rss_bytes = resident * (unsigned long long)page;
     out->virtual_bytes = size * (unsigned long long)page;

@@ -196,7 +196,8 @@ static void add(struct metrics *sum, const struct metrics *m)
 }
 
 /* A running worker's live figures: summed, so process_* is the node's. */
-static void add_live(struct metrics *sum, struct metrics_gauges *g, const struct metrics_slot *s)
+static void add_live(struct metrics *sum, struct metrics_gauges *g, const struct metrics_slot *s,
+                     unsigned open_fds)
 {
     sum->capacity += s->m.capacity;
     if (!sum->start_time || (s->m.start_time && s->m.start_time < sum->start_time))
@@ -211,12 +212,13 @@ static void add_live(struct metrics *sum, struct metrics_gauges *g, const struct
         g->process.cpu_seconds += s->g.process.cpu_seconds;
         g->process.rss_bytes += s->g.process.rss_bytes;
         g->process.virtual_bytes += s->g.process.virtual_bytes;
-        g->process.open_fds += s->g.process.open_fds;
+        g->process.open_fds += open_fds;
         g->process.max_fds += s->g.process.max_fds;
     }
 }
 
-char *metrics_render_node(const struct metrics_node *node, size_t *len)
+char *metrics_render_node(const struct metrics_node *node,
+                          const unsigned open_fds[METRICS_WORKERS_MAX], size_t *len)
 {
     struct metrics sum = {0};
     uint64_t unrecovered[HISTORY_LOSS_COUNT] = {0};
@@ -237,7 +239,7 @@ char *metrics_render_node(const struct metrics_node *node, size_t *len)
             unrecovered[r] += s->unrecovered[r];
         if (s->pid) {
             running++;
-            add_live(&sum, &g, s);
+            add_live(&sum, &g, s, open_fds[i]);
         }
     }
     if (!running)

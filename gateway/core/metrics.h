@@ -100,7 +100,8 @@ struct metrics_gauges {
 #define METRICS_WORKERS_MAX 64
 
 /* One worker's figures in a node of several (--workers): counters written
- * live, gauges published by the worker every second and at each render. */
+ * live, gauges published by the worker every second and at each render
+ * (but for g.process.open_fds: the renderer counts those, see below). */
 struct metrics_slot {
     struct metrics m;
     struct metrics_gauges g; /* g.unrecovered unset: the copy below */
@@ -140,8 +141,11 @@ char *metrics_render(const struct metrics *m, const struct metrics_gauges *g,
 /* The same for a whole node: the sum of its slots (gauges, capacity and
  * process_* of running workers only; broker_up only when every one is up,
  * ready as metrics_node_ready()), then per-worker series labelled
- * worker="i". */
-char *metrics_render_node(const struct metrics_node *node, size_t *len);
+ * worker="i". open_fds[i] is slot i's descriptors, counted by the caller
+ * when it renders: a count costs O(descriptors) on older kernels, too much
+ * for a worker to publish every second. */
+char *metrics_render_node(const struct metrics_node *node,
+                          const unsigned open_fds[METRICS_WORKERS_MAX], size_t *len);
 
 /* 1 when every running worker of node publishes broker_up and none is
  * draining. */

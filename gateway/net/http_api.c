@@ -413,9 +413,15 @@ static int serve_metrics(struct app *app, struct lws *wsi)
     char *text;
     if (app->node) {
         http_publish_gauges(app);
-        text = metrics_render_node(app->node, &len);
+        unsigned fds[METRICS_WORKERS_MAX] = {0};
+        for (unsigned i = 0; i < app->node->nslots; i++)
+            if (app->node->slot[i].pid)
+                process_open_fds(i == app->worker ? 0 : app->node->slot[i].pid, &fds[i]);
+        text = metrics_render_node(app->node, fds, &len);
     } else {
         struct metrics_gauges g = gauges(app);
+        if (g.process.ok && process_open_fds(0, &g.process.open_fds) < 0)
+            g.process.ok = 0;
         text = metrics_render(app->metrics, &g, &len);
     }
     if (!text)

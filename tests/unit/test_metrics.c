@@ -74,10 +74,11 @@ static void test_node_sums_workers(void)
         s->m.capacity = 100;
         s->unrecovered[HISTORY_EXPIRED] = 2; /* copied from the worker's hub */
         s->g = (struct metrics_gauges){.connections = 5, .broker_up = 1, .broker_messages = 7,
-                                       .reads_gap = 1, .process = {.ok = 1, .open_fds = 10}};
+                                       .reads_gap = 1, .process = {.ok = 1}};
     }
+    static const unsigned fds[METRICS_WORKERS_MAX] = {10, 10, 10}; /* as counted */
     size_t len;
-    char *t = metrics_render_node(&node, &len);
+    char *t = metrics_render_node(&node, fds, &len);
     CHECK_NOT_NULL(t);
     if (!t)
         return;
@@ -105,7 +106,7 @@ static void test_node_sums_workers(void)
     CHECK_EQ_INT(metrics_node_ready(&node), 1);
     node.slot[1].g.broker_up = 0; /* one worker without its broker */
     CHECK_EQ_INT(metrics_node_ready(&node), 0);
-    t = metrics_render_node(&node, &len);
+    t = metrics_render_node(&node, fds, &len);
     CHECK_CONTAINS(t, "\nwsgate_broker_up 0\n");
     free(t);
     node.slot[1].g.broker_up = 1;
