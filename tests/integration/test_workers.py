@@ -65,6 +65,10 @@ async def test_workers_share_the_port_and_deliver_everywhere(procs, redis):
     m = await await_metrics(gw, counts, timeout=5, what="both workers' connections summed")
     assert m.value("wsgate_workers") == 2
     assert m.value("wsgate_messages_delivered_total") >= N
+    # every worker's descriptors, counted by the one rendering (+1: the scrape's own)
+    fds = sum(len(os.listdir(f"/proc/{w}/fd")) for w in worker_pids(gw))
+    assert 0 <= m.value("process_open_fds") - fds <= 1, (m.value("process_open_fds"), fds)
+    assert m.value("process_open_fds") >= N, "each client holds a descriptor"
     for _ in range(6):
         assert (await gw.ahttp("GET", "/readyz")).status == 200
 
