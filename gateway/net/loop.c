@@ -22,6 +22,7 @@
 
 #include "core/clock.h"
 #include "log.h"
+#include "net/rxwatch.h"
 #include "net/sendq.h"
 
 /* lws's timers run when the first is due, and at least this often: a
@@ -109,6 +110,10 @@ struct fdev {
     unsigned char counted;      /* holds one of loop->nsockets */
     unsigned char queued;       /* a send of it waits in loop->sendq */
     unsigned char was_soon;     /* its last message came within a window of a send */
+    unsigned char lws_out;      /* lws may want a write round: see loop_lws_thread_id */
+    unsigned char websocket;    /* its writable callbacks reach loop_lws_writeable */
+    unsigned char called_back;  /* a writable callback ran in this write round */
+    unsigned char peer_shut;    /* the peer shut its side (EV_CLOSED): an EOF is due */
     max_align_t ev[];           /* the struct event: event_get_struct_event_size() */
 };
 
@@ -185,6 +190,9 @@ struct event_base *loop_base_new(void)
      * the sockets again after this many so reads are never starved. */
     struct timeval max_interval = {0, 10000};
     event_config_set_max_dispatch_interval(cfg, &max_interval, 256, 0);
+    /* Edge-triggered socket events that say when the peer shut its side
+     * (epoll: EPOLLET, EPOLLRDHUP): see on_read. */
+    event_config_require_features(cfg, EV_FEATURE_ET | EV_FEATURE_EARLY_CLOSE);
     struct event_base *base = event_base_new_with_config(cfg);
     event_config_free(cfg);
     return base;
@@ -242,27 +250,42 @@ static int peek_input(int fd)
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : -2;
 }
 
-/* Input lws has yet to take: decrypted bytes OpenSSL holds (see
- * loop_use_tls), or anything on the socket, an EOF or error included (lws
- * reads a bounded buffer per round). */
-static int input_left(const struct fdev *f)
+/* Input lws has yet to take after a read round: decrypted bytes OpenSSL
+ * holds (see loop_use_tls), or anything on the socket, an EOF or error
+ * included (lws reads a bounded buffer per round). What lws's recv() said
+ * (rx, see net/rxwatch.h) spares the peek: a read that filled lws's buffer
+ * may have left more, one that took less emptied the socket, and then only
+ * an EOF that arrived with the data is still to be read. */
+static int input_left(const struct fdev *f, enum rxwatch_result rx)
 {
     SSL *ssl = f->loop->tls ? lws_get_ssl(f->wsi) : NULL;
-    return (ssl && SSL_pending(ssl) > 0) || peek_input(f->fd) != -1;
+    if ((ssl && SSL_pending(ssl) > 0) || rx == RXWATCH_FILLED)
+        return 1;
+    if (rx == RXWATCH_DRAINED && !f->peer_shut)
+        return 0;
+    return peek_input(f->fd) != -1; /* TLS, or lws read nothing, or an EOF is due */
 }
 
 /* The socket's events are edge-triggered: a level-triggered event stays on
  * the kernel's ready list until its callback has run, and every
  * epoll_wait() polls that whole list again, so when thousands of peers hung
  * up at once each close cost more the more were waiting. An edge is not
- * repeated, so input lws leaves behind is serviced again from here.
+ * repeated, so input lws leaves behind is serviced again from here. A write
+ * round follows only when lws asked for one meanwhile (a pong, a close
+ * reply, a handshake answer: see loop_lws_thread_id).
  * Returns 0 when the wsi survived, else f is freed. */
-static int on_read(struct fdev *f)
+static int on_read(struct fdev *f, short what)
 {
-    if (service(f, POLLIN) < 0)
+    if (what & EV_CLOSED)
+        f->peer_shut = 1;
+    rxwatch_begin(f->fd);
+    int rc = service(f, POLLIN);
+    enum rxwatch_result rx = rxwatch_end();
+    if (rc < 0)
         return -1;
-    kick_write(f); /* lws may have queued a reply */
-    if (input_left(f))
+    if (f->lws_out)
+        kick_write(f);
+    if (input_left(f, rx))
         event_active(ev_of(f), EV_READ, 1); /* after the other ready events */
     return 0;
 }
@@ -289,8 +312,10 @@ static void await_writable(struct fdev *f)
  * when the wsi survived, else f is freed. */
 static int on_write(struct fdev *f)
 {
+    int wanted = f->want_write;
     f->want_write = 0;
     f->kicked = 0;
+    f->called_back = 0;
     int had_partial = lws_partial_buffered(f->wsi);
     if (service(f, POLLOUT) < 0)
         return -1;
@@ -299,9 +324,10 @@ static int on_write(struct fdev *f)
         return 0;
     }
     disarm_write(f);
-    /* lws flushes a partial write without calling the user back: the next
-     * round is the writable callback it owes. */
-    if (f->want_write || had_partial)
+    /* lws flushes a partial write, or sends the pong a client's ping
+     * asked for, without calling the user back: the next round is the
+     * writable callback it owes. */
+    if (f->want_write || had_partial || (wanted && f->websocket && !f->called_back))
         kick_write(f);
     return 0;
 }
@@ -316,7 +342,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
     if ((f->kicked || (what & EV_WRITE && f->write_armed)) && on_write(f) < 0)
         return;
     if (what & EV_READ)
-        on_read(f);
+        on_read(f, what);
 }
 
 /* Nothing pending on f: no write round asked for or under way, no partial
@@ -496,11 +522,26 @@ static lws_dll2_owner_t *find_timers(struct lws_context *ctx)
 int loop_lws_thread_id(struct lws *wsi)
 {
     struct fdev *f = wsi ? lws_get_opaque_user_data(wsi) : NULL;
-    /* Inside service lws writes what it wants before returning, and
-     * on_read/on_write kick again after it. */
-    if (f && !f->in_service)
+    if (!f)
+        return 1;
+    /* Maybe POLLOUT turned on: lws wants a write round until its next
+     * writable callback. Inside service lws writes what it can before
+     * returning; on_read kicks after it, on_write and on_flush when a
+     * partial write or a writable callback is owed. */
+    f->lws_out = 1;
+    if (!f->in_service)
         kick_write(f);
     return 1;
+}
+
+void loop_lws_writeable(struct lws *wsi)
+{
+    struct fdev *f = lws_get_opaque_user_data(wsi);
+    if (f) {
+        f->lws_out = 0;
+        f->websocket = 1;
+        f->called_back = 1;
+    }
 }
 
 /* Over the socket cap: a 503 (HTTP, the first thing every client speaks
@@ -556,10 +597,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     f->loop = loop;
     f->fd = fd;
     f->counted = 1;
+    f->lws_out = 1; /* until lws's first writable callback says otherwise */
     loop->nsockets++;
     /* Edge-triggered, see on_read and arm_write. */
-    event_assign(ev_of(f), loop->base, fd, EV_READ | EV_WRITE | EV_PERSIST | EV_ET,
-                 on_event, f);
+    event_assign(ev_of(f), loop->base, fd,
+                 EV_READ | EV_WRITE | EV_CLOSED | EV_PERSIST | EV_ET, on_event, f);
 
     lws_adopt_desc_t desc = {.vh = loop->vh,
                              .type = LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP |
@@ -785,6 +827,8 @@ struct loop *loop_new(struct event_base *base, struct lws_context *ctx,
         loop_free(loop);
         return NULL;
     }
+    if (!rxwatch_active())
+        log_info("lws's reads are not observed (recv() not interposed): a peek after each");
     char why[128];
     loop->sendq = sendq_new(on_sent, loop, why, sizeof why);
     if (!loop->sendq)

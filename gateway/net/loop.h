@@ -3,15 +3,19 @@
  * Debian's lws 4.1 has no external-poll hooks, so lws never tells us which
  * fds it wants watched. Instead libevent owns the listening socket; each
  * accepted fd is adopted into lws and gets one persistent, edge-triggered
- * EV_READ|EV_WRITE event (held in the socket's own allocation, no malloc of
- * its own), feeding lws_service_fd() (what lws leaves unread, or unwritten
- * while the socket takes more, gets another round at once). A write round
- * is made active directly (event_active: no syscall) by loop_want_write(),
- * the wrapper every lws_callback_on_writable() goes through, and once after
- * every read (lws queues pongs, close replies and handshake answers
- * internally). The socket's own EV_WRITE edge is heeded only while lws
- * holds a partial write or serves a file, that is while the socket itself
- * must tell us when it takes more.
+ * EV_READ|EV_WRITE|EV_CLOSED event (held in the socket's own allocation, no
+ * malloc of its own), feeding lws_service_fd() (what lws leaves unread, or
+ * unwritten while the socket takes more, gets another round at once;
+ * whether a read filled lws's buffer, and so may have left input, comes
+ * from net/rxwatch.h, an EOF due from EV_CLOSED: no peek per read). A write
+ * round is made active directly (event_active: no syscall) by
+ * loop_want_write(), the wrapper every lws_callback_on_writable() goes
+ * through, and after a read when lws asked for one itself (a pong, a close
+ * reply, a handshake answer): lws reports each change of the poll events it
+ * wants through LWS_CALLBACK_GET_THREAD_ID, and drops POLLOUT before each
+ * writable callback. The socket's own EV_WRITE edge is heeded only while
+ * lws holds a partial write or serves a file, that is while the socket
+ * itself must tell us when it takes more.
  * A socket with nothing pending skips even that round: loop_write_soon()
  * lists it, and one event writes every listed socket after the others.
  * With a write window, a socket written less than a window ago is held
@@ -117,8 +121,14 @@ int loop_send(struct lws *wsi, unsigned char *buf, size_t len);
 
 /* The answer to LWS_CALLBACK_GET_THREAD_ID (one thread: a constant); lws
  * asks it whenever the poll events it wants on wsi's socket change, so the
- * socket gets a write round. */
+ * socket gets a write round, and another after each read until
+ * loop_lws_writeable(). */
 int loop_lws_thread_id(struct lws *wsi);
+
+/* Call first in LWS_CALLBACK_SERVER_WRITEABLE: lws has just dropped
+ * POLLOUT, so reads need no write round after them until lws changes its
+ * poll events again. (An HTTP socket gets one after every read.) */
+void loop_lws_writeable(struct lws *wsi);
 
 /* Keeps EV_WRITE armed while on (a file being served by lws itself). */
 void loop_keep_writable(struct lws *wsi, int on);
