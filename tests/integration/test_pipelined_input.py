@@ -26,14 +26,6 @@ def publishes(channel):
         for i in range(1, N + 1))
 
 
-def connect(gw, channel):
-    r = gw.raw(timeout=10)
-    assert r.recv_json()["op"] == "welcome"
-    r.send_json({"op": "subscribe", "channel": channel, "id": 0})
-    assert r.recv_json() == {"op": "ack", "id": 0}
-    return r
-
-
 def served(r, until):
     """Frames until one with opcode `until` (None: EOF) as (acks, seqs,
     pongs, last frame)."""
@@ -61,7 +53,7 @@ ALL = list(range(1, N + 1))
 
 def test_one_segment_of_publishes_then_a_ping(procs):
     gw = procs.gateway("--publish-rate", "0")
-    r = connect(gw, "p")
+    r = gw.raw_subscriber("p")
     r.sock.sendall(publishes("p") + encode_frame(0x9, b"tail"))
     r.send_json({"op": "ping", "id": 99})  # after the ping frame, in another segment
     acks, seqs, pongs = [], [], []
@@ -82,7 +74,7 @@ def test_one_segment_of_publishes_then_a_close(procs):
     """lws answers the close frame at the end of the segment (its reply may
     overtake the last acks, which are then never sent)."""
     gw = procs.gateway("--publish-rate", "0")
-    r = connect(gw, "c")
+    r = gw.raw_subscriber("c")
     r.sock.sendall(publishes("c") + encode_frame(0x8, (1000).to_bytes(2, "big")))
     acks, seqs, _, payload = served(r, 0x8)
     assert payload[:2] == (1000).to_bytes(2, "big"), payload
@@ -94,7 +86,7 @@ def test_one_segment_of_publishes_then_eof(procs):
     gateway closes at once, not at the keepalive a stranded EOF would wait
     for."""
     gw = procs.gateway("--publish-rate", "0", "--ping-interval", "30")
-    r = connect(gw, "e")
+    r = gw.raw_subscriber("e")
     r.sock.sendall(publishes("e"))
     r.sock.shutdown(socket.SHUT_WR)
     t0 = time.monotonic()

@@ -17,14 +17,6 @@ from wsgate_testing import scrape_metrics
 N = 20
 
 
-def subscribe(gw, channel):
-    r = gw.raw(timeout=10)
-    assert r.recv_json()["op"] == "welcome"
-    r.send_json({"op": "subscribe", "channel": channel, "id": 1})
-    assert r.recv_json() == {"op": "ack", "id": 1}
-    return r
-
-
 def publish(gw, channel, seqs):
     for seq in seqs:
         resp = gw.http("POST", "/api/publish", {"channel": channel, "data": {"seq": seq}})
@@ -54,7 +46,7 @@ class Counters:
 
 def test_without_window_each_message_is_a_write(procs):
     gw = procs.gateway("--write-window", "0", "--publish-rate", "0", node_id="n1")
-    r = subscribe(gw, "w")
+    r = gw.raw_subscriber("w")
     c = Counters(gw)
     publish(gw, "w", range(N))
     assert receive(r, N)[0] == list(range(N)), "out of order or missing"
@@ -66,7 +58,7 @@ def test_window_joins_a_stream(procs):
     window = 1.0  # outlasts the publishes by far, even on a slow machine
     gw = procs.gateway("--write-window", str(int(window * 1000)), "--publish-rate", "0",
                        node_id="n1")
-    r = subscribe(gw, "w")
+    r = gw.raw_subscriber("w")
     time.sleep(window + 0.2)  # a quiet spell after the ack
     c = Counters(gw)
     # The first message finds the socket quiet: written at once, not held.
@@ -88,7 +80,7 @@ def test_default_window_leaves_slow_streams_alone(procs):
     """At the default window, messages further apart than it are never held:
     each is its own write, as without a window."""
     gw = procs.gateway("--publish-rate", "0", node_id="n1")
-    r = subscribe(gw, "q")
+    r = gw.raw_subscriber("q")
     time.sleep(0.1)
     c = Counters(gw)
     for i in range(3):

@@ -105,3 +105,11 @@ class Gateway:
 
     def raw(self, **kw):
         return RawWs(self.port, **kw)
+
+    def raw_subscriber(self, channel, timeout=10):
+        """A RawWs past the welcome, subscribed to `channel`."""
+        r = self.raw(timeout=timeout)
+        assert r.recv_json()["op"] == "welcome"
+        r.send_json({"op": "subscribe", "channel": channel, "id": 0})
+        assert r.recv_json() == {"op": "ack", "id": 0}
+        return r
