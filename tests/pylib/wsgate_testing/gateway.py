@@ -1,6 +1,7 @@
 """Owns a running wsgate process: its port, URLs, HTTP and WebSocket clients to it."""
 
 import asyncio
+import os
 import time
 
 from .httpc import http_request
@@ -34,6 +35,14 @@ def wants_insecure_api(args, env):
     return not given.intersection(API_KEY_SETTINGS)
 
 
+def workers_of(args, env):
+    """How many workers `--workers`/WSGATE_WORKERS ask for (auto: one per core)."""
+    args = [str(a) for a in args]
+    i = args.index("--workers") + 1 if "--workers" in args else len(args)
+    n = args[i] if i < len(args) else (env or {}).get("WSGATE_WORKERS", "1")
+    return os.cpu_count() if n == "auto" else int(n) if n.isdigit() else 1
+
+
 class Gateway:
     def __init__(self, procs, args, redis=None, node_id=None, wait_listen=True, wait_broker=True,
                  env=None, cwd=None, listen="127.0.0.1:0", name=None, api_insecure=True):
@@ -57,8 +66,8 @@ class Gateway:
         if wait_listen:
             m = self.proc.wait_line(LISTEN_RE)
             self.port = int(m.group(1))
-            if redis is not None and wait_broker:
-                self.proc.wait_line(r"broker up")
+            if redis is not None and wait_broker:  # every worker's, or one may refuse
+                self.proc.wait_lines(r"broker up", workers_of(args, env))
 
     # --- urls / http
     def ws_url(self, batch=False, path="/ws"):

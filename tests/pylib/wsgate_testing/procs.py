@@ -161,6 +161,18 @@ class Proc:
                                     f"matching {pattern!r}\n{self.dump()}")
                 self.cond.wait(remaining)
 
+    def wait_lines(self, pattern, count, timeout=LINE_TIMEOUT):
+        """Block until `count` lines match regex `pattern`."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while sum(1 for _, t in self.lines if rx.search(t)) < count:
+                remaining = deadline - time.monotonic()
+                if self._eof >= 2 or remaining <= 0:
+                    raise ProcError(f"{self.name}: {count} line(s) matching {pattern!r} not seen "
+                                    f"(exit status {self.p.poll()})\n{self.dump()}")
+                self.cond.wait(remaining)
+
     def has_line(self, pattern, start=0):
         rx = re.compile(pattern)
         with self.cond:
