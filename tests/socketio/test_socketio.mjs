@@ -5,7 +5,7 @@
 // protocol v1 and POST /api/publish, heartbeats, connect tokens, and bad
 // input answered clearly while other clients carry on.
 //
-// Run: tests/socketio/setup.sh && node --test tests/socketio/
+// Run: tests/socketio/setup.sh && node --test tests/socketio/test_socketio.mjs
 // (WSGATE_BIN: the binary; default build/wsgate).
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
