@@ -59,8 +59,8 @@ static void raise_fd_limit(void)
     }
 }
 
-/* Node id: --node-id, else hostname:port once the port is bound (port 0:
- * the hostname alone, for the lines logged before). */
+/* Node id: --node-id, else hostname:port (port 0, i.e. --port 0 before the
+ * kernel picked one: the hostname alone, for the lines logged before). */
 static const char *node_id(const struct config *cfg, int port, char *buf, size_t len)
 {
     if (cfg->node_id[0])
@@ -183,7 +183,7 @@ int main(int argc, char **argv)
     char node[CONFIG_STR_MAX + 16];
     struct server *server = NULL;
     struct sio_bridge *bridge = NULL;
-    log_set_node(node_id(&app.cfg, 0, node, sizeof node));
+    log_set_node(node_id(&app.cfg, app.cfg.listen_port, node, sizeof node));
     if (no_web)
         log_warn("no web root at %s: static files are not served", app.cfg.web_root);
     if (!app.cfg.api_key[0] && !app.cfg.admin_key[0] && !app.cfg.api_insecure)

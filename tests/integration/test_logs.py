@@ -51,6 +51,17 @@ async def test_node_without_node_id(procs):
 
 
 @async_test(20)
+async def test_node_on_a_fixed_port_from_the_first_line(procs):
+    """A port given with --listen names the node from the first line on."""
+    port = free_port()
+    gw = procs.gateway("--log-format", "json", "--log-level", "debug",
+                       listen=f"127.0.0.1:{port}")
+    lines = json_lines(gw)
+    host = lines[-1]["node"].rsplit(":", 1)[0]
+    assert all(l.get("node") == f"{host}:{port}" for l in lines), lines
+
+
+@async_test(20)
 async def test_broker_lines_carry_address_and_retry(procs):
     port = free_port()   # nothing listens: the gateway retries
     gw = procs.gateway("--log-format", "json", "--redis", f"redis://127.0.0.1:{port}",
