@@ -1,8 +1,8 @@
 """Slow readers: 10% of 2,000 subscribers reading at 1 KB/s. The others'
 p99 delivery latency is unchanged, the gateway's RSS stays within what the
-queue limits allow, and the slow ones are cut off as documented (1008 "slow
-consumer": queue dropped, socket reset; counted as
-wsgate_disconnects_total{reason="slow_consumer"}).
+queue limits allow, and the slow ones are cut off as documented (queue
+dropped, socket reset: no close frame could pass a full socket buffer;
+counted as wsgate_disconnects_total{reason="slow_consumer"}).
 
 One embedded-broker gateway, 2,000 raw WebSocket subscribers on one channel:
 1,800 healthy ones read by one selector thread that stamps each recv() and
