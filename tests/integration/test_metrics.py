@@ -9,10 +9,17 @@ upgrades by reason and HTTP API answers by status."""
 
 import asyncio
 import json
+import os
+import platform
+from pathlib import Path
 
 import pytest
 
-from wsgate_testing import WsClient, ascrape_metrics, async_test, await_metrics, parse_prometheus
+from wsgate_testing import (WSGATE_BIN, WsClient, ascrape_metrics, async_test, await_metrics,
+                            parse_prometheus)
+
+# tests/bench/nouring, built beside wsgate (x86_64 only): io_uring forbidden.
+NOURING_BIN = Path(WSGATE_BIN).parent / "tests" / "bench" / "nouring"
 
 
 # counters that are not one zero sample on a fresh node (labelled, or CPU time)
@@ -382,6 +389,28 @@ async def test_one_submission_carries_a_fanout(procs):
     gw = procs.gateway(node_id="n1")
     if "io_uring unavailable" in gw.proc.text():
         pytest.skip("io_uring is unavailable here: the gateway sends one send() per write")
+    await broadcast_to_40(gw, {"wsgate_send_submits_total": 1, "wsgate_sends_batched_total": 40,
+                               "wsgate_writes_total": 40})
+
+
+@async_test(40)
+async def test_fanout_without_io_uring(procs):
+    """Under a seccomp filter that refuses io_uring as Docker's and Podman's
+    default profiles do (tests/bench/nouring), the gateway says so and sends
+    each write by send(): the broadcast arrives, no submission is counted."""
+    if platform.machine() != "x86_64":
+        pytest.skip("tests/bench/nouring holds x86_64's syscall numbers")
+    assert os.access(NOURING_BIN, os.X_OK), f"{NOURING_BIN} not built"
+    gw = procs.gateway(node_id="n1", prefix=[str(NOURING_BIN)])
+    await gw.await_line(r"io_uring unavailable \(Operation not permitted\): one send\(\) per write")
+    m = await broadcast_to_40(gw, {"wsgate_send_submits_total": 0,
+                                   "wsgate_sends_batched_total": 0, "wsgate_writes_total": 40})
+    assert m.value("wsgate_send_submits_total") == 0
+
+
+async def broadcast_to_40(gw, expected):
+    """One broadcast to 40 idle subscribers of gw, which each get it intact;
+    expected: the counters' deltas. Returns the metrics after it."""
     subs = [await gw.subscriber("fan") for _ in range(40)]
     await asyncio.sleep(0.1)  # idle: past the write window of their subscribe acks
     m0 = await ascrape_metrics(gw)
@@ -390,7 +419,7 @@ async def test_one_submission_carries_a_fanout(procs):
     for s in subs:
         assert await s.next_message("fan") == {"n": 1, "pad": "x" * 200}
     m1 = await ascrape_metrics(gw)
-    check(m1, m0, {"wsgate_send_submits_total": 1, "wsgate_sends_batched_total": 40,
-                   "wsgate_writes_total": 40}, "after one broadcast to 40 subscribers")
+    check(m1, m0, expected, "after one broadcast to 40 subscribers")
     for s in subs:
         await s.close()
+    return m1

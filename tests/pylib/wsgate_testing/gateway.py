@@ -45,9 +45,11 @@ def workers_of(args, env):
 
 class Gateway:
     def __init__(self, procs, args, redis=None, node_id=None, wait_listen=True, wait_broker=True,
-                 env=None, cwd=None, listen="127.0.0.1:0", name=None, api_insecure=True):
+                 env=None, cwd=None, listen="127.0.0.1:0", name=None, api_insecure=True,
+                 prefix=()):
+        """prefix: a command the gateway runs under (e.g. tests/bench/nouring)."""
         require_binary()
-        argv = [WSGATE_BIN]
+        argv = [*prefix, WSGATE_BIN]
         if api_insecure and wants_insecure_api(args, env):
             argv.append("--api-insecure")
         if listen is not None:

@@ -232,11 +232,12 @@ class Procs:
         return Redis(self)
 
     def gateway(self, *args, redis=None, node_id=None, wait_listen=True, wait_broker=True,
-                env=None, cwd=None, listen="127.0.0.1:0", name=None, api_insecure=True):
+                env=None, cwd=None, listen="127.0.0.1:0", name=None, api_insecure=True,
+                prefix=()):
         from .gateway import Gateway   # gateway.py builds on this module
         return Gateway(self, args, redis=redis, node_id=node_id, wait_listen=wait_listen,
                        wait_broker=wait_broker, env=env, cwd=cwd, listen=listen, name=name,
-                       api_insecure=api_insecure)
+                       api_insecure=api_insecure, prefix=prefix)
 
     def next_name(self, base):
         self._n += 1
