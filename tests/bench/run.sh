@@ -5,11 +5,12 @@
 # wsbench against them with --gateway-pid for each gateway (and --aux-pid for
 # Redis), prints the figures, stops everything it started by PID and exits
 # with wsbench's status. Builds nothing: it expects build/wsgate and
-# build/tests/bench/wsbench (or BUILD_DIR=/path/to/build; WSGATE= and
-# WSBENCH= name the binaries directly).
+# build/tests/bench/wsbench (or BUILD_DIR=/path/to/build; WSGATE=,
+# WSBENCH= and NOURING= name the binaries directly).
 #
 #   tests/bench/run.sh [--subs N] [--messages M] [--rate R] [--size B]
 #                      [--gateways G] [--workers W] [--redis|--embedded] [--batch]
+#                      [--no-uring]
 #                      [--timeout S (default 300)] [--procs P]
 #                      [--server wsgate|wsgate-sio|nchan|socketio]
 #                      [--scenario default|all|sidebyside|100k]
@@ -33,6 +34,12 @@
 #
 # --workers W starts each gateway with --workers W (Redis only) and measures
 # the CPU and RSS of its worker processes.
+#
+# --no-uring starts the wsgate gateways (and so their workers) under
+# build/tests/bench/nouring, a seccomp filter that refuses io_uring as the
+# default profiles of Docker and Podman do: each logs "io_uring unavailable"
+# and makes one send() per write, as under `docker compose up`. wsbench,
+# Redis and the other servers run as usual (x86_64 only).
 #
 # Default scenario: 1000 subscribers, 2000 messages of 200 bytes at 1000/s,
 # Redis, 1 gateway. --scenario all runs, one after the other, 1000 subscribers
@@ -76,6 +83,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$REPO/build}
 WSGATE=${WSGATE:-$BUILD_DIR/wsgate}
 WSBENCH=${WSBENCH:-$BUILD_DIR/tests/bench/wsbench}
+NOURING=${NOURING:-$BUILD_DIR/tests/bench/nouring}
 
 SUBS=1000
 MESSAGES=2000
@@ -85,6 +93,7 @@ GATEWAYS=1
 WORKERS=1
 MODE=redis
 BATCH=0
+NO_URING=0
 TIMEOUT=300
 SCENARIO=default
 SERVER=wsgate
@@ -132,6 +141,7 @@ while [ $# -gt 0 ]; do
     --redis) MODE=redis; shift ;;
     --embedded) MODE=embedded; shift ;;
     --batch) BATCH=1; shift ;;
+    --no-uring) NO_URING=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --) shift; EXTRA=("$@"); break ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -191,6 +201,10 @@ fi
 if [ "$SERVER" = nchan ] || [ "$SERVER" = socketio ]; then
     [ "$MODE" = redis ] || die "--server $SERVER needs --redis"
     [ "$WORKERS" = 1 ] || die "--workers is wsgate's"
+    [ "$NO_URING" = 0 ] || die "--no-uring is wsgate's"
+fi
+if [ "$NO_URING" = 1 ] && [ ! -x "$NOURING" ]; then
+    die "--no-uring needs $NOURING (build first; x86_64 only)"
 fi
 
 # ---------------------------------------------------------------------------
@@ -235,6 +249,11 @@ if [ "$SCENARIO" = all ] || [ "$SCENARIO" = sidebyside ]; then
         # Idle rows need more connections than one worker's default cap.
         export WSGATE_MAX_CONNECTIONS="${WSGATE_MAX_CONNECTIONS:-20000}"
     fi
+    if [ "$NO_URING" = 1 ]; then # the wsgate rows only
+        for i in "${!args[@]}"; do
+            [[ ${args[$i]} =~ --server\ (nchan|socketio) ]] || args[i]+=" --no-uring"
+        done
+    fi
     results=() idles=()
     overall=0
     # run_one TITLE ARGS...: one run of this script, tee'd; sets rc and line.
@@ -270,7 +289,8 @@ if [ "$SCENARIO" = all ] || [ "$SCENARIO" = sidebyside ]; then
         fi
     done
     echo "=================================================================="
-    echo "summary ($(nproc) CPUs; bench, servers and redis share them; $(date -u '+%Y-%m-%d %H:%M UTC'))"
+    echo "summary ($(nproc) CPUs; bench, servers and redis share them; $(date -u '+%Y-%m-%d %H:%M UTC')$(
+        [ "$NO_URING" = 1 ] && echo "; wsgate with io_uring forbidden"))"
     echo "=================================================================="
     get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
     ms() { local v; v=$(get "$1"); [ -n "$v" ] && awk -v v="$v" 'BEGIN{printf "%.1f", v/1000}'; }
@@ -428,7 +448,7 @@ export WSGATE_PUBLISH_RATE="${WSGATE_PUBLISH_RATE:-0}"
 rate_txt="rate $RATE/s"
 [ "$RATE" = 0 ] && rate_txt="rate unlimited (publish window)"
 echo "run.sh: $SERVER, $MODE, $GATEWAYS gateway(s) x $WORKERS worker(s), $SUBS subscribers, $MESSAGES messages x $SIZE B," \
-    "$rate_txt$([ "$BATCH" = 1 ] && echo ", batch")"
+    "$rate_txt$([ "$BATCH" = 1 ] && echo ", batch")$([ "$NO_URING" = 1 ] && echo ", io_uring forbidden")"
 env | grep '^WSGATE_' | sed 's/^/run.sh: gateway environment: /'
 echo "run.sh: machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -455,11 +475,12 @@ fi
 # start_wsgate I: gateway I on a port of its choosing; sets pid and port.
 # shellcheck disable=SC2317 # called as start_$SERVER
 start_wsgate() {
-    local i=$1 log=$LOGDIR/gateway$1.log args
-    args=(--listen 127.0.0.1:0 --drain-seconds 2)
+    local i=$1 log=$LOGDIR/gateway$1.log args=()
+    [ "$NO_URING" = 1 ] && args=("$NOURING") # it execs wsgate: $! stays the gateway's pid
+    args+=("$WSGATE" --listen 127.0.0.1:0 --drain-seconds 2)
     [ "$WORKERS" -gt 1 ] && args+=(--workers "$WORKERS")
     [ -n "$REDIS_URL" ] && args+=(--redis "$REDIS_URL")
-    "$WSGATE" "${args[@]}" >"$log" 2>&1 &
+    "${args[@]}" >"$log" 2>&1 &
     pid=$!
     GW_PIDS+=("$pid")
     if ! wait_line "$log" 'listening on 127\.0\.0\.1:[0-9]+' 10 "$pid"; then
@@ -612,6 +633,10 @@ for i in "${!GW_PIDS[@]}"; do
     echo "run.sh: gateway $i log: $(wc -l <"$log") lines, $nwarn at warn/error" \
         "($nslow slow-consumer closes)"
     grep -E "$warn" "$log" | head -n 5 | sed 's/^/    /'
+    # --no-uring, or a host that forbids io_uring itself: say so beside the figures
+    nuring=$(grep -c 'io_uring unavailable' "$log")
+    [ "$nuring" -eq 0 ] || echo "run.sh: gateway $i: $nuring process(es) without io_uring:" \
+        "$(grep -m 1 -o 'io_uring unavailable.*' "$log")"
 done
 if [ -n "$REDIS_PID" ] && ! kill -0 "$REDIS_PID" 2>/dev/null; then
     echo "run.sh: redis-server DIED during the run" >&2
