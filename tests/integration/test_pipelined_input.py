@@ -93,3 +93,26 @@ def test_one_segment_of_publishes_then_eof(procs):
     acks, seqs, pongs, _ = served(r, None)
     assert (acks, seqs, pongs) == (ALL, ALL, [])
     assert time.monotonic() - t0 < 5
+
+
+def first_control_frame(r):
+    """The first frame that is not a text frame (the welcome), as (opcode, payload)."""
+    while True:
+        fin, op, payload = r.recv_frame()
+        if op != 0x1:
+            return op, payload
+
+
+def test_control_frames_sent_with_the_upgrade_request(procs):
+    """Frames in the segment of the upgrade request (a client that does not
+    wait for the 101) are kept by lws until the upgrade is done and parsed in
+    the write round that sends the welcome: the pong and the close reply
+    they call for must leave then, not wait for the client's next frame (a
+    client pinging for its keepalive would wait for the gateway's own ping,
+    25 s, and give up)."""
+    gw = procs.gateway()
+    r = gw.raw(early=encode_frame(0x9, b"early"))
+    assert first_control_frame(r) == (0xA, b"early")
+    r = gw.raw(early=encode_frame(0x8, (1000).to_bytes(2, "big")))
+    op, payload = first_control_frame(r)
+    assert (op, payload[:2]) == (0x8, (1000).to_bytes(2, "big"))

@@ -68,8 +68,9 @@ def parse_frame(buf):
 class RawWs:
     """Blocking minimal WebSocket client on a plain (or TLS) socket."""
 
-    def __init__(self, port, path="/ws", rcvbuf=None, timeout=5.0, tls=None):
-        """tls: an ssl.SSLContext to speak wss:// instead of ws://."""
+    def __init__(self, port, path="/ws", rcvbuf=None, timeout=5.0, tls=None, early=b""):
+        """tls: an ssl.SSLContext to speak wss:// instead of ws://. early: bytes
+        (frames) sent in the same segment as the upgrade request, before the 101."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             # must be set before connect() so the advertised window stays small
@@ -82,7 +83,7 @@ class RawWs:
         req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
         self.t_request = time.monotonic()
-        self.sock.sendall(req.encode())
+        self.sock.sendall(req.encode() + early)
         buf = b""
         while b"\r\n\r\n" not in buf:
             chunk = self.sock.recv(4096)
