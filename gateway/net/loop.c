@@ -326,10 +326,14 @@ static int on_write(struct fdev *f)
     disarm_write(f);
     /* lws flushes a partial write, or sends the pong a client's ping
      * asked for, without calling the user back: the next round is the
-     * writable callback it owes. After the callback, the same round may
-     * parse input lws kept from the upgrade request's segment and want
-     * POLLOUT again (a pong, a close reply): lws_out says so. */
-    if (f->want_write || had_partial || (wanted && f->websocket && !f->called_back) ||
+     * writable callback it owes. The round after a flush is owed one as a
+     * kick is, so a pong that takes it is followed by another. After the
+     * callback, the same round may parse input lws kept from the upgrade
+     * request's segment and want POLLOUT again (a pong, a close reply):
+     * lws_out says so. */
+    if (had_partial)
+        f->want_write = 1;
+    if (f->want_write || (wanted && f->websocket && !f->called_back) ||
         (f->called_back && f->lws_out))
         kick_write(f);
     return 0;

@@ -25,6 +25,7 @@ buffer is closed by the soft limit while 200 others receive every message, in
 order, and keep receiving while it is stuck."""
 
 import asyncio
+import json
 import threading
 import time
 
@@ -32,6 +33,7 @@ import pytest
 
 from wsgate_testing import (NO_PUBLISH_RATE, ascrape_metrics, async_test, await_metrics,
                             scrape_metrics)
+from wsgate_testing.wsclient import encode_frame
 
 
 async def publish_window(pub, subs, ids, pad, id_offset=1):
@@ -375,3 +377,37 @@ def test_queued_frames_leave_together(procs):
     assert writes <= n / 4, f"{writes} writes carried {n} messages: not joined"
     assert max(per_recv) >= 10, per_recv
     r.close()
+
+
+def test_subscriber_that_fell_behind_and_pings_gets_everything(procs):
+    """A WebSocket ping from a subscriber that fell behind (its socket full,
+    lws holding the rest of a write, the queue behind it) is answered in the
+    write round after that rest leaves, which lws does without calling us
+    back: the writable callback it still owes must follow, or the queue waits
+    for the client's next frame or the gateway's own ping (--ping-interval)."""
+    gw = procs.gateway("--sndbuf", "4096", "--publish-rate", "0", "--ping-interval", "60",
+                       node_id="n1")
+    sub = gw.raw(rcvbuf=4096)
+    assert sub.recv_json()["op"] == "welcome"
+    sub.send_json({"op": "subscribe", "channel": "lag", "id": 1})
+    assert sub.recv_json() == {"op": "ack", "id": 1}
+    pub = gw.raw()
+    assert pub.recv_json()["op"] == "welcome"
+    n, pad = 200, "p" * 1000
+    pub.sock.sendall(b"".join(
+        encode_frame(0x1, json.dumps({"op": "publish", "channel": "lag",
+                                      "data": {"seq": i, "pad": pad}, "id": i}))
+        for i in range(n)))
+    for i in range(n):  # every message queued for the subscriber, which reads nothing yet
+        assert pub.recv_json() == {"op": "ack", "id": i}
+    time.sleep(0.2)  # its writes settle: socket full, lws holding a rest, awaiting room
+    sub.sock.sendall(encode_frame(0x9, b"behind"))
+    time.sleep(0.2)  # the gateway reads the ping while the socket is still full
+    seqs, pongs = [], []
+    while len(seqs) < n or not pongs:
+        fin, op, payload = sub.recv_frame()
+        if op == 0xA:
+            pongs.append(payload)
+        else:
+            seqs.append(json.loads(payload)["data"]["seq"])
+    assert (seqs, pongs) == (list(range(n)), [b"behind"])
