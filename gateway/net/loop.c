@@ -111,7 +111,7 @@ struct fdev {
     unsigned char queued;       /* a send of it waits in loop->sendq */
     unsigned char was_soon;     /* its last message came within a window of a send */
     unsigned char lws_out;      /* lws may want a write round: see loop_lws_thread_id */
-    unsigned char websocket;    /* its writable callbacks reach loop_lws_writeable */
+    unsigned char websocket;    /* a WebSocket writable callback reached loop_lws_writeable */
     unsigned char called_back;  /* a writable callback ran in this write round */
     unsigned char peer_shut;    /* the peer shut its side (EV_CLOSED): an EOF is due */
     max_align_t ev[];           /* the struct event: event_get_struct_event_size() */
@@ -272,7 +272,8 @@ static int input_left(const struct fdev *f, enum rxwatch_result rx)
  * up at once each close cost more the more were waiting. An edge is not
  * repeated, so input lws leaves behind is serviced again from here. A write
  * round follows only when lws asked for one meanwhile (a pong, a close
- * reply, a handshake answer: see loop_lws_thread_id).
+ * reply, a handshake answer: see loop_lws_thread_id), or before the
+ * socket's first WebSocket writable callback (HTTP, the upgrade).
  * Returns 0 when the wsi survived, else f is freed. */
 static int on_read(struct fdev *f, short what)
 {
@@ -283,7 +284,7 @@ static int on_read(struct fdev *f, short what)
     enum rxwatch_result rx = rxwatch_end();
     if (rc < 0)
         return -1;
-    if (f->lws_out)
+    if (f->lws_out || !f->websocket)
         kick_write(f);
     if (input_left(f, rx))
         event_active(ev_of(f), EV_READ, 1); /* after the other ready events */
@@ -328,9 +329,10 @@ static int on_write(struct fdev *f)
      * asked for, without calling the user back: the next round is the
      * writable callback it owes. The round after a flush is owed one as a
      * kick is, so a pong that takes it is followed by another. After the
-     * callback, the same round may parse input lws kept from the upgrade
-     * request's segment and want POLLOUT again (a pong, a close reply):
-     * lws_out says so. */
+     * callback, the same round may want POLLOUT again, which lws_out says:
+     * input lws kept from the upgrade request's segment asks for a pong or
+     * a close reply, or a completed keep-alive transaction for the round
+     * that lets lws serve the next request, maybe already read. */
     if (had_partial)
         f->want_write = 1;
     if (f->want_write || (wanted && f->websocket && !f->called_back) ||
@@ -541,12 +543,12 @@ int loop_lws_thread_id(struct lws *wsi)
     return 1;
 }
 
-void loop_lws_writeable(struct lws *wsi)
+void loop_lws_writeable(struct lws *wsi, int websocket)
 {
     struct fdev *f = lws_get_opaque_user_data(wsi);
     if (f) {
         f->lws_out = 0;
-        f->websocket = 1;
+        f->websocket |= (unsigned char)websocket;
         f->called_back = 1;
     }
 }
@@ -604,7 +606,6 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
     f->loop = loop;
     f->fd = fd;
     f->counted = 1;
-    f->lws_out = 1; /* until lws's first writable callback says otherwise */
     loop->nsockets++;
     /* Edge-triggered, see on_read and arm_write. */
     event_assign(ev_of(f), loop->base, fd,

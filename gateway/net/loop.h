@@ -125,10 +125,13 @@ int loop_send(struct lws *wsi, unsigned char *buf, size_t len);
  * loop_lws_writeable(). */
 int loop_lws_thread_id(struct lws *wsi);
 
-/* Call first in LWS_CALLBACK_SERVER_WRITEABLE: lws has just dropped
- * POLLOUT, so reads need no write round after them until lws changes its
- * poll events again. (An HTTP socket gets one after every read.) */
-void loop_lws_writeable(struct lws *wsi);
+/* Call first in LWS_CALLBACK_SERVER_WRITEABLE (websocket 1) and
+ * LWS_CALLBACK_HTTP_WRITEABLE (0): lws has just dropped POLLOUT, so a
+ * WebSocket's reads need no write round after them until lws changes its
+ * poll events again (an HTTP socket gets one after every read), and a
+ * change later in the same round (a keep-alive transaction completed, a
+ * pong owed) gets a round of its own. */
+void loop_lws_writeable(struct lws *wsi, int websocket);
 
 /* Keeps EV_WRITE armed while on (a file being served by lws itself). */
 void loop_keep_writable(struct lws *wsi, int on);

@@ -442,7 +442,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
             return receive(app, wsi, pss, in, len);
         return pss->eio ? probe_receive(wsi, pss, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        loop_lws_writeable(wsi);
+        loop_lws_writeable(wsi, 1);
         /* Once the close is handed over, lws sends the close frame and
          * awaits the peer's (dropping its data frames meanwhile); a second
          * -1 would make lws give up on that handshake and cut the TCP
@@ -477,6 +477,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
             http_release(&pss->http);
         loop_wsi_destroyed(wsi);
         return 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        loop_lws_writeable(wsi, 0);
+        /* fallthrough */
     default:
         if (pss && http_callback(app, wsi, reason, &pss->http, in, len, &rc))
             return rc;

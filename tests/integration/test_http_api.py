@@ -3,6 +3,7 @@ error replies, static files from the web root, path traversal."""
 
 import http.client
 import json
+import re
 import socket
 
 import pytest
@@ -65,6 +66,28 @@ async def test_api_publish_keepalive_connection(gw):
     assert [s for s, _ in res] == [200, 200, 200], res
     for i in range(3):
         assert await c.next_message("ka") == i
+
+
+def test_request_pipelined_behind_a_post(gw):
+    """A request sent right behind a POST, in one segment, is read with it;
+    lws serves it once the POST's reply has completed the transaction and a
+    write round has followed (keep-alive). Without that round it went
+    unanswered until lws's keep-alive timeout closed the connection (5 s)."""
+    body = json.dumps({"channel": "pl", "data": 1}).encode()
+    post = (b"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    get = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(post + get)
+        data = b""
+        while len(re.findall(rb"HTTP/1\.1 \d+", data)) < 2:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                raise AssertionError(f"the pipelined GET is unanswered after 5 s: {data!r}")
+            assert chunk, f"EOF: {data!r}"
+            data += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d+)", data) == [b"200", b"200"], data
 
 
 BAD_BODIES = [
