@@ -113,6 +113,7 @@ struct fdev {
     unsigned char lws_out;      /* lws may want a write round: see loop_lws_thread_id */
     unsigned char websocket;    /* a WebSocket writable callback reached loop_lws_writeable */
     unsigned char called_back;  /* a writable callback ran in this write round */
+    unsigned char owed;         /* a round asked for went to a pong: the callback is owed */
     unsigned char peer_shut;    /* the peer shut its side (EV_CLOSED): an EOF is due */
     max_align_t ev[];           /* the struct event: event_get_struct_event_size() */
 };
@@ -284,8 +285,11 @@ static int on_read(struct fdev *f, short what)
     enum rxwatch_result rx = rxwatch_end();
     if (rc < 0)
         return -1;
-    if (f->lws_out || !f->websocket)
+    if (f->lws_out || !f->websocket) {
+        if (f->owed) /* this read's pong may take the next round too */
+            f->want_write = 1;
         kick_write(f);
+    }
     if (input_left(f, rx))
         event_active(ev_of(f), EV_READ, 1); /* after the other ready events */
     return 0;
@@ -328,15 +332,20 @@ static int on_write(struct fdev *f)
     /* lws flushes a partial write, or sends the pong a client's ping
      * asked for, without calling the user back: the next round is the
      * writable callback it owes. The round after a flush is owed one as a
-     * kick is, so a pong that takes it is followed by another. After the
-     * callback, the same round may want POLLOUT again, which lws_out says:
-     * input lws kept from the upgrade request's segment asks for a pong or
-     * a close reply, or a completed keep-alive transaction for the round
-     * that lets lws serve the next request, maybe already read. */
+     * kick is, so a pong that takes it is followed by another; the
+     * callback stays owed until it runs, so a ping read meanwhile, whose
+     * pong takes that round in turn, is followed by another too (on_read).
+     * After the callback, the same round may want POLLOUT again, which
+     * lws_out says: input lws kept from the upgrade request's segment asks
+     * for a pong or a close reply, or a completed keep-alive transaction
+     * for the round that lets lws serve the next request, maybe already
+     * read. */
     if (had_partial)
         f->want_write = 1;
-    if (f->want_write || (wanted && f->websocket && !f->called_back) ||
-        (f->called_back && f->lws_out))
+    int lost = wanted && f->websocket && !f->called_back;
+    if (lost)
+        f->owed = 1;
+    if (f->want_write || lost || (f->called_back && f->lws_out))
         kick_write(f);
     return 0;
 }
@@ -550,6 +559,7 @@ void loop_lws_writeable(struct lws *wsi, int websocket)
         f->lws_out = 0;
         f->websocket |= (unsigned char)websocket;
         f->called_back = 1;
+        f->owed = 0;
     }
 }
 

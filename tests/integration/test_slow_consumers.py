@@ -26,6 +26,8 @@ order, and keep receiving while it is stuck."""
 
 import asyncio
 import json
+import os
+import signal
 import threading
 import time
 
@@ -379,35 +381,79 @@ def test_queued_frames_leave_together(procs):
     r.close()
 
 
-def test_subscriber_that_fell_behind_and_pings_gets_everything(procs):
-    """A WebSocket ping from a subscriber that fell behind (its socket full,
-    lws holding the rest of a write, the queue behind it) is answered in the
-    write round after that rest leaves, which lws does without calling us
-    back: the writable callback it still owes must follow, or the queue waits
-    for the client's next frame or the gateway's own ping (--ping-interval)."""
-    gw = procs.gateway("--sndbuf", "4096", "--publish-rate", "0", "--ping-interval", "60",
-                       node_id="n1")
+
+BEHIND = 1500  # messages of 1 KB: far beyond the socket buffers, most queued
+
+
+def fallen_behind(procs):
+    """A gateway and a subscriber (4 KB receive buffer) that has read none of
+    BEHIND messages: its socket full, lws holding the rest of a write, the
+    rest queued, the gateway waiting for room. No limit cuts it off and the
+    gateway does not ping it."""
+    gw = procs.gateway("--publish-rate", "0", "--queue-soft-bytes", "0", "--max-queue-bytes", "64m",
+                       "--ping-interval", "60", node_id="n1")
     sub = gw.raw(rcvbuf=4096)
     assert sub.recv_json()["op"] == "welcome"
     sub.send_json({"op": "subscribe", "channel": "lag", "id": 1})
     assert sub.recv_json() == {"op": "ack", "id": 1}
     pub = gw.raw()
     assert pub.recv_json()["op"] == "welcome"
-    n, pad = 200, "p" * 1000
     pub.sock.sendall(b"".join(
         encode_frame(0x1, json.dumps({"op": "publish", "channel": "lag",
-                                      "data": {"seq": i, "pad": pad}, "id": i}))
-        for i in range(n)))
-    for i in range(n):  # every message queued for the subscriber, which reads nothing yet
+                                      "data": {"seq": i, "pad": "p" * 1000}, "id": i}))
+        for i in range(BEHIND)))
+    for i in range(BEHIND):
         assert pub.recv_json() == {"op": "ack", "id": i}
-    time.sleep(0.2)  # its writes settle: socket full, lws holding a rest, awaiting room
-    sub.sock.sendall(encode_frame(0x9, b"behind"))
-    time.sleep(0.2)  # the gateway reads the ping while the socket is still full
-    seqs, pongs = [], []
-    while len(seqs) < n or not pongs:
+    time.sleep(0.2)  # its writes settle
+    return gw, sub
+
+
+def receive_everything(sub, pongs):
+    """Reads every message, in order, and `pongs` pongs; returns the pongs. A
+    stall fails on the socket's 5 s timeout."""
+    seqs, got = [], []
+    while len(seqs) < BEHIND or len(got) < pongs:
         fin, op, payload = sub.recv_frame()
         if op == 0xA:
-            pongs.append(payload)
+            got.append(payload)
         else:
             seqs.append(json.loads(payload)["data"]["seq"])
-    assert (seqs, pongs) == (list(range(n)), [b"behind"])
+    assert seqs == list(range(BEHIND)), "out of order or missing"
+    return got
+
+
+def test_subscriber_that_fell_behind_and_pings_gets_everything(procs):
+    """A WebSocket ping from a subscriber that fell behind is answered in the
+    write round after lws sent the rest of its write, which lws does without
+    calling us back: the writable callback it still owes must follow, or the
+    queue waits for the client's next frame or the gateway's own ping."""
+    gw, sub = fallen_behind(procs)
+    sub.sock.sendall(encode_frame(0x9, b"behind"))
+    time.sleep(0.2)  # the gateway reads the ping while the socket is still full
+    assert receive_everything(sub, 1) == [b"behind"]
+
+
+def test_subscriber_that_fell_behind_and_pings_twice_gets_everything(procs):
+    """The same when a second ping is read after the first pong took the
+    owed round, before the callback came: its pong takes the next round, and
+    the callback is still owed. The gateway is stopped while the subscriber
+    empties its socket and sends both pings, with 5 pongs of padding between
+    them so that lws (about 530 bytes a read) reads them apart, in the order
+    above: the room and the first ping, then the second."""
+    gw, sub = fallen_behind(procs)
+    os.kill(gw.proc.pid, signal.SIGSTOP)
+    try:
+        sub.sock.settimeout(0.3)
+        try:
+            while chunk := sub.sock.recv(65536):  # until the kernel has no more for it
+                sub.buf += chunk
+        except TimeoutError:
+            pass
+        sub.sock.settimeout(5)
+        sub.sock.sendall(encode_frame(0x9, b"one") +
+                         b"".join(encode_frame(0xA, b"x" * 125) for _ in range(5)) +
+                         encode_frame(0x9, b"two"))
+        time.sleep(0.1)
+    finally:
+        os.kill(gw.proc.pid, signal.SIGCONT)
+    assert receive_everything(sub, 2) == [b"one", b"two"]
