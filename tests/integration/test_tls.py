@@ -13,15 +13,13 @@ each stall would add up to 100 ms, and there are many chances to stall."""
 
 import asyncio
 import json
-import ssl
 import statistics
-import subprocess
 import time
 
 import pytest
 import websockets
 
-from wsgate_testing import RawWs, async_test, encode_frame, run_wsgate
+from wsgate_testing import RawWs, async_test, encode_frame, run_wsgate, self_signed
 from wsgate_testing.httpc import http_request
 
 
@@ -33,12 +31,7 @@ def is_ack(o, rid):
 @pytest.fixture
 def cert(tmp_path):
     """(cert, key, ssl client context trusting exactly that cert)."""
-    c, k = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(k), "-out", str(c)], check=True, capture_output=True, timeout=60)
-    ctx = ssl.create_default_context(cafile=str(c))
-    return c, k, ctx
+    return self_signed(tmp_path)
 
 
 @pytest.fixture

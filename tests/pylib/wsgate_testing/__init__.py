@@ -9,12 +9,14 @@ Modules, one concern each:
   gateway   a running wsgate process (Gateway), common flag sets
   prom      strict Prometheus text-format parser, /metrics scraping
   tokens    HS256 connect tokens (JWT) minted with hmac
+  certs     a self-signed certificate for the TLS tests
   cluster   deploy/local-cluster.sh: N gateways + HAProxy + Redis
   fixtures  the shared pytest fixtures (procs, redis, gw, rgw, anygw, mkgw, cluster)
 
 The names tests use are re-exported here: from wsgate_testing import async_test.
 """
 
+from .certs import self_signed
 from .gateway import MANY_CHANNELS, NO_PUBLISH_RATE, Gateway
 from .httpc import HttpResp, http_request, raw_upgrade
 from .procs import (REPO, WSGATE_BIN, Proc, ProcError, Procs, Redis, cpu_seconds, free_port, pid_alive,
